@@ -1,0 +1,184 @@
+//! Cost of one call through the circuit breaker, beside a raw tower service.
+//!
+//! Run: `cargo bench --bench breaker`. Each figure is one call of a service
+//! that succeeds at once: `call` plus one `poll` of the response future.
+
+use std::future::{Ready, ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use meshguard::backoff::Backoff;
+use meshguard::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerService};
+use tower::Service;
+
+/// A service that succeeds at once. A closure, not a function pointer, so
+/// the compiler sees through it in both the raw and the wrapped case.
+fn raw() -> impl Service<u64, Response = u64, Error = &'static str, Future = Ready<Result<u64, &'static str>>>
++ Clone
++ Send {
+    tower::service_fn(|x| ready(Result::Ok(x)))
+}
+
+#[inline]
+fn call_once<S: Service<u64>>(svc: &mut S, cx: &mut Context<'_>, x: u64) -> bool {
+    let fut = pin!(svc.call(x));
+    matches!(fut.poll(cx), Poll::Ready(Result::Ok(_)))
+}
+
+fn wrapped(
+    config: CircuitBreakerConfig,
+) -> CircuitBreakerService<impl Service<u64, Response = u64, Error = &'static str, Future = Ready<Result<u64, &'static str>>> + Clone>
+{
+    tower::Layer::layer(&CircuitBreaker::new("bench", config).layer(), raw())
+}
+
+fn configs() -> Vec<(&'static str, CircuitBreakerConfig)> {
+    vec![
+        ("count_window", CircuitBreakerConfig::default()),
+        ("count_window_big_bucket", CircuitBreakerConfig::builder().count_window(10000, 10).build().unwrap()),
+        (
+            "time_window",
+            CircuitBreakerConfig::builder()
+                .time_window(Duration::from_secs(10), 10)
+                .build()
+                .unwrap(),
+        ),
+        (
+            "slow_call_on",
+            CircuitBreakerConfig::builder()
+                .slow_call_duration(Duration::from_secs(1))
+                .build()
+                .unwrap(),
+        ),
+    ]
+}
+
+fn single_thread(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut g = c.benchmark_group("breaker/one_thread");
+
+    let counter = AtomicU64::new(0);
+    g.bench_function("atomic_fetch_add_floor", |b| {
+        b.iter(|| black_box(&counter).fetch_add(1, Ordering::Relaxed))
+    });
+
+    g.bench_function("clock_read_floor", |b| b.iter(tokio::time::Instant::now));
+
+    let mut svc = raw();
+    g.bench_function("raw_service_fn", |b| {
+        b.iter(|| call_once(&mut svc, &mut cx, black_box(1)))
+    });
+
+    for (name, config) in configs() {
+        let mut svc = wrapped(config);
+        g.bench_function(name, |b| b.iter(|| call_once(&mut svc, &mut cx, black_box(1))));
+    }
+
+    let mut svc = wrapped(CircuitBreakerConfig::default());
+    svc.breaker().disable();
+    g.bench_function("disabled", |b| b.iter(|| call_once(&mut svc, &mut cx, black_box(1))));
+
+    // Open: tripped by failures, with an open period longer than the run.
+    let breaker = CircuitBreaker::new(
+        "open",
+        CircuitBreakerConfig::builder()
+            .count_window(1, 1)
+            .minimum_calls(1)
+            .open_duration(Backoff::constant(Duration::from_secs(3600)))
+            .build()
+            .unwrap(),
+    );
+    let mut failing =
+        tower::Layer::layer(&breaker.layer(), tower::service_fn(|_: u64| ready(Err::<u64, _>("down"))));
+    call_once(&mut failing, &mut cx, 0);
+    assert_eq!(breaker.state(), meshguard::circuit_breaker::State::Open);
+    let mut open = tower::Layer::layer(&breaker.layer(), raw());
+    g.bench_function("open_rejection", |b| {
+        b.iter(|| call_once(&mut open, &mut cx, black_box(1)))
+    });
+    g.finish();
+}
+
+/// Two threads calling clones of one service (one breaker) at once; the
+/// figure is wall time divided by the calls each thread made, i.e. the
+/// latency of a call while the other thread hammers the same breaker.
+fn two_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("breaker/two_threads");
+    g.bench_function("raw_service_fn", |b| {
+        b.iter_custom(|iters| run_two(iters, || raw()))
+    });
+    let breaker = CircuitBreaker::new("shared", CircuitBreakerConfig::default());
+    g.bench_function("count_window", |b| {
+        b.iter_custom(|iters| {
+            let breaker = breaker.clone();
+            run_two(iters, move || tower::Layer::layer(&breaker.layer(), raw()))
+        })
+    });
+    let shared_counter = Arc::new(AtomicU64::new(0));
+    g.bench_function("shared_atomic_fetch_add", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    let c = &shared_counter;
+                    s.spawn(move || {
+                        for _ in 0..iters {
+                            black_box(c.fetch_add(1, Ordering::Relaxed));
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        })
+    });
+    g.finish();
+}
+
+fn run_two<S, F>(iters: u64, make: F) -> Duration
+where
+    S: Service<u64> + Send,
+    F: Fn() -> S + Sync,
+{
+    let barrier = std::sync::Barrier::new(2);
+    let start = std::sync::Mutex::new(None::<Instant>);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let (barrier, make, start) = (&barrier, &make, &start);
+            s.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .unwrap();
+                let _guard = rt.enter();
+                let mut svc = make();
+                let mut cx = Context::from_waker(Waker::noop());
+                barrier.wait();
+                start.lock().unwrap().get_or_insert_with(Instant::now);
+                for i in 0..iters {
+                    black_box(call_once(&mut svc, &mut cx, i));
+                }
+            });
+        }
+    });
+    let started = start.into_inner().unwrap().unwrap();
+    started.elapsed()
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = single_thread, two_threads
+}
+criterion_main!(benches);

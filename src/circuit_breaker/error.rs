@@ -1,0 +1,128 @@
+//! Error types.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::State;
+use crate::BoxError;
+
+/// A call rejected because the breaker is open, forced open, or half-open
+/// with all its probe permits in use.
+///
+/// ```
+/// # use meshguard::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitOpen};
+/// # use meshguard::BoxError;
+/// fn status_for(err: &BoxError) -> u16 {
+///     if err.downcast_ref::<CircuitOpen>().is_some() { 503 } else { 500 }
+/// }
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct CircuitOpen {
+    state: State,
+    retry_after: Option<Duration>,
+}
+
+impl CircuitOpen {
+    pub(crate) fn new(state: State, retry_after: Option<Duration>) -> Self {
+        CircuitOpen { state, retry_after }
+    }
+
+    /// How long until the breaker lets a probe through, when it is known:
+    /// `Some` while open, `None` when forced open or half-open.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The state that rejected the call.
+    pub fn state(&self) -> State {
+        self.state
+    }
+}
+
+impl fmt::Debug for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitOpen")
+            .field("state", &self.state)
+            .field("retry_after", &self.retry_after)
+            .finish()
+    }
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.state, self.retry_after) {
+            (State::HalfOpen, _) => f.write_str("circuit half-open, probes in flight"),
+            (State::ForcedOpen, _) => f.write_str("circuit forced open"),
+            (_, Some(d)) => write!(f, "circuit open, retry after {d:?}"),
+            (_, None) => f.write_str("circuit open"),
+        }
+    }
+}
+
+impl std::error::Error for CircuitOpen {}
+
+/// The error of a [`CircuitBreakerService`](super::CircuitBreakerService):
+/// the call was rejected, or the inner service failed.
+///
+/// It is a plain enum so that a rejection allocates nothing. It converts into
+/// a [`BoxError`] (so every tower layer accepts it), which then downcasts
+/// straight to [`CircuitOpen`] or to the inner error:
+///
+/// ```
+/// use meshguard::BoxError;
+/// use meshguard::circuit_breaker::{BreakerError, CircuitOpen};
+///
+/// fn describe(err: BoxError) -> String {
+///     match err.downcast::<CircuitOpen>() {
+///         Ok(open) => format!("rejected: {open}"),
+///         Err(other) => format!("failed: {other}"),
+///     }
+/// }
+/// # let _ = describe;
+/// ```
+#[derive(Debug)]
+pub enum BreakerError<E> {
+    /// The breaker rejected the call; the inner service was not called.
+    Open(CircuitOpen),
+    /// The inner service failed.
+    Inner(E),
+}
+
+impl<E> BreakerError<E> {
+    /// The rejection, if this is one.
+    pub fn as_open(&self) -> Option<&CircuitOpen> {
+        match self {
+            BreakerError::Open(o) => Some(o),
+            BreakerError::Inner(_) => None,
+        }
+    }
+
+    /// The inner error, if this is one.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            BreakerError::Open(_) => None,
+            BreakerError::Inner(e) => Some(e),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for BreakerError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BreakerError::Open(o) => o.fmt(f),
+            BreakerError::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+// Not `std::error::Error`: that would overlap with std's blanket
+// `From<E: Error> for BoxError`, and this conversion is what lets a boxed
+// error downcast straight to `CircuitOpen` or to the inner error.
+impl<E: Into<BoxError>> From<BreakerError<E>> for BoxError {
+    fn from(err: BreakerError<E>) -> BoxError {
+        match err {
+            BreakerError::Open(o) => Box::new(o),
+            BreakerError::Inner(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The response future of [`CircuitBreakerService`](super::CircuitBreakerService).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+
+use super::state::{Admission, Core, FLAG_TIME_WINDOW, Role, Slot};
+use crate::clock;
+use super::{BreakerError, CircuitOpen};
+use crate::classify::{Classify, Outcome};
+
+pin_project! {
+    /// Records the inner call's outcome when it finishes. Dropped before
+    /// then, it records nothing and hands back a half-open permit.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F>,
+        recorder: Option<Recorder>,
+        classify: C,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Called { #[pin] future: F },
+        Rejected { error: Option<CircuitOpen> },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn called(future: F, recorder: Recorder, classify: C) -> Self {
+        ResponseFuture {
+            kind: Kind::Called { future },
+            recorder: Some(recorder),
+            classify,
+        }
+    }
+
+    pub(crate) fn rejected(error: CircuitOpen, classify: C) -> Self {
+        ResponseFuture {
+            kind: Kind::Rejected { error: Some(error) },
+            recorder: None,
+            classify,
+        }
+    }
+}
+
+impl<F, C> std::fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("recorder", &self.recorder)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, BreakerError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.kind.project() {
+            KindProj::Rejected { error } => Poll::Ready(Err(BreakerError::Open(
+                error.take().expect("polled after completion"),
+            ))),
+            KindProj::Called { future } => {
+                let result = ready!(future.poll(cx));
+                if let Some(mut recorder) = this.recorder.take() {
+                    recorder.finish(this.classify.classify(&result));
+                }
+                Poll::Ready(result.map_err(BreakerError::Inner))
+            }
+        }
+    }
+}
+
+/// What a call needs to record its outcome: no `Arc`, see `state.rs`.
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    slot: &'static Slot,
+    admission: Admission,
+    /// When the call started (biased nanoseconds), when slow calls are
+    /// detected; else 0.
+    start: u64,
+}
+
+impl Recorder {
+    #[inline]
+    pub(crate) fn new(slot: &'static Slot, admission: Admission) -> Self {
+        let start = if admission.role != Role::Pass && slot.slow_nanos().is_some() {
+            clock::now()
+        } else {
+            0
+        };
+        Recorder {
+            slot,
+            admission,
+            start,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
+        let role = std::mem::replace(&mut self.admission.role, Role::Pass);
+        let slot = self.slot;
+        let generation = self.admission.generation;
+        match role {
+            Role::Pass => {}
+            Role::Record
+                if outcome != Outcome::Ignored
+                    && self.start == 0
+                    && slot.flags() & FLAG_TIME_WINDOW == 0 =>
+            {
+                // The common case: a count window, no slow-call detection,
+                // no clock.
+                if Core::record(slot, generation, outcome, false) {
+                    checkpoint(slot, None);
+                }
+            }
+            _ => self.finish_timed(role, outcome),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn finish_timed(&mut self, role: Role, outcome: Outcome) {
+        let slot = self.slot;
+        let generation = self.admission.generation;
+        let needs_clock = self.start != 0 || slot.flags() & FLAG_TIME_WINDOW != 0;
+        let now = if needs_clock { clock::now() } else { 0 };
+        let slow = match slot.slow_nanos() {
+            Some(limit) if self.start != 0 && outcome != Outcome::Ignored => {
+                now.saturating_sub(self.start) >= limit
+            }
+            _ => false,
+        };
+        match role {
+            Role::Probe => {
+                if let Some(core) = &*slot.core() {
+                    core.record_probe(slot, generation, outcome, slow);
+                }
+            }
+            Role::Record if outcome != Outcome::Ignored => {
+                let time = (slot.flags() & FLAG_TIME_WINDOW != 0).then_some(now);
+                if let Some(now) = time {
+                    if Core::rotation_due(slot, now) {
+                        checkpoint(slot, Some(now));
+                    }
+                }
+                if Core::record(slot, generation, outcome, slow) {
+                    checkpoint(slot, time);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn checkpoint(slot: &Slot, now: Option<u64>) {
+    if let Some(core) = &*slot.core() {
+        core.checkpoint(slot, now);
+    }
+}
+
+impl Drop for Recorder {
+    #[inline]
+    fn drop(&mut self) {
+        if self.admission.role == Role::Probe {
+            // Cancelled: the permit goes back, nothing is counted.
+            Core::release_permit(self.slot, self.admission.generation);
+        }
+    }
+}

@@ -1,0 +1,191 @@
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::futures::OwnedNotified;
+use tokio::time::Sleep;
+use tower::Service;
+
+use super::config::Rejection;
+use super::future::{Recorder, ResponseFuture};
+use super::state::{self, Admission, Core, Role, Slot};
+use super::{BreakerError, CircuitBreaker};
+use crate::classify::{Classify, ErrorsAreFailures};
+
+/// Wraps a service in a [`CircuitBreaker`]; made by
+/// [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
+pub struct CircuitBreakerService<S, C = ErrorsAreFailures> {
+    inner: S,
+    breaker: CircuitBreaker,
+    classify: C,
+    gate: Gate,
+}
+
+/// Gate mode's waiting state. Allocated only while a gate waits.
+#[derive(Default)]
+struct Gate {
+    reserved: Option<Reserved>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    notified: Option<Pin<Box<OwnedNotified>>>,
+}
+
+/// A call admitted by `poll_ready` and not yet made.
+struct Reserved {
+    admission: Admission,
+    slot: &'static Slot,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if self.admission.role == Role::Probe {
+            // The service went away (or was never called): return the permit.
+            Core::release_permit(self.slot, self.admission.generation);
+        }
+    }
+}
+
+impl Reserved {
+    fn take(self) -> Admission {
+        let admission = self.admission;
+        std::mem::forget(self);
+        admission
+    }
+}
+
+impl<S, C> CircuitBreakerService<S, C> {
+    /// Wraps `inner` in `breaker`, classifying outcomes with `classify`.
+    pub fn new(inner: S, breaker: CircuitBreaker, classify: C) -> Self {
+        CircuitBreakerService {
+            inner,
+            breaker,
+            classify,
+            gate: Gate::default(),
+        }
+    }
+
+    /// The breaker guarding this service.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// A mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// Gate mode: `Ready` once the breaker admits a call, reserving it.
+    fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let owner = &self.breaker.owner;
+        let (slot, core) = (owner.slot, &owner.core);
+        loop {
+            if self.gate.reserved.is_some() {
+                return Poll::Ready(());
+            }
+            let word = slot.word();
+            if matches!(
+                state::kind(word),
+                state::CLOSED | state::METRICS_ONLY | state::DISABLED | state::VACANT
+            ) {
+                self.gate.notified = None;
+                return Poll::Ready(());
+            }
+            // Listen before looking, so a transition in between is not missed.
+            if self.gate.notified.is_none() {
+                let mut notified = Box::pin(core.notify.clone().notified_owned());
+                notified.as_mut().enable();
+                self.gate.notified = Some(notified);
+                continue;
+            }
+            match core.admit(slot) {
+                Ok(admission) => {
+                    self.gate.reserved = Some(Reserved { admission, slot });
+                    self.gate.notified = None;
+                    return Poll::Ready(());
+                }
+                Err(_) => {
+                    if let Some(until) = core.open_until(slot, slot.word()) {
+                        match &mut self.gate.sleep {
+                            Some(sleep) => {
+                                if sleep.deadline() != until {
+                                    sleep.as_mut().reset(until);
+                                }
+                            }
+                            None => self.gate.sleep = Some(Box::pin(tokio::time::sleep_until(until))),
+                        }
+                        if let Some(sleep) = &mut self.gate.sleep {
+                            if sleep.as_mut().poll(cx).is_ready() {
+                                continue;
+                            }
+                        }
+                    }
+                    let notified = self.gate.notified.as_mut().expect("armed above");
+                    if notified.as_mut().poll(cx).is_ready() {
+                        self.gate.notified = None;
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+use std::future::Future as _;
+
+impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
+    fn clone(&self) -> Self {
+        CircuitBreakerService::new(self.inner.clone(), self.breaker.clone(), self.classify.clone())
+    }
+}
+
+impl<S: std::fmt::Debug, C> std::fmt::Debug for CircuitBreakerService<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreakerService")
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreakerService<S, C>
+where
+    S: Service<Req>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = BreakerError<S::Error>;
+    type Future = ResponseFuture<S::Future, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.breaker.owner.core.config.rejection == Rejection::Gate && self.poll_gate(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.inner.poll_ready(cx).map_err(BreakerError::Inner)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let owner = &self.breaker.owner;
+        let admission = match self.gate.reserved.take() {
+            Some(r) => Ok(r.take()),
+            None => owner.core.admit(owner.slot),
+        };
+        match admission {
+            Ok(admission) => {
+                let recorder = Recorder::new(owner.slot, admission);
+                ResponseFuture::called(self.inner.call(req), recorder, self.classify.clone())
+            }
+            Err(open) => ResponseFuture::rejected(open, self.classify.clone()),
+        }
+    }
+}

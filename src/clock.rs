@@ -1,0 +1,45 @@
+//! Time as `u64` nanoseconds, so it fits in an atomic.
+//!
+//! All times come from `tokio::time::Instant`, so paused-time tests control
+//! them. They are measured from a process-wide epoch with a bias of 2^62, so
+//! an instant before the epoch (a paused test clock started earlier than the
+//! first breaker) still maps to a valid, ordered value.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+const BIAS: u64 = 1 << 62;
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// `at` in biased nanoseconds.
+#[inline]
+pub(crate) fn nanos(at: Instant) -> u64 {
+    let e = epoch();
+    if at >= e {
+        BIAS.saturating_add((at - e).as_nanos() as u64)
+    } else {
+        BIAS.saturating_sub((e - at).as_nanos() as u64)
+    }
+}
+
+/// Now, in biased nanoseconds.
+#[inline]
+pub(crate) fn now() -> u64 {
+    nanos(Instant::now())
+}
+
+/// The instant of a biased nanosecond value.
+pub(crate) fn instant(nanos: u64) -> Instant {
+    let e = epoch();
+    if nanos >= BIAS {
+        e + Duration::from_nanos(nanos - BIAS)
+    } else {
+        e.checked_sub(Duration::from_nanos(BIAS - nanos)).unwrap_or(e)
+    }
+}

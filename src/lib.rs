@@ -1,0 +1,45 @@
+//! meshguard: the client half of a service mesh, in-process, as tower layers.
+//!
+//! Circuit breaking, retries with budgets, load balancing over endpoints
+//! discovered in Consul with unhealthy ones ejected, and typed HTTP clients
+//! that put it all behind one builder — without a sidecar.
+//!
+//! # Layout
+//!
+//! - [`classify`]: what counts as a failure; shared by every policy.
+//! - [`backoff`]: constant and exponential delays with jitter; shared by the
+//!   breaker's open period, retries and ejection.
+//! - [`circuit_breaker`]: a lock-free circuit breaker as a tower layer, with
+//!   count and time windows, slow-call detection, half-open probes, manual
+//!   states and a gate mode for load balancers.
+//!
+//! Later parts (retry, discovery, balance, client, testing) arrive as their
+//! own modules, each behind a cargo feature where it pulls in dependencies.
+//!
+//! # Quick start
+//!
+//! ```
+//! use meshguard::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), meshguard::BoxError> {
+//! let breaker = CircuitBreaker::new("users", CircuitBreakerConfig::default());
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(breaker.layer())
+//!     .service_fn(|name: &'static str| async move { Ok::<_, std::io::Error>(format!("hi {name}")) });
+//! let reply = svc.ready().await?.call("ada").await?;
+//! assert_eq!(reply, "hi ada");
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod backoff;
+pub mod circuit_breaker;
+pub mod classify;
+mod clock;
+mod error;
+mod sync;
+
+pub use error::{BoxError, ConfigError};

@@ -18,7 +18,8 @@ use tower::Service;
 
 /// A service that succeeds at once. A closure, not a function pointer, so
 /// the compiler sees through it in both the raw and the wrapped case.
-fn raw() -> impl Service<u64, Response = u64, Error = &'static str, Future = Ready<Result<u64, &'static str>>>
+fn raw()
+-> impl Service<u64, Response = u64, Error = &'static str, Future = Ready<Result<u64, &'static str>>>
 + Clone
 + Send {
     tower::service_fn(|x| ready(Result::Ok(x)))
@@ -32,15 +33,23 @@ fn call_once<S: Service<u64>>(svc: &mut S, cx: &mut Context<'_>, x: u64) -> bool
 
 fn wrapped(
     config: CircuitBreakerConfig,
-) -> CircuitBreakerService<impl Service<u64, Response = u64, Error = &'static str, Future = Ready<Result<u64, &'static str>>> + Clone>
-{
+) -> CircuitBreakerService<
+    impl Service<u64, Response = u64, Error = &'static str, Future = Ready<Result<u64, &'static str>>>
+    + Clone,
+> {
     tower::Layer::layer(&CircuitBreaker::new("bench", config).layer(), raw())
 }
 
 fn configs() -> Vec<(&'static str, CircuitBreakerConfig)> {
     vec![
         ("count_window", CircuitBreakerConfig::default()),
-        ("count_window_big_bucket", CircuitBreakerConfig::builder().count_window(10000, 10).build().unwrap()),
+        (
+            "count_window_big_bucket",
+            CircuitBreakerConfig::builder()
+                .count_window(10000, 10)
+                .build()
+                .unwrap(),
+        ),
         (
             "time_window",
             CircuitBreakerConfig::builder()
@@ -81,12 +90,16 @@ fn single_thread(c: &mut Criterion) {
 
     for (name, config) in configs() {
         let mut svc = wrapped(config);
-        g.bench_function(name, |b| b.iter(|| call_once(&mut svc, &mut cx, black_box(1))));
+        g.bench_function(name, |b| {
+            b.iter(|| call_once(&mut svc, &mut cx, black_box(1)))
+        });
     }
 
     let mut svc = wrapped(CircuitBreakerConfig::default());
     svc.breaker().disable();
-    g.bench_function("disabled", |b| b.iter(|| call_once(&mut svc, &mut cx, black_box(1))));
+    g.bench_function("disabled", |b| {
+        b.iter(|| call_once(&mut svc, &mut cx, black_box(1)))
+    });
 
     // Open: tripped by failures, with an open period longer than the run.
     let breaker = CircuitBreaker::new(
@@ -98,8 +111,10 @@ fn single_thread(c: &mut Criterion) {
             .build()
             .unwrap(),
     );
-    let mut failing =
-        tower::Layer::layer(&breaker.layer(), tower::service_fn(|_: u64| ready(Err::<u64, _>("down"))));
+    let mut failing = tower::Layer::layer(
+        &breaker.layer(),
+        tower::service_fn(|_: u64| ready(Err::<u64, _>("down"))),
+    );
     call_once(&mut failing, &mut cx, 0);
     assert_eq!(breaker.state(), meshguard::circuit_breaker::State::Open);
     let mut open = tower::Layer::layer(&breaker.layer(), raw());
@@ -115,7 +130,7 @@ fn single_thread(c: &mut Criterion) {
 fn two_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("breaker/two_threads");
     g.bench_function("raw_service_fn", |b| {
-        b.iter_custom(|iters| run_two(iters, || raw()))
+        b.iter_custom(|iters| run_two(iters, raw))
     });
     let breaker = CircuitBreaker::new("shared", CircuitBreakerConfig::default());
     g.bench_function("count_window", |b| {

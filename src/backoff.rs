@@ -205,7 +205,12 @@ impl Backoff {
     ///
     /// `previous` is the delay returned for the attempt before (only
     /// [`Jitter::Decorrelated`] uses it; `None` on the first attempt).
-    pub fn delay(&self, attempt: u32, previous: Option<Duration>, rng: &mut fastrand::Rng) -> Duration {
+    pub fn delay(
+        &self,
+        attempt: u32,
+        previous: Option<Duration>,
+        rng: &mut fastrand::Rng,
+    ) -> Duration {
         let d = self.nominal(attempt);
         let uniform = |rng: &mut fastrand::Rng, lo: Duration, hi: Duration| {
             if hi <= lo {
@@ -318,7 +323,10 @@ mod tests {
             .with_jitter(Jitter::Decorrelated);
         let mut prev = MS(10);
         for d in b.delays(3).take(200) {
-            assert!(d >= MS(10) && d <= (prev * 3).min(MS(5000)), "{d:?} after {prev:?}");
+            assert!(
+                d >= MS(10) && d <= (prev * 3).min(MS(5000)),
+                "{d:?} after {prev:?}"
+            );
             prev = d;
         }
     }
@@ -338,18 +346,30 @@ mod tests {
     #[test]
     fn constant_never_grows() {
         let b = Backoff::constant(MS(30));
-        assert_eq!(b.delays(0).take(3).collect::<Vec<_>>(), [30, 30, 30].map(MS));
+        assert_eq!(
+            b.delays(0).take(3).collect::<Vec<_>>(),
+            [30, 30, 30].map(MS)
+        );
     }
 
     #[test]
     fn invalid_values_name_their_field() {
-        assert_eq!(Backoff::exponential(MS(0), MS(1)).unwrap_err().field(), "base");
-        assert_eq!(Backoff::exponential(MS(5), MS(1)).unwrap_err().field(), "max");
+        assert_eq!(
+            Backoff::exponential(MS(0), MS(1)).unwrap_err().field(),
+            "base"
+        );
+        assert_eq!(
+            Backoff::exponential(MS(5), MS(1)).unwrap_err().field(),
+            "max"
+        );
         let err = Backoff::exponential(MS(1), MS(5))
             .unwrap()
             .with_multiplier(0.5)
             .unwrap_err();
-        assert_eq!(err.to_string(), "invalid `multiplier`: must be in [1, 100], got 0.5");
+        assert_eq!(
+            err.to_string(),
+            "invalid `multiplier`: must be in [1, 100], got 0.5"
+        );
     }
 
     #[test]
@@ -364,8 +384,8 @@ mod tests {
                 .unwrap()
                 .with_jitter(Jitter::Full)
         );
-        let err = serde_json::from_str::<Backoff>(r#"{"kind":"exponential","base":"25ms"}"#)
-            .unwrap_err();
+        let err =
+            serde_json::from_str::<Backoff>(r#"{"kind":"exponential","base":"25ms"}"#).unwrap_err();
         assert!(err.to_string().contains("invalid `max`"), "{err}");
     }
 }

@@ -40,6 +40,7 @@ pub(crate) fn instant(nanos: u64) -> Instant {
     if nanos >= BIAS {
         e + Duration::from_nanos(nanos - BIAS)
     } else {
-        e.checked_sub(Duration::from_nanos(BIAS - nanos)).unwrap_or(e)
+        e.checked_sub(Duration::from_nanos(BIAS - nanos))
+            .unwrap_or(e)
     }
 }

@@ -1,17 +1,17 @@
 //! Atomics and `Arc`, from `loom` when the crate is model-checked
-//! (`RUSTFLAGS="--cfg loom"`), from `std` otherwise.
+//! (`RUSTFLAGS="--cfg meshguard_loom"`), from `std` otherwise.
 
-#[cfg(loom)]
+#[cfg(meshguard_loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-#[cfg(not(loom))]
+#[cfg(not(meshguard_loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Yields to other threads in the rare spin of the cold path.
 pub(crate) fn spin() {
-    #[cfg(loom)]
+    #[cfg(meshguard_loom)]
     loom::thread::yield_now();
-    #[cfg(not(loom))]
+    #[cfg(not(meshguard_loom))]
     std::thread::yield_now();
 }
 
@@ -20,11 +20,11 @@ pub(crate) fn spin() {
 pub(crate) fn stripe_index(mask: usize) -> usize {
     use std::sync::atomic::AtomicUsize;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    #[cfg(not(loom))]
+    #[cfg(not(meshguard_loom))]
     std::thread_local! {
         static INDEX: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    #[cfg(loom)]
+    #[cfg(meshguard_loom)]
     loom::thread_local! {
         static INDEX: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

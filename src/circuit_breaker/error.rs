@@ -80,7 +80,7 @@ impl std::error::Error for CircuitOpen {}
 /// }
 /// # let _ = describe;
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BreakerError<E> {
     /// The breaker rejected the call; the inner service was not called.
     Open(CircuitOpen),

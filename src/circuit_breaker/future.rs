@@ -7,9 +7,9 @@ use std::task::{Context, Poll, ready};
 use pin_project_lite::pin_project;
 
 use super::state::{Admission, Core, FLAG_TIME_WINDOW, Role, Slot};
-use crate::clock;
 use super::{BreakerError, CircuitOpen};
 use crate::classify::{Classify, Outcome};
+use crate::clock;
 
 pin_project! {
     /// Records the inner call's outcome when it finishes. Dropped before

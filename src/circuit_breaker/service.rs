@@ -119,7 +119,9 @@ impl<S, C> CircuitBreakerService<S, C> {
                                     sleep.as_mut().reset(until);
                                 }
                             }
-                            None => self.gate.sleep = Some(Box::pin(tokio::time::sleep_until(until))),
+                            None => {
+                                self.gate.sleep = Some(Box::pin(tokio::time::sleep_until(until)))
+                            }
                         }
                         if let Some(sleep) = &mut self.gate.sleep {
                             if sleep.as_mut().poll(cx).is_ready() {
@@ -143,7 +145,11 @@ use std::future::Future as _;
 
 impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
     fn clone(&self) -> Self {
-        CircuitBreakerService::new(self.inner.clone(), self.breaker.clone(), self.classify.clone())
+        CircuitBreakerService::new(
+            self.inner.clone(),
+            self.breaker.clone(),
+            self.classify.clone(),
+        )
     }
 }
 
@@ -167,7 +173,9 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.breaker.owner.core.config.rejection == Rejection::Gate && self.poll_gate(cx).is_pending() {
+        if self.breaker.owner.core.config.rejection == Rejection::Gate
+            && self.poll_gate(cx).is_pending()
+        {
             return Poll::Pending;
         }
         self.inner.poll_ready(cx).map_err(BreakerError::Inner)

@@ -180,7 +180,7 @@ pub(crate) struct Slot {
     stripes: Box<[CachePadded<Stripe>]>,
     probes: CachePadded<AtomicU64>,
     consecutive: CachePadded<AtomicU64>,
-    #[cfg(not(loom))]
+    #[cfg(not(meshguard_loom))]
     core: arc_swap::ArcSwapOption<Core>,
 }
 
@@ -223,7 +223,7 @@ impl Slot {
                 .collect(),
             probes: CachePadded::new(AtomicU64::new(0)),
             consecutive: CachePadded::new(AtomicU64::new(0)),
-            #[cfg(not(loom))]
+            #[cfg(not(meshguard_loom))]
             core: arc_swap::ArcSwapOption::empty(),
         }
     }
@@ -258,7 +258,7 @@ impl Slot {
     }
 
     /// The owner's core; a guard, not an `Arc` clone, in the common case.
-    #[cfg(not(loom))]
+    #[cfg(not(meshguard_loom))]
     pub(crate) fn core(&self) -> arc_swap::Guard<Option<StdArc<Core>>> {
         self.core.load()
     }
@@ -553,12 +553,7 @@ impl Core {
     /// Hot path for a call admitted with [`Role::Record`]. Returns whether a
     /// checkpoint is due; the caller then runs [`Core::checkpoint`].
     #[inline]
-    pub(crate) fn record(
-        slot: &Slot,
-        generation_: u32,
-        outcome: Outcome,
-        slow: bool,
-    ) -> bool {
+    pub(crate) fn record(slot: &Slot, generation_: u32, outcome: Outcome, slow: bool) -> bool {
         if generation(slot.word()) != generation_ {
             // Admitted under an earlier state: its outcome says nothing now.
             return false;
@@ -610,10 +605,7 @@ impl Core {
             } else {
                 return;
             };
-            match slot
-                .probes
-                .compare_exchange(current, next, AcqRel, Acquire)
-            {
+            match slot.probes.compare_exchange(current, next, AcqRel, Acquire) {
                 Ok(_) => break next,
                 Err(actual) => current = actual,
             }
@@ -663,9 +655,17 @@ impl Core {
     /// Rotates the window and evaluates the trip conditions. Never waits:
     /// when another thread is checkpointing, it is asked to go round again.
     pub(crate) fn checkpoint(&self, slot: &Slot, now: Option<u64>) {
-        if self.busy.compare_exchange(false, true, SeqCst, SeqCst).is_err() {
+        if self
+            .busy
+            .compare_exchange(false, true, SeqCst, SeqCst)
+            .is_err()
+        {
             self.dirty.store(true, SeqCst);
-            if self.busy.compare_exchange(false, true, SeqCst, SeqCst).is_err() {
+            if self
+                .busy
+                .compare_exchange(false, true, SeqCst, SeqCst)
+                .is_err()
+            {
                 return;
             }
         }
@@ -674,7 +674,10 @@ impl Core {
             self.checkpoint_locked(slot, now);
             self.unlock();
             if !self.dirty.load(SeqCst)
-                || self.busy.compare_exchange(false, true, SeqCst, SeqCst).is_err()
+                || self
+                    .busy
+                    .compare_exchange(false, true, SeqCst, SeqCst)
+                    .is_err()
             {
                 return;
             }
@@ -842,10 +845,11 @@ impl Core {
             .unwrap_or(now)
             .wrapping_add(self.rng_calls.fetch_add(1, Relaxed));
         let mut rng = fastrand::Rng::with_seed(seed);
-        let delay =
-            self.config
-                .open_duration
-                .delay(attempt.min(u32::MAX as u64) as u32, previous, &mut rng);
+        let delay = self.config.open_duration.delay(
+            attempt.min(u32::MAX as u64) as u32,
+            previous,
+            &mut rng,
+        );
         self.last_open.store(delay.as_nanos() as u64, Relaxed);
         slot.state
             .deadline
@@ -935,8 +939,7 @@ impl Core {
 
     /// When the open period of the current generation ends, if it is known.
     pub(crate) fn open_until(&self, slot: &Slot, word: u64) -> Option<Instant> {
-        if kind(word) == OPEN && slot.state.deadline_gen.load(Acquire) == generation(word) as u64
-        {
+        if kind(word) == OPEN && slot.state.deadline_gen.load(Acquire) == generation(word) as u64 {
             Some(clock::instant(slot.state.deadline.load(Relaxed)))
         } else {
             None
@@ -946,10 +949,10 @@ impl Core {
 
 // ---- slots: a free list of leaked, recycled slots -------------------------
 
-#[cfg(not(loom))]
+#[cfg(not(meshguard_loom))]
 static FREE: Mutex<Vec<&'static Slot>> = Mutex::new(Vec::new());
 
-#[cfg(not(loom))]
+#[cfg(not(meshguard_loom))]
 fn stripe_count() -> usize {
     static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *COUNT.get_or_init(|| {
@@ -967,7 +970,7 @@ pub(crate) struct Owner {
     pub(crate) core: StdArc<Core>,
 }
 
-#[cfg(not(loom))]
+#[cfg(not(meshguard_loom))]
 impl Owner {
     pub(crate) fn new(core: Core) -> Owner {
         // The free list is touched only when a breaker is created or dropped,
@@ -982,7 +985,7 @@ impl Owner {
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(not(meshguard_loom))]
 impl Drop for Owner {
     fn drop(&mut self) {
         self.core.vacate(self.slot);
@@ -993,10 +996,10 @@ impl Drop for Owner {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, meshguard_loom))]
 mod loom_tests {
     //! Model checks of the concurrent parts: run with
-    //! `RUSTFLAGS="--cfg loom" cargo test --lib --release loom`.
+    //! `RUSTFLAGS="--cfg meshguard_loom" cargo test --lib --release loom`.
     use super::*;
     use crate::circuit_breaker::CircuitBreakerConfig;
     use loom::sync::Arc;
@@ -1029,7 +1032,11 @@ mod loom_tests {
                 .map(|i| {
                     let core = core.clone();
                     loom::thread::spawn(move || {
-                        let o = if i == 0 { Outcome::Failure } else { Outcome::Success };
+                        let o = if i == 0 {
+                            Outcome::Failure
+                        } else {
+                            Outcome::Success
+                        };
                         record(slot, &core, g, o);
                     })
                 })
@@ -1068,9 +1075,15 @@ mod loom_tests {
             assert_eq!(generation(slot.word()), g.wrapping_add(1));
             assert_eq!(
                 events.try_recv().unwrap(),
-                Event::StateChanged { from: State::Closed, to: State::Open }
+                Event::StateChanged {
+                    from: State::Closed,
+                    to: State::Open
+                }
             );
-            assert!(events.try_recv().is_err(), "a second transition was announced");
+            assert!(
+                events.try_recv().is_err(),
+                "a second transition was announced"
+            );
         });
     }
 
@@ -1086,14 +1099,19 @@ mod loom_tests {
             // An open period that has already ended.
             let word = slot.word();
             slot.state.deadline.store(0, Relaxed);
-            slot.state.deadline_gen.store(generation(word) as u64, Release);
+            slot.state
+                .deadline_gen
+                .store(generation(word) as u64, Release);
             let threads: Vec<_> = (0..2)
                 .map(|_| {
                     let core = core.clone();
                     loom::thread::spawn(move || core.admit(slot).is_ok())
                 })
                 .collect();
-            let admitted: usize = threads.into_iter().map(|t| t.join().unwrap() as usize).sum();
+            let admitted: usize = threads
+                .into_iter()
+                .map(|t| t.join().unwrap() as usize)
+                .sum();
             assert_eq!(admitted, 1);
             assert_eq!(kind(slot.word()), HALF_OPEN);
         });
@@ -1110,7 +1128,9 @@ mod loom_tests {
             core.set(slot, State::Open);
             let word = slot.word();
             slot.state.deadline.store(0, Relaxed);
-            slot.state.deadline_gen.store(generation(word) as u64, Release);
+            slot.state
+                .deadline_gen
+                .store(generation(word) as u64, Release);
             let a = core.admit(slot).unwrap();
             let b = core.admit(slot).unwrap();
             assert_eq!(a.role, Role::Probe);
@@ -1137,7 +1157,10 @@ mod loom_tests {
             assert_eq!(kind(slot.word()), CLOSED);
             assert_eq!(
                 events.try_recv().unwrap(),
-                Event::StateChanged { from: State::HalfOpen, to: State::Closed }
+                Event::StateChanged {
+                    from: State::HalfOpen,
+                    to: State::Closed
+                }
             );
             assert!(events.try_recv().is_err());
         });

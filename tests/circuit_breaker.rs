@@ -1,0 +1,578 @@
+//! The circuit breaker's behaviour, one rule per test, on paused time.
+
+mod support;
+
+use std::time::Duration;
+
+use meshguard::backoff::{Backoff, Jitter};
+use meshguard::circuit_breaker::{
+    BreakerError, CircuitBreaker, CircuitBreakerConfig, Event, Rejection, State,
+};
+use support::{Call, MS, SECS, call, rejected, wrap};
+use tokio::time::{Instant, advance};
+use tower::{Service, ServiceExt};
+
+fn rate_config(window: u32, min_calls: u32, threshold: f64) -> CircuitBreakerConfig {
+    CircuitBreakerConfig::builder()
+        .count_window(window, window)
+        .minimum_calls(min_calls)
+        .failure_rate_threshold(threshold)
+        .open_duration(Backoff::constant(SECS(10)))
+        .half_open_calls(2)
+        .build()
+        .unwrap()
+}
+
+async fn trip(svc: &mut support::TestService, breaker: &CircuitBreaker) {
+    while breaker.state() != State::Open {
+        let _ = call(svc, Call::Fail).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn opens_exactly_when_failure_rate_reaches_threshold_after_minimum_calls() {
+    let breaker = CircuitBreaker::new("t", rate_config(10, 10, 50.0));
+    let mut svc = wrap(&breaker);
+    for _ in 0..5 {
+        call(&mut svc, Call::Ok).await.unwrap();
+    }
+    for i in 0..4 {
+        let _ = call(&mut svc, Call::Fail).await;
+        assert_eq!(breaker.state(), State::Closed, "after {} failures", i + 1);
+    }
+    // The tenth call: 5 failures of 10 is 50%, the threshold.
+    let _ = call(&mut svc, Call::Fail).await;
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn does_not_open_before_minimum_calls() {
+    let breaker = CircuitBreaker::new("t", rate_config(10, 5, 50.0));
+    let mut svc = wrap(&breaker);
+    for _ in 0..4 {
+        let _ = call(&mut svc, Call::Fail).await;
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.metrics().failures, 4);
+    let _ = call(&mut svc, Call::Fail).await;
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stays_closed_just_below_the_threshold() {
+    let breaker = CircuitBreaker::new("t", rate_config(10, 10, 50.0));
+    let mut svc = wrap(&breaker);
+    for c in [Call::Ok; 6].into_iter().chain([Call::Fail; 4]) {
+        let _ = call(&mut svc, c).await;
+    }
+    let m = breaker.metrics();
+    assert_eq!((m.calls, m.failures, m.state), (10, 4, State::Closed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn count_window_forgets_calls_older_than_its_size() {
+    let breaker = CircuitBreaker::new("t", rate_config(4, 4, 75.0));
+    let mut svc = wrap(&breaker);
+    for c in [
+        Call::Fail,
+        Call::Fail,
+        Call::Ok,
+        Call::Ok,
+        Call::Ok,
+        Call::Ok,
+    ] {
+        let _ = call(&mut svc, c).await;
+    }
+    let m = breaker.metrics();
+    assert_eq!((m.calls, m.failures), (4, 0));
+    // Two failures of the last four: 50%, below 75%.
+    for _ in 0..2 {
+        let _ = call(&mut svc, Call::Fail).await;
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    let _ = call(&mut svc, Call::Fail).await;
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn count_window_slides_one_bucket_at_a_time() {
+    // 6 calls in 3 buckets of 2: the window holds 6 or 7 calls.
+    let config = CircuitBreakerConfig::builder()
+        .count_window(6, 3)
+        .minimum_calls(6)
+        .failure_rate_threshold(100.0)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    for _ in 0..7 {
+        call(&mut svc, Call::Ok).await.unwrap();
+    }
+    assert_eq!(breaker.metrics().calls, 7);
+    call(&mut svc, Call::Ok).await.unwrap();
+    assert_eq!(breaker.metrics().calls, 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_successes_trip_the_breaker() {
+    let config = CircuitBreakerConfig::builder()
+        .count_window(4, 4)
+        .minimum_calls(4)
+        .failure_rate_threshold(100.0)
+        .slow_call_duration(MS(500))
+        .slow_call_rate_threshold(50.0)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    call(&mut svc, Call::Ok).await.unwrap();
+    call(&mut svc, Call::Slow(MS(499))).await.unwrap();
+    call(&mut svc, Call::Slow(MS(500))).await.unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.metrics().slow_calls, 1);
+    call(&mut svc, Call::Slow(SECS(2))).await.unwrap();
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn time_window_forgets_old_calls() {
+    let config = CircuitBreakerConfig::builder()
+        .time_window(SECS(10), 10)
+        .minimum_calls(3)
+        .failure_rate_threshold(50.0)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    let _ = call(&mut svc, Call::Fail).await;
+    let _ = call(&mut svc, Call::Fail).await;
+    assert_eq!(breaker.metrics().failures, 2);
+    advance(SECS(10)).await;
+    // The failures are ten seconds old: out of the window.
+    let m = breaker.metrics();
+    assert_eq!((m.calls, m.failures), (0, 0));
+    call(&mut svc, Call::Ok).await.unwrap();
+    call(&mut svc, Call::Ok).await.unwrap();
+    let _ = call(&mut svc, Call::Fail).await;
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn time_window_keeps_calls_younger_than_its_duration() {
+    let config = CircuitBreakerConfig::builder()
+        .time_window(SECS(10), 10)
+        .minimum_calls(3)
+        .failure_rate_threshold(50.0)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    let _ = call(&mut svc, Call::Fail).await;
+    advance(MS(8_999)).await;
+    let _ = call(&mut svc, Call::Fail).await;
+    call(&mut svc, Call::Ok).await.unwrap();
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn consecutive_failures_trip_regardless_of_rate() {
+    let config = CircuitBreakerConfig::builder()
+        .consecutive_failures(3)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    for c in [Call::Fail, Call::Fail, Call::Ok, Call::Fail, Call::Fail] {
+        let _ = call(&mut svc, c).await;
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    let _ = call(&mut svc, Call::Fail).await;
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_breaker_rejects_without_calling_and_says_when_to_retry() {
+    let breaker = CircuitBreaker::new("t", rate_config(2, 2, 50.0));
+    let mut svc = wrap(&breaker);
+    trip(&mut svc, &breaker).await;
+    advance(SECS(4)).await;
+    match call(&mut svc, Call::Ok).await {
+        Err(BreakerError::Open(open)) => {
+            assert_eq!(open.state(), State::Open);
+            assert_eq!(open.retry_after(), Some(SECS(6)));
+            assert_eq!(open.to_string(), "circuit open, retry after 6s");
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    // The window still holds the two failures that tripped it, and only them.
+    assert_eq!(breaker.metrics().calls, 2, "rejections are not recorded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_begins_when_the_open_period_ends() {
+    let breaker = CircuitBreaker::new("t", rate_config(2, 2, 50.0));
+    let mut svc = wrap(&breaker);
+    trip(&mut svc, &breaker).await;
+    advance(SECS(10) - Duration::from_nanos(1)).await;
+    assert!(rejected(&mut svc, Call::Ok).await);
+    advance(Duration::from_nanos(1)).await;
+    call(&mut svc, Call::Ok).await.unwrap();
+    assert_eq!(breaker.state(), State::HalfOpen);
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_admits_exactly_the_permitted_probes() {
+    let breaker = CircuitBreaker::new("t", rate_config(2, 2, 50.0));
+    let mut svc = wrap(&breaker);
+    trip(&mut svc, &breaker).await;
+    advance(SECS(10)).await;
+    let first = svc.ready().await.unwrap().call(Call::Hang);
+    let second = svc.ready().await.unwrap().call(Call::Hang);
+    match call(&mut svc, Call::Ok).await {
+        Err(BreakerError::Open(open)) => assert_eq!(open.state(), State::HalfOpen),
+        other => panic!("a third probe was admitted: {other:?}"),
+    }
+    drop((first, second));
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_closes_when_the_probes_succeed() {
+    let breaker = CircuitBreaker::new("t", rate_config(2, 2, 50.0));
+    let mut svc = wrap(&breaker);
+    trip(&mut svc, &breaker).await;
+    advance(SECS(10)).await;
+    call(&mut svc, Call::Ok).await.unwrap();
+    assert_eq!(breaker.state(), State::HalfOpen);
+    call(&mut svc, Call::Ok).await.unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+    let m = breaker.metrics();
+    assert_eq!(
+        (m.calls, m.failures),
+        (0, 0),
+        "closing starts a fresh window"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_reopens_on_failure_with_a_longer_open_period() {
+    let config = CircuitBreakerConfig::builder()
+        .count_window(2, 2)
+        .minimum_calls(2)
+        .failure_rate_threshold(50.0)
+        .open_duration(Backoff::exponential(SECS(10), SECS(25)).unwrap())
+        .half_open_calls(1)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    trip(&mut svc, &breaker).await;
+    let mut open_for = Vec::new();
+    for _ in 0..3 {
+        let opened = Instant::now();
+        // Wait for the first call that is let through: it is the probe.
+        while let Err(BreakerError::Open(o)) = call(&mut svc, Call::Fail).await {
+            advance(o.retry_after().unwrap()).await;
+        }
+        open_for.push(opened.elapsed());
+        assert_eq!(breaker.state(), State::Open);
+    }
+    assert_eq!(open_for, [SECS(10), SECS(20), SECS(25)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_successful_half_open_resets_the_open_period() {
+    let config = CircuitBreakerConfig::builder()
+        .count_window(2, 2)
+        .minimum_calls(2)
+        .failure_rate_threshold(50.0)
+        .open_duration(Backoff::exponential(SECS(10), SECS(100)).unwrap())
+        .half_open_calls(1)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    trip(&mut svc, &breaker).await;
+    advance(SECS(10)).await;
+    let _ = call(&mut svc, Call::Fail).await; // re-opens for 20 s
+    advance(SECS(20)).await;
+    call(&mut svc, Call::Ok).await.unwrap(); // closes
+    assert_eq!(breaker.state(), State::Closed);
+    trip(&mut svc, &breaker).await;
+    match call(&mut svc, Call::Ok).await {
+        Err(BreakerError::Open(o)) => assert_eq!(o.retry_after(), Some(SECS(10))),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_duration_jitter_stays_within_its_bounds() {
+    let config = CircuitBreakerConfig::builder()
+        .count_window(1, 1)
+        .minimum_calls(1)
+        .open_duration(
+            Backoff::exponential(SECS(10), SECS(60))
+                .unwrap()
+                .with_jitter(Jitter::Equal),
+        )
+        .seed(7)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    let _ = call(&mut svc, Call::Fail).await;
+    match call(&mut svc, Call::Ok).await {
+        Err(BreakerError::Open(o)) => {
+            let d = o.retry_after().unwrap();
+            assert!(d >= SECS(5) && d <= SECS(10), "{d:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_wait_in_half_open_reopens_when_probes_do_not_finish() {
+    let config = CircuitBreakerConfig::builder()
+        .count_window(1, 1)
+        .minimum_calls(1)
+        .open_duration(Backoff::constant(SECS(10)))
+        .half_open_calls(1)
+        .max_wait_in_half_open(SECS(5))
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    let _ = call(&mut svc, Call::Fail).await;
+    advance(SECS(10)).await;
+    let _hung = svc.ready().await.unwrap().call(Call::Hang);
+    advance(MS(4_999)).await;
+    assert!(rejected(&mut svc, Call::Ok).await);
+    assert_eq!(breaker.state(), State::HalfOpen);
+    advance(MS(1)).await;
+    assert!(rejected(&mut svc, Call::Ok).await);
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_probe_returns_its_permit_and_counts_nothing() {
+    let config = CircuitBreakerConfig::builder()
+        .count_window(1, 1)
+        .minimum_calls(1)
+        .open_duration(Backoff::constant(SECS(10)))
+        .half_open_calls(1)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    let _ = call(&mut svc, Call::Fail).await;
+    advance(SECS(10)).await;
+    let probe = svc.ready().await.unwrap().call(Call::Hang);
+    assert!(rejected(&mut svc, Call::Ok).await);
+    drop(probe);
+    assert_eq!(breaker.state(), State::HalfOpen);
+    call(&mut svc, Call::Ok).await.unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_closed_call_is_not_recorded() {
+    let breaker = CircuitBreaker::new("t", rate_config(4, 1, 50.0));
+    let mut svc = wrap(&breaker);
+    let fut = svc.ready().await.unwrap().call(Call::Fail);
+    drop(fut);
+    assert_eq!(breaker.metrics().calls, 0);
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ignored_outcomes_are_not_recorded() {
+    use meshguard::classify::Outcome;
+    let breaker = CircuitBreaker::new("t", rate_config(4, 1, 50.0));
+    let classify = |r: &Result<&'static str, &'static str>| match r {
+        Err("boom") => Outcome::Ignored,
+        Err(_) => Outcome::Failure,
+        Ok(_) => Outcome::Success,
+    };
+    let mut svc = tower::Layer::layer(&breaker.layer().classify(classify), support::scripted());
+    let _ = svc.ready().await.unwrap().call(Call::Fail).await;
+    assert_eq!(breaker.metrics().calls, 0);
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn forced_open_rejects_every_call_until_reset() {
+    let breaker = CircuitBreaker::new("t", rate_config(4, 4, 50.0));
+    let mut svc = wrap(&breaker);
+    breaker.force_open();
+    advance(SECS(3600)).await;
+    match call(&mut svc, Call::Ok).await {
+        Err(BreakerError::Open(o)) => {
+            assert_eq!((o.state(), o.retry_after()), (State::ForcedOpen, None))
+        }
+        other => panic!("{other:?}"),
+    }
+    breaker.reset();
+    call(&mut svc, Call::Ok).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn disabled_lets_everything_through_and_records_nothing() {
+    let breaker = CircuitBreaker::new("t", rate_config(2, 1, 50.0));
+    let mut svc = wrap(&breaker);
+    breaker.disable();
+    for _ in 0..10 {
+        assert_eq!(
+            call(&mut svc, Call::Fail).await.unwrap_err().into_inner(),
+            Some("boom")
+        );
+    }
+    assert_eq!(breaker.state(), State::Disabled);
+    breaker.reset();
+    assert_eq!(breaker.metrics().calls, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn metrics_only_never_rejects_but_records_and_emits_events() {
+    let breaker = CircuitBreaker::new("t", rate_config(4, 4, 50.0));
+    let mut svc = wrap(&breaker);
+    breaker.metrics_only();
+    let mut events = breaker.subscribe();
+    for _ in 0..8 {
+        assert!(!rejected(&mut svc, Call::Fail).await);
+    }
+    assert_eq!(breaker.state(), State::MetricsOnly);
+    let m = breaker.metrics();
+    assert_eq!((m.calls, m.failures), (4, 4));
+    assert_eq!(
+        events.try_recv().unwrap(),
+        Event::ThresholdCrossed {
+            above: true,
+            failure_rate: 100.0,
+            slow_call_rate: 0.0
+        }
+    );
+    assert!(events.try_recv().is_err(), "announced once, on crossing");
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribers_see_every_transition_in_order() {
+    let breaker = CircuitBreaker::new("t", rate_config(2, 2, 50.0));
+    let mut svc = wrap(&breaker);
+    let mut events = breaker.subscribe();
+    let mut watch = breaker.watch();
+    trip(&mut svc, &breaker).await;
+    assert_eq!(*watch.borrow_and_update(), State::Open);
+    advance(SECS(10)).await;
+    call(&mut svc, Call::Ok).await.unwrap();
+    call(&mut svc, Call::Ok).await.unwrap();
+    let mut seen = Vec::new();
+    while let Ok(Event::StateChanged { from, to }) = events.try_recv() {
+        seen.push((from, to));
+    }
+    assert_eq!(
+        seen,
+        [
+            (State::Closed, State::Open),
+            (State::Open, State::HalfOpen),
+            (State::HalfOpen, State::Closed)
+        ]
+    );
+    assert!(watch.has_changed().unwrap());
+    assert_eq!(*watch.borrow_and_update(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gate_mode_wakes_the_task_exactly_when_half_open_begins() {
+    let config = CircuitBreakerConfig::builder()
+        .count_window(1, 1)
+        .minimum_calls(1)
+        .open_duration(Backoff::constant(SECS(10)))
+        .half_open_calls(1)
+        .rejection(Rejection::Gate)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    let _ = call(&mut svc, Call::Fail).await;
+    assert_eq!(breaker.state(), State::Open);
+
+    let mut ready = tokio_test::task::spawn(());
+    assert!(ready.enter(|cx, _| svc.poll_ready(cx)).is_pending());
+    advance(SECS(10) - MS(1)).await;
+    assert!(!ready.is_woken());
+    assert!(ready.enter(|cx, _| svc.poll_ready(cx)).is_pending());
+    advance(MS(1)).await;
+    assert!(ready.is_woken());
+    assert!(ready.enter(|cx, _| svc.poll_ready(cx)).is_ready());
+    assert_eq!(breaker.state(), State::HalfOpen);
+    assert_eq!(svc.call(Call::Ok).await, Ok("ok"));
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gate_mode_wakes_on_reset() {
+    let config = CircuitBreakerConfig::builder()
+        .rejection(Rejection::Gate)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    breaker.force_open();
+    let mut ready = tokio_test::task::spawn(());
+    assert!(ready.enter(|cx, _| svc.poll_ready(cx)).is_pending());
+    breaker.reset();
+    assert!(ready.is_woken());
+    assert!(ready.enter(|cx, _| svc.poll_ready(cx)).is_ready());
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_service_layer_gives_each_service_its_own_breaker() {
+    use meshguard::circuit_breaker::CircuitBreakerLayer;
+    let layer = CircuitBreakerLayer::per_service("endpoint", rate_config(1, 1, 50.0));
+    let mut a = tower::Layer::layer(&layer, support::scripted());
+    let mut b = tower::Layer::layer(&layer, support::scripted());
+    let _ = a.ready().await.unwrap().call(Call::Fail).await;
+    assert_eq!(a.breaker().state(), State::Open);
+    assert_eq!(b.breaker().state(), State::Closed);
+    assert_eq!(
+        (a.breaker().name(), b.breaker().name()),
+        ("endpoint-1", "endpoint-2")
+    );
+    assert_eq!(b.ready().await.unwrap().call(Call::Ok).await.unwrap(), "ok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn outcomes_of_a_dropped_breaker_do_not_reach_the_next_one() {
+    let old = CircuitBreaker::new("old", rate_config(1, 1, 50.0));
+    let mut svc = wrap(&old);
+    let late = svc.ready().await.unwrap().call(Call::SlowFail(SECS(1)));
+    drop(svc);
+    drop(old);
+    let new = CircuitBreaker::new("new", rate_config(1, 1, 50.0));
+    let _ = late.await;
+    assert_eq!(new.metrics().calls, 0);
+    assert_eq!(new.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejections_downcast_from_a_boxed_error() {
+    let breaker = CircuitBreaker::new("t", rate_config(1, 1, 50.0));
+    breaker.force_open();
+    let mut svc = tower::ServiceBuilder::new()
+        .map_err(meshguard::BoxError::from)
+        .layer(breaker.layer())
+        .service(support::scripted());
+    let err = svc.ready().await.unwrap().call(Call::Ok).await.unwrap_err();
+    assert!(
+        err.downcast_ref::<meshguard::circuit_breaker::CircuitOpen>()
+            .is_some()
+    );
+    breaker.reset();
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Call::Fail)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "boom");
+}

@@ -197,7 +197,10 @@ mod tests {
         for code in [200, 201, 204, 301, 400, 404, 409, 428, 430, 600] {
             assert_eq!(c.classify(&status(code)), Outcome::Success, "{code}");
         }
-        assert_eq!(c.classify(&Err::<http::Response<()>, ()>(())), Outcome::Failure);
+        assert_eq!(
+            c.classify(&Err::<http::Response<()>, ()>(())),
+            Outcome::Failure
+        );
     }
 
     #[test]

@@ -43,3 +43,8 @@ mod error;
 mod sync;
 
 pub use error::{BoxError, ConfigError};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

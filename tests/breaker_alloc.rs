@@ -1,9 +1,9 @@
 //! A call through the breaker allocates nothing, closed or open.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::future::ready;
 use std::pin::pin;
-use std::cell::Cell;
 use std::task::{Context, Waker};
 use std::time::Duration;
 

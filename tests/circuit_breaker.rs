@@ -23,6 +23,28 @@ fn rate_config(window: u32, min_calls: u32, threshold: f64) -> CircuitBreakerCon
         .unwrap()
 }
 
+/// A 10 s time window in 10 buckets, opening at 50% of at least 3 calls.
+fn ten_second_window() -> (CircuitBreaker, support::TestService) {
+    let config = CircuitBreakerConfig::builder()
+        .time_window(SECS(10), 10)
+        .minimum_calls(3)
+        .failure_rate_threshold(50.0)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let svc = wrap(&breaker);
+    (breaker, svc)
+}
+
+/// Opens on one failure, for 10 s, with `probes` half-open calls.
+fn opens_on_one_failure(probes: u32) -> meshguard::circuit_breaker::CircuitBreakerConfigBuilder {
+    CircuitBreakerConfig::builder()
+        .count_window(1, 1)
+        .minimum_calls(1)
+        .open_duration(Backoff::constant(SECS(10)))
+        .half_open_calls(probes)
+}
+
 async fn trip(svc: &mut support::TestService, breaker: &CircuitBreaker) {
     while breaker.state() != State::Open {
         let _ = call(svc, Call::Fail).await;
@@ -136,14 +158,7 @@ async fn slow_successes_trip_the_breaker() {
 
 #[tokio::test(start_paused = true)]
 async fn time_window_forgets_old_calls() {
-    let config = CircuitBreakerConfig::builder()
-        .time_window(SECS(10), 10)
-        .minimum_calls(3)
-        .failure_rate_threshold(50.0)
-        .build()
-        .unwrap();
-    let breaker = CircuitBreaker::new("t", config);
-    let mut svc = wrap(&breaker);
+    let (breaker, mut svc) = ten_second_window();
     let _ = call(&mut svc, Call::Fail).await;
     let _ = call(&mut svc, Call::Fail).await;
     assert_eq!(breaker.metrics().failures, 2);
@@ -159,14 +174,7 @@ async fn time_window_forgets_old_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn time_window_keeps_calls_younger_than_its_duration() {
-    let config = CircuitBreakerConfig::builder()
-        .time_window(SECS(10), 10)
-        .minimum_calls(3)
-        .failure_rate_threshold(50.0)
-        .build()
-        .unwrap();
-    let breaker = CircuitBreaker::new("t", config);
-    let mut svc = wrap(&breaker);
+    let (breaker, mut svc) = ten_second_window();
     let _ = call(&mut svc, Call::Fail).await;
     advance(MS(8_999)).await;
     let _ = call(&mut svc, Call::Fail).await;
@@ -331,11 +339,7 @@ async fn open_duration_jitter_stays_within_its_bounds() {
 
 #[tokio::test(start_paused = true)]
 async fn max_wait_in_half_open_reopens_when_probes_do_not_finish() {
-    let config = CircuitBreakerConfig::builder()
-        .count_window(1, 1)
-        .minimum_calls(1)
-        .open_duration(Backoff::constant(SECS(10)))
-        .half_open_calls(1)
+    let config = opens_on_one_failure(1)
         .max_wait_in_half_open(SECS(5))
         .build()
         .unwrap();
@@ -354,13 +358,7 @@ async fn max_wait_in_half_open_reopens_when_probes_do_not_finish() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_probe_returns_its_permit_and_counts_nothing() {
-    let config = CircuitBreakerConfig::builder()
-        .count_window(1, 1)
-        .minimum_calls(1)
-        .open_duration(Backoff::constant(SECS(10)))
-        .half_open_calls(1)
-        .build()
-        .unwrap();
+    let config = opens_on_one_failure(1).build().unwrap();
     let breaker = CircuitBreaker::new("t", config);
     let mut svc = wrap(&breaker);
     let _ = call(&mut svc, Call::Fail).await;
@@ -482,11 +480,7 @@ async fn subscribers_see_every_transition_in_order() {
 
 #[tokio::test(start_paused = true)]
 async fn gate_mode_wakes_the_task_exactly_when_half_open_begins() {
-    let config = CircuitBreakerConfig::builder()
-        .count_window(1, 1)
-        .minimum_calls(1)
-        .open_duration(Backoff::constant(SECS(10)))
-        .half_open_calls(1)
+    let config = opens_on_one_failure(1)
         .rejection(Rejection::Gate)
         .build()
         .unwrap();

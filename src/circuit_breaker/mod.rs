@@ -47,7 +47,7 @@ pub enum State {
 
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             State::Closed => "closed",
             State::Open => "open",
             State::HalfOpen => "half-open",

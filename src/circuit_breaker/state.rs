@@ -60,6 +60,10 @@ pub(crate) const DISABLED: u64 = 4;
 pub(crate) const METRICS_ONLY: u64 = 5;
 pub(crate) const VACANT: u64 = 7;
 
+const IDLE: u64 = 0;
+const BUSY: u64 = 1;
+const NOTED: u64 = 2;
+
 const KIND_MASK: u64 = 0xF;
 const ADMITTED_SHIFT: u32 = 4;
 const ADMITTED_MASK: u64 = 0xF_FFFF;
@@ -180,7 +184,6 @@ pub(crate) struct Slot {
     stripes: Box<[CachePadded<Stripe>]>,
     probes: CachePadded<AtomicU64>,
     consecutive: CachePadded<AtomicU64>,
-    #[cfg(not(meshguard_loom))]
     core: arc_swap::ArcSwapOption<Core>,
 }
 
@@ -223,7 +226,6 @@ impl Slot {
                 .collect(),
             probes: CachePadded::new(AtomicU64::new(0)),
             consecutive: CachePadded::new(AtomicU64::new(0)),
-            #[cfg(not(meshguard_loom))]
             core: arc_swap::ArcSwapOption::empty(),
         }
     }
@@ -258,7 +260,6 @@ impl Slot {
     }
 
     /// The owner's core; a guard, not an `Arc` clone, in the common case.
-    #[cfg(not(meshguard_loom))]
     pub(crate) fn core(&self) -> arc_swap::Guard<Option<StdArc<Core>>> {
         self.core.load()
     }
@@ -285,8 +286,8 @@ pub(crate) struct Core {
     head: AtomicU64,
     base_calls: AtomicU64,
     window_start: AtomicU64,
-    busy: AtomicBool,
-    dirty: AtomicBool,
+    /// The checkpoint lock: `IDLE`, `BUSY`, or `BUSY | NOTED`.
+    gate: AtomicU64,
     reopens: AtomicU64,
     last_open: AtomicU64,
     rng_calls: AtomicU64,
@@ -383,8 +384,7 @@ impl Core {
             head: AtomicU64::new(0),
             base_calls: AtomicU64::new(0),
             window_start: AtomicU64::new(0),
-            busy: AtomicBool::new(false),
-            dirty: AtomicBool::new(false),
+            gate: AtomicU64::new(IDLE),
             reopens: AtomicU64::new(0),
             last_open: AtomicU64::new(0),
             rng_calls: AtomicU64::new(0),
@@ -414,7 +414,7 @@ impl Core {
         let generation = generation(old).wrapping_add(1);
         self.lock();
         self.reset_window(slot, self.now());
-        self.unlock();
+        self.unlock(slot);
         slot.consecutive.store(0, Relaxed);
         slot.state
             .slow_nanos
@@ -638,48 +638,52 @@ impl Core {
 
     // ---- checkpoints -----------------------------------------------------
 
+    /// Takes the checkpoint lock, spinning: only transitions and
+    /// `metrics()` do this, never a call.
     fn lock(&self) {
         while self
-            .busy
-            .compare_exchange(false, true, SeqCst, SeqCst)
+            .gate
+            .compare_exchange(IDLE, BUSY, AcqRel, Acquire)
             .is_err()
         {
             spin();
         }
     }
 
-    fn unlock(&self) {
-        self.busy.store(false, SeqCst);
+    /// Releases the lock; runs the checkpoint a call asked for meanwhile.
+    fn unlock(&self, slot: &Slot) {
+        if self.gate.swap(IDLE, AcqRel) & NOTED != 0 {
+            self.checkpoint(slot, None);
+        }
     }
 
     /// Rotates the window and evaluates the trip conditions. Never waits:
-    /// when another thread is checkpointing, it is asked to go round again.
+    /// when another thread holds the lock, this leaves it a note to go round
+    /// again. Lock and note share one atomic, so every note is read by an
+    /// RMW of the holder, which also makes the noter's counts visible.
     pub(crate) fn checkpoint(&self, slot: &Slot, now: Option<u64>) {
-        if self
-            .busy
-            .compare_exchange(false, true, SeqCst, SeqCst)
-            .is_err()
-        {
-            self.dirty.store(true, SeqCst);
-            if self
-                .busy
-                .compare_exchange(false, true, SeqCst, SeqCst)
-                .is_err()
-            {
-                return;
+        let mut current = self.gate.load(Acquire);
+        loop {
+            let next = if current & BUSY == 0 {
+                BUSY
+            } else {
+                current | NOTED
+            };
+            match self.gate.compare_exchange(current, next, AcqRel, Acquire) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
             }
         }
+        if current & BUSY != 0 {
+            return;
+        }
         loop {
-            self.dirty.store(false, SeqCst);
             self.checkpoint_locked(slot, now);
-            self.unlock();
-            if !self.dirty.load(SeqCst)
-                || self
-                    .busy
-                    .compare_exchange(false, true, SeqCst, SeqCst)
-                    .is_err()
-            {
-                return;
+            match self.gate.compare_exchange(BUSY, IDLE, AcqRel, Acquire) {
+                Ok(_) => return,
+                Err(_) => {
+                    self.gate.swap(BUSY, AcqRel);
+                }
             }
         }
     }
@@ -750,7 +754,7 @@ impl Core {
     }
 
     /// Brings the snapshot ring up to date with `sums` and returns the
-    /// window's counts. Called with `busy` held.
+    /// window's counts. Called with the checkpoint lock held.
     fn rotate(&self, slot: &Slot, sums: Counts, now: Option<u64>) -> Counts {
         let b = self.buckets;
         let head = self.head.load(Relaxed);
@@ -789,7 +793,7 @@ impl Core {
         sums.minus(self.ring[(first % (b + 1)) as usize].load())
     }
 
-    /// Empties the window. Called with `busy` held.
+    /// Empties the window. Called with the checkpoint lock held.
     fn reset_window(&self, slot: &Slot, now: u64) {
         let sums = slot.sum();
         self.ring[0].store(sums);
@@ -813,7 +817,7 @@ impl Core {
         self.lock();
         let now = self.plan.time_window.then(|| self.now());
         let window = self.rotate(slot, slot.sum(), now);
-        self.unlock();
+        self.unlock(slot);
         Metrics {
             state: state_of(slot.word()),
             calls: window.calls,
@@ -886,7 +890,7 @@ impl Core {
             AcqRel,
             Acquire,
         );
-        self.unlock();
+        self.unlock(slot);
         result?;
         self.reopens.store(0, Relaxed);
         self.last_open.store(0, Relaxed);
@@ -913,7 +917,7 @@ impl Core {
                 Err(actual) => word = actual,
             }
         };
-        self.unlock();
+        self.unlock(slot);
         if to == State::Closed {
             self.reopens.store(0, Relaxed);
             self.last_open.store(0, Relaxed);
@@ -949,10 +953,8 @@ impl Core {
 
 // ---- slots: a free list of leaked, recycled slots -------------------------
 
-#[cfg(not(meshguard_loom))]
 static FREE: Mutex<Vec<&'static Slot>> = Mutex::new(Vec::new());
 
-#[cfg(not(meshguard_loom))]
 fn stripe_count() -> usize {
     static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *COUNT.get_or_init(|| {
@@ -970,7 +972,6 @@ pub(crate) struct Owner {
     pub(crate) core: StdArc<Core>,
 }
 
-#[cfg(not(meshguard_loom))]
 impl Owner {
     pub(crate) fn new(core: Core) -> Owner {
         // The free list is touched only when a breaker is created or dropped,
@@ -985,7 +986,6 @@ impl Owner {
     }
 }
 
-#[cfg(not(meshguard_loom))]
 impl Drop for Owner {
     fn drop(&mut self) {
         self.core.vacate(self.slot);
@@ -1044,9 +1044,9 @@ mod loom_tests {
             for t in threads {
                 t.join().unwrap();
             }
-            let m = core.metrics(slot);
-            assert_eq!((m.calls, m.failures), (2, 1));
-            assert_eq!(m.state, State::Closed);
+            let sums = slot.sum();
+            assert_eq!((sums.calls, sums.failures), (2, 1));
+            assert_eq!(kind(slot.word()), CLOSED);
         });
     }
 

@@ -572,7 +572,8 @@ impl Core {
                     slot.consecutive.store(0, Relaxed);
                 }
             }
-            Outcome::Ignored => unreachable!("ignored outcomes are not recorded"),
+            // Callers filter these out; recording nothing is the safe answer.
+            Outcome::Ignored => return false,
         }
         if slow {
             stripe.slow.fetch_add(1, Release);

@@ -6,7 +6,6 @@
 use std::future::{Ready, ready};
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -90,10 +89,29 @@ fn single_thread(c: &mut Criterion) {
 
     for (name, config) in configs() {
         let mut svc = wrapped(config);
+        assert!(call_once(&mut svc, &mut cx, 1), "completes in one poll");
         g.bench_function(name, |b| {
             b.iter(|| call_once(&mut svc, &mut cx, black_box(1)))
         });
     }
+
+    // Peers, each on its defaults (a 100-call ring or window, 50%).
+    let recloser = recloser::Recloser::default();
+    g.bench_function("peer_recloser", |b| {
+        b.iter(|| recloser.call(|| Ok::<u64, ()>(black_box(1))).is_ok())
+    });
+    let failsafe = failsafe::Config::new().build();
+    g.bench_function("peer_failsafe", |b| {
+        b.iter(|| failsafe::CircuitBreaker::call(&failsafe, || Ok::<u64, ()>(black_box(1))).is_ok())
+    });
+    let mut resilience = peer_tower_resilience();
+    assert!(
+        call_once(&mut resilience, &mut cx, 1),
+        "completes in one poll"
+    );
+    g.bench_function("peer_tower_resilience", |b| {
+        b.iter(|| call_once(&mut resilience, &mut cx, black_box(1)))
+    });
 
     let mut svc = wrapped(CircuitBreakerConfig::default());
     svc.breaker().disable();
@@ -124,63 +142,96 @@ fn single_thread(c: &mut Criterion) {
     g.finish();
 }
 
+/// tower-resilience's breaker layer on its defaults, around the same service.
+fn peer_tower_resilience() -> impl Service<u64, Response = u64> + Clone + Send {
+    let layer = tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
+        .build()
+        .unwrap();
+    tower::Layer::layer(&layer, raw())
+}
+
 /// Two threads calling clones of one service (one breaker) at once; the
 /// figure is wall time divided by the calls each thread made, i.e. the
 /// latency of a call while the other thread hammers the same breaker.
 fn two_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("breaker/two_threads");
     g.bench_function("raw_service_fn", |b| {
-        b.iter_custom(|iters| run_two(iters, raw))
+        b.iter_custom(|iters| run_two(iters, || service_caller(raw())))
     });
     let breaker = CircuitBreaker::new("shared", CircuitBreakerConfig::default());
     g.bench_function("count_window", |b| {
         b.iter_custom(|iters| {
-            let breaker = breaker.clone();
-            run_two(iters, move || tower::Layer::layer(&breaker.layer(), raw()))
+            run_two(iters, || {
+                service_caller(tower::Layer::layer(&breaker.layer(), raw()))
+            })
         })
     });
-    let shared_counter = Arc::new(AtomicU64::new(0));
+    let recloser = recloser::Recloser::default();
+    g.bench_function("peer_recloser", |b| {
+        b.iter_custom(|iters| {
+            run_two(iters, || {
+                let r = &recloser;
+                move |_: &mut Context<'_>, x: u64| r.call(|| Ok::<u64, ()>(x)).is_ok()
+            })
+        })
+    });
+    let failsafe = failsafe::Config::new().build();
+    g.bench_function("peer_failsafe", |b| {
+        b.iter_custom(|iters| {
+            run_two(iters, || {
+                let f = failsafe.clone();
+                move |_: &mut Context<'_>, x: u64| {
+                    failsafe::CircuitBreaker::call(&f, || Ok::<u64, ()>(x)).is_ok()
+                }
+            })
+        })
+    });
+    let resilience = peer_tower_resilience();
+    g.bench_function("peer_tower_resilience", |b| {
+        b.iter_custom(|iters| run_two(iters, || service_caller(resilience.clone())))
+    });
+    let shared_counter = AtomicU64::new(0);
     g.bench_function("shared_atomic_fetch_add", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            std::thread::scope(|s| {
-                for _ in 0..2 {
-                    let c = &shared_counter;
-                    s.spawn(move || {
-                        for _ in 0..iters {
-                            black_box(c.fetch_add(1, Ordering::Relaxed));
-                        }
-                    });
-                }
-            });
-            start.elapsed()
+            run_two(iters, || {
+                let c = &shared_counter;
+                move |_: &mut Context<'_>, _: u64| c.fetch_add(1, Ordering::Relaxed) > 0
+            })
         })
     });
     g.finish();
 }
 
-fn run_two<S, F>(iters: u64, make: F) -> Duration
+/// One call of `svc` as a closure for [`run_two`].
+fn service_caller<S: Service<u64>>(mut svc: S) -> impl FnMut(&mut Context<'_>, u64) -> bool {
+    move |cx: &mut Context<'_>, x: u64| call_once(&mut svc, cx, x)
+}
+
+/// Runs `iters` calls on each of two threads at once, each thread with its
+/// own caller from `make` (inside a tokio runtime, as services expect), and
+/// returns the wall time from the moment both are ready.
+fn run_two<M, F>(iters: u64, make: M) -> Duration
 where
-    S: Service<u64> + Send,
-    F: Fn() -> S + Sync,
+    M: Fn() -> F + Sync,
+    F: FnMut(&mut Context<'_>, u64) -> bool + Send,
 {
     let barrier = std::sync::Barrier::new(2);
     let start = std::sync::Mutex::new(None::<Instant>);
     std::thread::scope(|s| {
         for _ in 0..2 {
-            let (barrier, make, start) = (&barrier, &make, &start);
+            let mut caller = make();
+            let (barrier, start) = (&barrier, &start);
             s.spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_time()
                     .build()
                     .unwrap();
                 let _guard = rt.enter();
-                let mut svc = make();
                 let mut cx = Context::from_waker(Waker::noop());
                 barrier.wait();
                 start.lock().unwrap().get_or_insert_with(Instant::now);
                 for i in 0..iters {
-                    black_box(call_once(&mut svc, &mut cx, i));
+                    black_box(caller(&mut cx, i));
                 }
             });
         }

@@ -17,16 +17,46 @@ pub(crate) fn spin() {
 
 /// The stripe this thread records into: threads are numbered in the order
 /// they first record, so the first `stripes` threads never share one.
+#[inline]
 pub(crate) fn stripe_index(mask: usize) -> usize {
+    thread_index() & mask
+}
+
+#[cfg(not(meshguard_loom))]
+#[inline]
+fn thread_index() -> usize {
+    use std::cell::Cell;
+    // A `const` thread-local without a destructor is a plain TLS read: no
+    // lazy-initialisation state to check on every call.
+    std::thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    let i = INDEX.get();
+    if i != usize::MAX {
+        return i;
+    }
+    let i = next_thread_index();
+    INDEX.set(i);
+    i
+}
+
+/// Under loom the numbering starts afresh in every execution (a process-wide
+/// counter would differ between the replays loom makes of one schedule).
+#[cfg(meshguard_loom)]
+fn thread_index() -> usize {
+    loom::lazy_static! {
+        static ref NEXT: loom::sync::atomic::AtomicUsize = loom::sync::atomic::AtomicUsize::new(0);
+    }
+    loom::thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    INDEX.with(|i| *i)
+}
+
+#[cfg(not(meshguard_loom))]
+#[cold]
+fn next_thread_index() -> usize {
     use std::sync::atomic::AtomicUsize;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    #[cfg(not(meshguard_loom))]
-    std::thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    #[cfg(meshguard_loom)]
-    loom::thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    INDEX.with(|i| *i & mask)
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (usize::MAX / 2)
 }

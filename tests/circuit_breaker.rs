@@ -23,6 +23,15 @@ fn rate_config(window: u32, min_calls: u32, threshold: f64) -> CircuitBreakerCon
         .unwrap()
 }
 
+fn rate_config_buckets(window: u32, buckets: u32, threshold: f64) -> CircuitBreakerConfig {
+    CircuitBreakerConfig::builder()
+        .count_window(window, buckets)
+        .minimum_calls(window)
+        .failure_rate_threshold(threshold)
+        .build()
+        .unwrap()
+}
+
 /// A 10 s time window in 10 buckets, opening at 50% of at least 3 calls.
 fn ten_second_window() -> (CircuitBreaker, support::TestService) {
     let config = CircuitBreakerConfig::builder()
@@ -452,6 +461,58 @@ async fn metrics_only_never_rejects_but_records_and_emits_events() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn metrics_only_announces_falling_below_from_successes_alone() {
+    // A window of 4 calls in 4 buckets: successes push the failures out.
+    let breaker = CircuitBreaker::new("t", rate_config(4, 4, 50.0));
+    let mut svc = wrap(&breaker);
+    breaker.metrics_only();
+    for _ in 0..4 {
+        let _ = call(&mut svc, Call::Fail).await;
+    }
+    let mut events = breaker.subscribe();
+    // 2 failures in 4 calls is still 50%: at the threshold, not below it.
+    for _ in 0..2 {
+        call(&mut svc, Call::Ok).await.unwrap();
+    }
+    assert!(events.try_recv().is_err());
+    call(&mut svc, Call::Ok).await.unwrap();
+    assert_eq!(
+        events.try_recv().unwrap(),
+        Event::ThresholdCrossed {
+            above: false,
+            failure_rate: 25.0,
+            slow_call_rate: 0.0
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_that_reaches_the_minimum_calls_trips_the_breaker() {
+    let breaker = CircuitBreaker::new("t", rate_config(10, 4, 50.0));
+    let mut svc = wrap(&breaker);
+    for c in [Call::Fail, Call::Fail, Call::Ok] {
+        let _ = call(&mut svc, c).await;
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    call(&mut svc, Call::Ok).await.unwrap();
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn successes_alone_slide_the_count_window_exactly() {
+    // 6 calls in 3 buckets of 2, opening at 100% so it stays closed.
+    let breaker = CircuitBreaker::new("t", rate_config_buckets(6, 3, 100.0));
+    let mut svc = wrap(&breaker);
+    let _ = call(&mut svc, Call::Fail).await;
+    for _ in 0..7 {
+        call(&mut svc, Call::Ok).await.unwrap();
+    }
+    // 8 calls: buckets [F,ok] [ok,ok] [ok,ok] [ok,ok]; the first is out.
+    let m = breaker.metrics();
+    assert_eq!((m.calls, m.failures), (6, 0));
+}
+
+#[tokio::test(start_paused = true)]
 async fn subscribers_see_every_transition_in_order() {
     let breaker = CircuitBreaker::new("t", rate_config(2, 2, 50.0));
     let mut svc = wrap(&breaker);
@@ -489,14 +550,14 @@ async fn gate_mode_wakes_the_task_exactly_when_half_open_begins() {
     let _ = call(&mut svc, Call::Fail).await;
     assert_eq!(breaker.state(), State::Open);
 
-    let mut ready = tokio_test::task::spawn(());
-    assert!(ready.enter(|cx, _| svc.poll_ready(cx)).is_pending());
+    let ready = support::Task::default();
+    assert!(ready.poll(|cx| svc.poll_ready(cx)).is_pending());
     advance(SECS(10) - MS(1)).await;
     assert!(!ready.is_woken());
-    assert!(ready.enter(|cx, _| svc.poll_ready(cx)).is_pending());
+    assert!(ready.poll(|cx| svc.poll_ready(cx)).is_pending());
     advance(MS(1)).await;
     assert!(ready.is_woken());
-    assert!(ready.enter(|cx, _| svc.poll_ready(cx)).is_ready());
+    assert!(ready.poll(|cx| svc.poll_ready(cx)).is_ready());
     assert_eq!(breaker.state(), State::HalfOpen);
     assert_eq!(svc.call(Call::Ok).await, Ok("ok"));
     assert_eq!(breaker.state(), State::Closed);
@@ -511,11 +572,11 @@ async fn gate_mode_wakes_on_reset() {
     let breaker = CircuitBreaker::new("t", config);
     let mut svc = wrap(&breaker);
     breaker.force_open();
-    let mut ready = tokio_test::task::spawn(());
-    assert!(ready.enter(|cx, _| svc.poll_ready(cx)).is_pending());
+    let ready = support::Task::default();
+    assert!(ready.poll(|cx| svc.poll_ready(cx)).is_pending());
     breaker.reset();
     assert!(ready.is_woken());
-    assert!(ready.enter(|cx, _| svc.poll_ready(cx)).is_ready());
+    assert!(ready.poll(|cx| svc.poll_ready(cx)).is_ready());
 }
 
 #[tokio::test(start_paused = true)]

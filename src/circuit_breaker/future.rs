@@ -17,7 +17,10 @@ pin_project! {
     pub struct ResponseFuture<F, C> {
         #[pin]
         kind: Kind<F>,
-        recorder: Option<Recorder>,
+        // In place, not an `Option` to `take()`: moving it out as one 16-byte
+        // value right after `call` wrote it field by field stalled on store
+        // forwarding (a third of a call's cost in `perf annotate`).
+        recorder: Recorder,
         classify: C,
     }
 }
@@ -34,15 +37,15 @@ impl<F, C> ResponseFuture<F, C> {
     pub(crate) fn called(future: F, recorder: Recorder, classify: C) -> Self {
         ResponseFuture {
             kind: Kind::Called { future },
-            recorder: Some(recorder),
+            recorder,
             classify,
         }
     }
 
-    pub(crate) fn rejected(error: CircuitOpen, classify: C) -> Self {
+    pub(crate) fn rejected(error: CircuitOpen, slot: &'static Slot, classify: C) -> Self {
         ResponseFuture {
             kind: Kind::Rejected { error: Some(error) },
-            recorder: None,
+            recorder: Recorder::done(slot),
             classify,
         }
     }
@@ -71,8 +74,8 @@ where
             ))),
             KindProj::Called { future } => {
                 let result = ready!(future.poll(cx));
-                if let Some(mut recorder) = this.recorder.take() {
-                    recorder.finish(this.classify.classify(&result));
+                if this.recorder.admission.role != Role::Pass {
+                    this.recorder.finish(this.classify.classify(&result));
                 }
                 Poll::Ready(result.map_err(BreakerError::Inner))
             }
@@ -102,6 +105,18 @@ impl Recorder {
             slot,
             admission,
             start,
+        }
+    }
+
+    /// A recorder with nothing to record.
+    pub(crate) fn done(slot: &'static Slot) -> Self {
+        Recorder {
+            slot,
+            admission: Admission {
+                generation: 0,
+                role: Role::Pass,
+            },
+            start: 0,
         }
     }
 

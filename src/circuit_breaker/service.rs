@@ -193,7 +193,7 @@ where
                 let recorder = Recorder::new(owner.slot, admission);
                 ResponseFuture::called(self.inner.call(req), recorder, self.classify.clone())
             }
-            Err(open) => ResponseFuture::rejected(open, self.classify.clone()),
+            Err(open) => ResponseFuture::rejected(open, owner.slot, self.classify.clone()),
         }
     }
 }

@@ -24,13 +24,17 @@
 //! `fetch_add` on a line no other thread writes. The window is a ring of
 //! snapshots of the stripes' sums, one per bucket; the window's counts are the
 //! current sums minus the snapshot where the window starts. Sums are taken
-//! only when a decision is due: on a failure or slow call, when a stripe has
-//! recorded a bucket's worth of calls, or when a time bucket ends.
+//! only when a decision is due: on a failure or slow call, or when a time
+//! bucket ends. A plain success never asks for one, since it cannot raise a
+//! rate: in a count window the snapshots of the buckets that successes alone
+//! crossed are rebuilt at the next checkpoint (the calls at a boundary are
+//! known, and the failures there are those the last checkpoint saw).
 //!
-//! With one thread this is exact at bucket granularity. With `T` threads a
-//! count-window bucket boundary is noticed up to `(T - 1) × bucket` calls
-//! late, so the window can hold that many extra calls; failures are never
-//! lost, they are only compared against a slightly larger window.
+//! With one thread this is exact at bucket granularity. With several, a
+//! failure recorded while another thread's checkpoint runs is counted by a
+//! re-run of that checkpoint, and may be placed after a bucket boundary it
+//! came before, so it can stay in the window up to one bucket longer;
+//! failures are never lost.
 //!
 //! # Transitions
 //!
@@ -205,6 +209,13 @@ struct Hot {
 
 pub(crate) const FLAG_TIME_WINDOW: u64 = 1;
 pub(crate) const FLAG_CONSECUTIVE: u64 = 2;
+/// Successes ask for a checkpoint every bucket: set while a metrics-only
+/// count window is above its thresholds, so it notices falling below.
+pub(crate) const FLAG_SUCCESS_CHECKS: u64 = 4;
+/// Every success asks for a checkpoint: set while the window holds fewer
+/// than the minimum calls and some of them failed or were slow, so the
+/// success that brings it to the minimum can trip the breaker.
+pub(crate) const FLAG_SUCCESS_DUE: u64 = 8;
 
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -233,6 +244,12 @@ impl Slot {
     #[inline]
     pub(crate) fn word(&self) -> u64 {
         self.state.word.load(Acquire)
+    }
+
+    /// This thread's stripe.
+    #[inline]
+    fn stripe(&self) -> &Stripe {
+        &self.stripes[stripe_index(self.stripes.len() - 1)]
     }
 
     fn sum(&self) -> Counts {
@@ -283,6 +300,10 @@ pub(crate) struct Core {
     bucket: u64,
     buckets: u64,
     ring: Box<[Snap]>,
+    /// The sums at the last checkpoint: no failure or slow call recorded
+    /// since is missing from them, which lets `rotate` rebuild the
+    /// snapshots of count-window buckets crossed by successes alone.
+    last: Snap,
     head: AtomicU64,
     base_calls: AtomicU64,
     window_start: AtomicU64,
@@ -381,6 +402,7 @@ impl Core {
             bucket,
             buckets,
             ring: (0..=buckets).map(|_| Snap::default()).collect(),
+            last: Snap::default(),
             head: AtomicU64::new(0),
             base_calls: AtomicU64::new(0),
             window_start: AtomicU64::new(0),
@@ -552,34 +574,53 @@ impl Core {
 
     /// Hot path for a call admitted with [`Role::Record`]. Returns whether a
     /// checkpoint is due; the caller then runs [`Core::checkpoint`].
+    ///
+    /// A plain success (not slow) is one `fetch_add` and never asks for a
+    /// checkpoint: it cannot raise a rate, and the count window's snapshots
+    /// for the buckets it crosses are rebuilt exactly at the next checkpoint
+    /// (see [`Core::rotate`]). Failures and slow calls always ask.
     #[inline]
     pub(crate) fn record(slot: &Slot, generation_: u32, outcome: Outcome, slow: bool) -> bool {
-        if generation(slot.word()) != generation_ {
-            // Admitted under an earlier state: its outcome says nothing now.
+        if outcome == Outcome::Ignored || generation(slot.word()) != generation_ {
+            // Ignored, or admitted under an earlier state: says nothing now.
             return false;
         }
-        let stripe = &slot.stripes[stripe_index(slot.stripes.len() - 1)];
+        let stripe = slot.stripe();
         let calls = stripe.calls.fetch_add(1, Release) + 1;
-        let mut due = calls >= stripe.next_check.load(Relaxed);
-        match outcome {
-            Outcome::Failure => {
-                stripe.failures.fetch_add(1, Release);
-                slot.consecutive.fetch_add(1, Relaxed);
-                due = true;
+        if outcome == Outcome::Success && !slow {
+            let flags = slot.flags();
+            if flags & (FLAG_CONSECUTIVE | FLAG_SUCCESS_CHECKS | FLAG_SUCCESS_DUE) == 0 {
+                return false;
             }
-            Outcome::Success => {
-                if slot.flags() & FLAG_CONSECUTIVE != 0 && slot.consecutive.load(Relaxed) != 0 {
-                    slot.consecutive.store(0, Relaxed);
-                }
-            }
-            // Callers filter these out; recording nothing is the safe answer.
-            Outcome::Ignored => return false,
+            return Self::record_success_flagged(slot, stripe, calls, flags);
+        }
+        Self::record_bad(slot, stripe, outcome, slow)
+    }
+
+    /// A success when consecutive failures are counted, or while a
+    /// metrics-only breaker is above its thresholds and must notice the
+    /// rates falling.
+    #[cold]
+    fn record_success_flagged(slot: &Slot, stripe: &Stripe, calls: u64, flags: u64) -> bool {
+        if flags & FLAG_CONSECUTIVE != 0 && slot.consecutive.load(Relaxed) != 0 {
+            slot.consecutive.store(0, Relaxed);
+        }
+        flags & FLAG_SUCCESS_DUE != 0
+            || (flags & FLAG_SUCCESS_CHECKS != 0 && calls >= stripe.next_check.load(Relaxed))
+    }
+
+    #[cold]
+    fn record_bad(slot: &Slot, stripe: &Stripe, outcome: Outcome, slow: bool) -> bool {
+        if outcome == Outcome::Failure {
+            stripe.failures.fetch_add(1, Release);
+            slot.consecutive.fetch_add(1, Relaxed);
+        } else if slot.flags() & FLAG_CONSECUTIVE != 0 && slot.consecutive.load(Relaxed) != 0 {
+            slot.consecutive.store(0, Relaxed);
         }
         if slow {
             stripe.slow.fetch_add(1, Release);
-            due = true;
         }
-        due
+        true
     }
 
     /// Whether a time window's bucket has ended by `now`.
@@ -709,7 +750,13 @@ impl Core {
                 reason = "consecutive failures";
             }
         }
-        if window.calls >= self.config.minimum_calls as u64 {
+        let short = window.calls < self.config.minimum_calls as u64;
+        set_flag(
+            slot,
+            FLAG_SUCCESS_DUE,
+            short && (window.failures > 0 || window.slow > 0),
+        );
+        if !short {
             if let Trip::FailureRate(t) = self.config.trip {
                 if percent(window.failures, window.calls) >= t {
                     trip = true;
@@ -725,6 +772,9 @@ impl Core {
         }
         if k == METRICS_ONLY {
             if trip != self.above_threshold.swap(trip, Relaxed) {
+                if !self.plan.time_window {
+                    set_flag(slot, FLAG_SUCCESS_CHECKS, trip);
+                }
                 let failure_rate = percent(window.failures, window.calls);
                 let slow_call_rate = percent(window.slow, window.calls);
                 tracing::info!(
@@ -766,11 +816,28 @@ impl Core {
             sums.calls.saturating_sub(self.base_calls.load(Relaxed)) / self.bucket
         };
         if h > head {
+            let base = self.base_calls.load(Relaxed);
+            let last = self.last.load();
             for i in (head + 1).max(h.saturating_sub(b))..=h {
-                self.ring[(i % (b + 1)) as usize].store(sums);
+                let at = base + i * self.bucket;
+                let snap = if self.plan.time_window || at >= sums.calls {
+                    sums
+                } else {
+                    // A count-window boundary crossed since the last
+                    // checkpoint: only successes came between, so the
+                    // snapshot there is `at` calls with the failures and
+                    // slow calls the last checkpoint saw.
+                    Counts {
+                        calls: at,
+                        failures: last.failures,
+                        slow: last.slow,
+                    }
+                };
+                self.ring[(i % (b + 1)) as usize].store(snap);
             }
             self.head.store(h, Relaxed);
         }
+        self.last.store(sums);
         let head = h.max(head);
         if self.plan.time_window {
             let start = self.window_start.load(Relaxed);
@@ -782,7 +849,7 @@ impl Core {
             // their cache lines from the threads that own them.
             let boundary = self.base_calls.load(Relaxed) + (head + 1) * self.bucket;
             let remaining = boundary.saturating_sub(sums.calls).max(1);
-            let own = &slot.stripes[stripe_index(slot.stripes.len() - 1)];
+            let own = slot.stripe();
             own.next_check
                 .store(own.calls.load(Relaxed) + remaining, Relaxed);
         }
@@ -798,10 +865,12 @@ impl Core {
     fn reset_window(&self, slot: &Slot, now: u64) {
         let sums = slot.sum();
         self.ring[0].store(sums);
+        self.last.store(sums);
         self.head.store(0, Relaxed);
         self.base_calls.store(sums.calls, Relaxed);
         self.window_start.store(now, Relaxed);
         self.above_threshold.store(false, Relaxed);
+        set_flag(slot, FLAG_SUCCESS_CHECKS | FLAG_SUCCESS_DUE, false);
         if self.plan.time_window {
             slot.state.rotate_at.store(now + self.bucket, Relaxed);
         } else {
@@ -952,6 +1021,19 @@ impl Core {
     }
 }
 
+/// Sets or clears `flag`, writing only on a change: the flags share a cache
+/// line with the state word every call reads.
+fn set_flag(slot: &Slot, flag: u64, on: bool) {
+    let flags = slot.flags();
+    if (flags & flag != 0) != on {
+        if on {
+            slot.state.flags.fetch_or(flag, Relaxed);
+        } else {
+            slot.state.flags.fetch_and(!flag, Relaxed);
+        }
+    }
+}
+
 // ---- slots: a free list of leaked, recycled slots -------------------------
 
 static FREE: Mutex<Vec<&'static Slot>> = Mutex::new(Vec::new());
@@ -1006,7 +1088,11 @@ mod loom_tests {
     use loom::sync::Arc;
 
     fn setup(config: CircuitBreakerConfig) -> (&'static Slot, Arc<Core>) {
-        let slot: &'static Slot = Box::leak(Box::new(Slot::new(2)));
+        setup_striped(config, 2)
+    }
+
+    fn setup_striped(config: CircuitBreakerConfig, stripes: usize) -> (&'static Slot, Arc<Core>) {
+        let slot: &'static Slot = Box::leak(Box::new(Slot::new(stripes)));
         let core = Arc::new(Core::new("loom", config));
         core.assign(slot);
         (slot, core)
@@ -1020,14 +1106,23 @@ mod loom_tests {
 
     #[test]
     fn loom_concurrent_records_are_never_lost() {
-        loom::model(|| {
+        records_are_never_lost(2);
+    }
+
+    #[test]
+    fn loom_records_of_threads_sharing_a_stripe_are_never_lost() {
+        records_are_never_lost(1);
+    }
+
+    fn records_are_never_lost(stripes: usize) {
+        loom::model(move || {
             let config = CircuitBreakerConfig::builder()
                 .count_window(4, 2)
                 .minimum_calls(4)
                 .failure_rate_threshold(100.0)
                 .build()
                 .unwrap();
-            let (slot, core) = setup(config);
+            let (slot, core) = setup_striped(config, stripes);
             let g = generation(slot.word());
             let threads: Vec<_> = (0..2)
                 .map(|i| {

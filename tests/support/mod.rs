@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use meshguard::circuit_breaker::{BreakerError, CircuitBreaker, CircuitBreakerService};
@@ -59,3 +62,27 @@ pub async fn rejected(svc: &mut TestService, c: Call) -> bool {
 
 pub const MS: fn(u64) -> Duration = Duration::from_millis;
 pub const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// A task stand-in that counts its wake-ups, for polling `poll_ready` by
+/// hand.
+#[derive(Clone, Default)]
+pub struct Task(Arc<AtomicUsize>);
+
+impl std::task::Wake for Task {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Task {
+    /// Runs `f` with a context whose waker is this task.
+    pub fn poll<T>(&self, f: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+        let waker = Waker::from(Arc::new(self.clone()));
+        f(&mut Context::from_waker(&waker))
+    }
+
+    /// Whether the task was woken since it was made.
+    pub fn is_woken(&self) -> bool {
+        self.0.load(Ordering::SeqCst) > 0
+    }
+}

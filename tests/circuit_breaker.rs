@@ -596,19 +596,6 @@ async fn per_service_layer_gives_each_service_its_own_breaker() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn outcomes_of_a_dropped_breaker_do_not_reach_the_next_one() {
-    let old = CircuitBreaker::new("old", rate_config(1, 1, 50.0));
-    let mut svc = wrap(&old);
-    let late = svc.ready().await.unwrap().call(Call::SlowFail(SECS(1)));
-    drop(svc);
-    drop(old);
-    let new = CircuitBreaker::new("new", rate_config(1, 1, 50.0));
-    let _ = late.await;
-    assert_eq!(new.metrics().calls, 0);
-    assert_eq!(new.state(), State::Closed);
-}
-
-#[tokio::test(start_paused = true)]
 async fn rejections_downcast_from_a_boxed_error() {
     let breaker = CircuitBreaker::new("t", rate_config(1, 1, 50.0));
     breaker.force_open();

@@ -12,9 +12,12 @@
 //! - [`circuit_breaker`]: a lock-free circuit breaker as a tower layer, with
 //!   count and time windows, slow-call detection, half-open probes, manual
 //!   states and a gate mode for load balancers.
+//! - [`retry`]: retries on `tower::retry` with jittered backoff, a retry
+//!   budget, `Retry-After`, attempt timeouts, an overall deadline carried in
+//!   the request, and hedging on `tower::hedge`.
 //!
-//! Later parts (retry, discovery, balance, client, testing) arrive as their
-//! own modules, each behind a cargo feature where it pulls in dependencies.
+//! Later parts (discovery, balance, client, testing) arrive as their own
+//! modules, each behind a cargo feature where it pulls in dependencies.
 //!
 //! # Quick start
 //!
@@ -40,6 +43,7 @@ pub mod circuit_breaker;
 pub mod classify;
 mod clock;
 mod error;
+pub mod retry;
 mod sync;
 
 pub use error::{BoxError, ConfigError};

@@ -60,3 +60,15 @@ fn next_thread_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (usize::MAX / 2)
 }
+
+/// How many counter stripes a shared counter gets: the machine's threads,
+/// rounded up to a power of two, at least 2 and at most 64.
+pub(crate) fn stripe_count() -> usize {
+    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(4, |n| n.get())
+            .next_power_of_two()
+            .clamp(2, 64)
+    })
+}

@@ -20,11 +20,29 @@ use crate::BoxError;
 pub struct CircuitOpen {
     state: State,
     retry_after: Option<Duration>,
+    gate: bool,
 }
 
 impl CircuitOpen {
     pub(crate) fn new(state: State, retry_after: Option<Duration>) -> Self {
-        CircuitOpen { state, retry_after }
+        CircuitOpen {
+            state,
+            retry_after,
+            gate: false,
+        }
+    }
+
+    pub(crate) fn in_gate_mode(mut self) -> Self {
+        self.gate = true;
+        self
+    }
+
+    /// Whether a breaker in gate mode (a per-endpoint breaker inside a load
+    /// balancer) rejected the call. Such a rejection concerns one endpoint,
+    /// so the retry layer retries it (on another endpoint); a fail-fast
+    /// breaker's rejection concerns the whole service and is not retried.
+    pub fn is_from_gate(&self) -> bool {
+        self.gate
     }
 
     /// How long until the breaker lets a probe through, when it is known:
@@ -44,6 +62,7 @@ impl fmt::Debug for CircuitOpen {
         f.debug_struct("CircuitOpen")
             .field("state", &self.state)
             .field("retry_after", &self.retry_after)
+            .field("gate", &self.gate)
             .finish()
     }
 }

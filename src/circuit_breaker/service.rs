@@ -193,7 +193,14 @@ where
                 let recorder = Recorder::new(owner.slot, admission);
                 ResponseFuture::called(self.inner.call(req), recorder, self.classify.clone())
             }
-            Err(open) => ResponseFuture::rejected(open, owner.slot, self.classify.clone()),
+            Err(open) => {
+                let open = if owner.core.config.rejection == Rejection::Gate {
+                    open.in_gate_mode()
+                } else {
+                    open
+                };
+                ResponseFuture::rejected(open, owner.slot, self.classify.clone())
+            }
         }
     }
 }

@@ -54,7 +54,7 @@ use super::config::{CircuitBreakerConfig, Trip, Window};
 use super::{CircuitOpen, Event, State};
 use crate::classify::Outcome;
 use crate::clock;
-use crate::sync::{AtomicBool, AtomicU64, Ordering::*, spin, stripe_index};
+use crate::sync::{AtomicBool, AtomicU64, Ordering::*, spin, stripe_count, stripe_index};
 
 pub(crate) const CLOSED: u64 = 0;
 pub(crate) const OPEN: u64 = 1;
@@ -1037,16 +1037,6 @@ fn set_flag(slot: &Slot, flag: u64, on: bool) {
 // ---- slots: a free list of leaked, recycled slots -------------------------
 
 static FREE: Mutex<Vec<&'static Slot>> = Mutex::new(Vec::new());
-
-fn stripe_count() -> usize {
-    static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *COUNT.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map_or(4, |n| n.get())
-            .next_power_of_two()
-            .clamp(2, 64)
-    })
-}
 
 /// Owns a slot for a breaker's lifetime; gives it back on drop.
 #[derive(Debug)]

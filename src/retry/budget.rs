@@ -1,0 +1,343 @@
+//! The retry budget: retries limited to a share of recent requests plus a
+//! floor per second, as Finagle's `RetryBudget` and Envoy's `retry_budget`.
+//!
+//! Why not `tower::retry::budget::TpsBudget`: it locks a mutex and reads
+//! `std::time::Instant` on every deposit, i.e. on every request's success
+//! path, and its std clock does not follow tokio's paused time, so tests
+//! could not drive it. Here a deposit is one relaxed `fetch_add` on a
+//! counter stripe owned by the calling thread, with no clock; the clock and
+//! a mutex are used only when a retry asks for a token, which is the
+//! failure path.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::ConfigError;
+use crate::sync::{AtomicU64, Ordering::Relaxed, stripe_count, stripe_index};
+
+/// How many buckets the window is kept in.
+const BUCKETS: usize = 10;
+
+/// A retry budget's settings; deserializes from
+/// `{ ratio = 0.2, min_per_second = 10, ttl = "10s" }`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "RawBudget")]
+pub struct RetryBudgetConfig {
+    ratio: f64,
+    min_per_second: u32,
+    ttl: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBudget {
+    #[serde(default = "default_ratio")]
+    ratio: f64,
+    #[serde(default = "default_min")]
+    min_per_second: u32,
+    #[serde(default = "default_ttl", with = "humantime_serde")]
+    ttl: Duration,
+}
+
+fn default_ratio() -> f64 {
+    0.2
+}
+fn default_min() -> u32 {
+    10
+}
+fn default_ttl() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl TryFrom<RawBudget> for RetryBudgetConfig {
+    type Error = ConfigError;
+    fn try_from(raw: RawBudget) -> Result<Self, ConfigError> {
+        RetryBudgetConfig::new(raw.ratio, raw.min_per_second, raw.ttl)
+    }
+}
+
+impl Default for RetryBudgetConfig {
+    /// Finagle's defaults: 20% of requests plus 10 retries a second, over
+    /// the last 10 seconds.
+    fn default() -> Self {
+        RetryBudgetConfig {
+            ratio: default_ratio(),
+            min_per_second: default_min(),
+            ttl: default_ttl(),
+        }
+    }
+}
+
+impl RetryBudgetConfig {
+    /// Retries may be `ratio` of the requests of the last `ttl`, plus
+    /// `min_per_second` a second of `ttl` whatever the traffic.
+    pub fn new(ratio: f64, min_per_second: u32, ttl: Duration) -> Result<Self, ConfigError> {
+        if !(0.0..=1000.0).contains(&ratio) {
+            return Err(ConfigError::new(
+                "ratio",
+                format!("must be in [0, 1000] (retries per request), got {ratio}"),
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&ttl) {
+            return Err(ConfigError::new(
+                "ttl",
+                format!("must be in [1s, 1h], got {ttl:?}"),
+            ));
+        }
+        Ok(RetryBudgetConfig {
+            ratio,
+            min_per_second,
+            ttl,
+        })
+    }
+
+    /// Retries allowed per request.
+    pub fn ratio(&self) -> f64 {
+        self.ratio
+    }
+
+    /// Retries allowed per second regardless of traffic.
+    pub fn min_per_second(&self) -> u32 {
+        self.min_per_second
+    }
+
+    /// How long a request keeps earning retries.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+/// A retry budget shared by every service of a [`RetryLayer`](super::RetryLayer)
+/// (and, if you pass it around, by several layers and hedges). Cheap to clone.
+///
+/// Each request deposits `ratio` of a token; each retry or hedge withdraws
+/// one; `min_per_second × ttl` tokens are always available. Tokens expire
+/// after `ttl`. When the budget is empty, the retry layer returns the last
+/// response or error as it is.
+///
+/// ```
+/// use std::time::Duration;
+/// use meshguard::retry::{RetryBudget, RetryBudgetConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // 10% of requests, no floor.
+/// let budget = RetryBudget::new(RetryBudgetConfig::new(0.1, 0, Duration::from_secs(10)).unwrap());
+/// for _ in 0..20 {
+///     budget.deposit();
+/// }
+/// assert!(budget.withdraw());
+/// assert!(budget.withdraw());
+/// assert!(!budget.withdraw());
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RetryBudget {
+    owner: Arc<Owner>,
+}
+
+/// The state a request's policy reaches without an `Arc` clone: leaked once,
+/// recycled when its budget is dropped (as the breaker's slots are).
+pub(crate) struct State {
+    generation: AtomicU64,
+    stripes: Box<[CachePadded<AtomicU64>]>,
+    window: Mutex<Window>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct Window {
+    config: RetryBudgetConfig,
+    epoch: Instant,
+    width: Duration,
+    /// Index of the newest bucket, counted from `epoch`.
+    head: u64,
+    /// Per bucket: deposits made before it began, and withdrawals in it.
+    start: [u64; BUCKETS],
+    withdrawn: [u64; BUCKETS],
+    /// When deposits were last summed, and the sum then.
+    seen_at: Instant,
+    seen: u64,
+}
+
+#[derive(Debug)]
+struct Owner {
+    state: &'static State,
+    generation: u64,
+    config: RetryBudgetConfig,
+}
+
+static FREE: Mutex<Vec<&'static State>> = Mutex::new(Vec::new());
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.state.generation.fetch_add(1, Relaxed);
+        FREE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.state);
+    }
+}
+
+/// What a request's policy holds: the state and the generation it belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Handle {
+    state: &'static State,
+    generation: u64,
+}
+
+impl RetryBudget {
+    /// A new, empty budget (only the floor is available).
+    pub fn new(config: RetryBudgetConfig) -> Self {
+        let recycled = FREE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let now = Instant::now();
+        let window = Window::new(config, now);
+        let state: &'static State = match recycled {
+            Some(state) => {
+                let mut w = state.window.lock().unwrap_or_else(|e| e.into_inner());
+                *w = window;
+                w.seen = state.sum();
+                w.start = [w.seen; BUCKETS];
+                state
+            }
+            None => Box::leak(Box::new(State {
+                generation: AtomicU64::new(0),
+                stripes: (0..stripe_count())
+                    .map(|_| CachePadded::new(AtomicU64::new(0)))
+                    .collect(),
+                window: Mutex::new(window),
+            })),
+        };
+        let generation = state.generation.load(Relaxed);
+        RetryBudget {
+            owner: Arc::new(Owner {
+                state,
+                generation,
+                config,
+            }),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RetryBudgetConfig {
+        &self.owner.config
+    }
+
+    pub(crate) fn handle(&self) -> Handle {
+        Handle {
+            state: self.owner.state,
+            generation: self.owner.generation,
+        }
+    }
+
+    /// Records a request: it earns `ratio` of a retry.
+    #[inline]
+    pub fn deposit(&self) {
+        self.handle().deposit();
+    }
+
+    /// Takes a token for a retry or a hedge; `false` when the budget is empty.
+    pub fn withdraw(&self) -> bool {
+        self.handle().withdraw()
+    }
+
+    /// Tokens available now, rounded down.
+    pub fn balance(&self) -> u64 {
+        let state = self.owner.state;
+        let mut w = state.window.lock().unwrap_or_else(|e| e.into_inner());
+        w.balance(state.sum(), Instant::now()).max(0.0) as u64
+    }
+}
+
+impl State {
+    fn sum(&self) -> u64 {
+        self.stripes.iter().map(|s| s.load(Relaxed)).sum()
+    }
+}
+
+impl Handle {
+    #[inline]
+    pub(crate) fn deposit(self) {
+        let stripes = &self.state.stripes;
+        stripes[stripe_index(stripes.len() - 1)].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn withdraw(self) -> bool {
+        let state = self.state;
+        if state.generation.load(Relaxed) != self.generation {
+            // The budget was dropped while this request was in flight.
+            return false;
+        }
+        let mut w = state.window.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if w.balance(state.sum(), now) >= 1.0 {
+            let i = (w.head % BUCKETS as u64) as usize;
+            w.withdrawn[i] += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Window {
+    fn new(config: RetryBudgetConfig, now: Instant) -> Window {
+        Window {
+            config,
+            epoch: now,
+            width: config.ttl / BUCKETS as u32,
+            head: 0,
+            start: [0; BUCKETS],
+            withdrawn: [0; BUCKETS],
+            seen_at: now,
+            seen: 0,
+        }
+    }
+
+    /// Moves the window to `now` and returns the tokens available.
+    ///
+    /// Deposits are counted without a clock, so when buckets begin between
+    /// two looks at the window, the deposits made in between are spread
+    /// evenly over that time: exact for steady traffic, and requests made
+    /// before the window began do not earn retries now.
+    fn balance(&mut self, sum: u64, now: Instant) -> f64 {
+        let current = (now.saturating_duration_since(self.epoch).as_nanos()
+            / self.width.as_nanos().max(1)) as u64;
+        if current > self.head {
+            let since = now
+                .saturating_duration_since(self.seen_at)
+                .as_nanos()
+                .max(1);
+            let added = sum.saturating_sub(self.seen);
+            let first = (self.head + 1).max(current.saturating_sub(BUCKETS as u64 - 1));
+            let width = self.width.as_nanos();
+            for b in first..=current {
+                let begins = self.epoch + nanos(width * b as u128);
+                let before = begins.saturating_duration_since(self.seen_at).as_nanos();
+                let share = (added as u128 * before.min(since) / since) as u64;
+                let i = (b % BUCKETS as u64) as usize;
+                self.start[i] = self.seen + share;
+                self.withdrawn[i] = 0;
+            }
+            self.head = current;
+        }
+        self.seen = sum;
+        self.seen_at = now;
+        let oldest = current.saturating_sub(BUCKETS as u64 - 1);
+        let deposits = sum.saturating_sub(self.start[(oldest % BUCKETS as u64) as usize]);
+        let withdrawn: u64 = self.withdrawn.iter().sum();
+        let floor = self.config.min_per_second as f64 * self.config.ttl.as_secs_f64();
+        floor + self.config.ratio * deposits as f64 - withdrawn as f64
+    }
+}
+
+fn nanos(n: u128) -> Duration {
+    Duration::from_nanos(n.min(u64::MAX as u128) as u64)
+}

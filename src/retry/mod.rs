@@ -1,0 +1,319 @@
+#![doc = include_str!("../../docs/retry.md")]
+
+mod budget;
+mod decide;
+mod hedge;
+mod policy;
+mod replay;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+pub use budget::{RetryBudget, RetryBudgetConfig};
+pub use decide::{ErrorsOnly, HttpRetryOn, RetryOn, Verdict, parse_retry_after, retryable_error};
+pub use hedge::{HedgeLayer, HedgePolicy};
+pub use policy::{RetryPolicy, RetryPolicyBuilder};
+pub use replay::{Deadline, NoReplay, Replay, ReplayBody};
+
+use crate::BoxError;
+use policy::Attempts;
+
+/// The whole call, backoff included, outlived its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeadlineExceeded;
+
+impl fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// Retries calls by a [`RetryPolicy`], within a [`RetryBudget`]; see the
+/// [module docs](self).
+#[derive(Debug, Clone)]
+pub struct RetryLayer<R = HttpRetryOn> {
+    policy: RetryPolicy,
+    budget: RetryBudget,
+    retry_on: R,
+}
+
+impl RetryLayer {
+    /// Retries by `policy`, with a budget of its own made from
+    /// `policy.budget()`, deciding with [`HttpRetryOn`].
+    pub fn new(policy: RetryPolicy) -> Self {
+        let budget = RetryBudget::new(*policy.budget());
+        RetryLayer {
+            policy,
+            budget,
+            retry_on: HttpRetryOn::default(),
+        }
+    }
+}
+
+impl<R> RetryLayer<R> {
+    /// Shares `budget` (with other layers, or a [`HedgeLayer`]) instead.
+    pub fn with_budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Decides what to retry with `retry_on` instead.
+    pub fn retry_on<R2>(self, retry_on: R2) -> RetryLayer<R2> {
+        RetryLayer {
+            policy: self.policy,
+            budget: self.budget,
+            retry_on,
+        }
+    }
+
+    /// The budget every service of this layer draws on.
+    pub fn budget(&self) -> &RetryBudget {
+        &self.budget
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+}
+
+impl<S, R: Clone> Layer<S> for RetryLayer<R> {
+    type Service = Retry<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let attempt = Attempt {
+            inner,
+            timeout: self.policy.attempt_timeout,
+        };
+        let policy = Attempts::new(&self.policy, self.budget.handle(), self.retry_on.clone());
+        Retry {
+            inner: tower::retry::Retry::new(policy, attempt),
+            deadline: self.policy.deadline,
+            budget: self.budget.clone(),
+        }
+    }
+}
+
+/// A service wrapped by a [`RetryLayer`]. Its error is a [`BoxError`]: the
+/// last attempt's error, [`DeadlineExceeded`], or a timeout of the last
+/// attempt (`tower::timeout::error::Elapsed`).
+pub struct Retry<S, R = HttpRetryOn> {
+    inner: tower::retry::Retry<Attempts<R>, Attempt<S>>,
+    deadline: Option<Duration>,
+    budget: RetryBudget,
+}
+
+impl<S: Clone, R: Clone> Clone for Retry<S, R> {
+    fn clone(&self) -> Self {
+        Retry {
+            inner: self.inner.clone(),
+            deadline: self.deadline,
+            budget: self.budget.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, R: fmt::Debug> fmt::Debug for Retry<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner.get_ref().inner)
+            .field("deadline", &self.deadline)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R> Retry<S, R> {
+    /// The budget this service draws on.
+    pub fn budget(&self) -> &RetryBudget {
+        &self.budget
+    }
+
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner.get_ref().inner
+    }
+}
+
+impl<S, R, Req> Service<Req> for Retry<S, R>
+where
+    Req: Replay,
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    R: RetryOn<S::Response> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, R, Req>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, mut req: Req) -> Self::Future {
+        let carried = req.deadline();
+        let deadline = match self.deadline {
+            None => carried,
+            Some(d) => {
+                let ours = Deadline::at(Instant::now() + d);
+                match carried {
+                    // An earlier deadline from upstream wins.
+                    Some(theirs) if theirs <= ours => Some(theirs),
+                    _ => {
+                        req.set_deadline(ours);
+                        Some(ours)
+                    }
+                }
+            }
+        };
+        let call = self.inner.call(req);
+        ResponseFuture {
+            kind: match deadline {
+                None => Kind::Open { call },
+                Some(d) => Kind::Bounded {
+                    call: tokio::time::timeout_at(d.instant(), call),
+                },
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Retry`].
+    pub struct ResponseFuture<S, R, Req>
+    where
+        S: Service<Req>,
+        S::Error: Into<BoxError>,
+        R: RetryOn<S::Response>,
+        R: Clone,
+        S: Clone,
+        Req: Replay,
+    {
+        #[pin]
+        kind: Kind<tower::retry::future::ResponseFuture<Attempts<R>, Attempt<S>, Req>>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Open { #[pin] call: F },
+        Bounded { #[pin] call: tokio::time::Timeout<F> },
+    }
+}
+
+impl<S, R, Req> fmt::Debug for ResponseFuture<S, R, Req>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    R: RetryOn<S::Response> + Clone,
+    Req: Replay,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S, R, Req> Future for ResponseFuture<S, R, Req>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    R: RetryOn<S::Response> + Clone,
+    Req: Replay,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Open { call } => call.poll(cx),
+            KindProj::Bounded { call } => Poll::Ready(match ready!(call.poll(cx)) {
+                Ok(result) => result,
+                Err(_) => Err(DeadlineExceeded.into()),
+            }),
+        }
+    }
+}
+
+/// One attempt: the inner service with its error boxed and, if the policy
+/// has one, a timeout. Written by hand rather than stacking
+/// `tower::timeout::Timeout` in a `tower::util::Either`: `Either` needs both
+/// sides to have the same error type, which a `Layer` cannot name for the
+/// untimed side without knowing the request type.
+#[derive(Debug, Clone)]
+pub struct Attempt<S> {
+    inner: S,
+    timeout: Option<Duration>,
+}
+
+impl<S, Req> Service<Req> for Attempt<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = AttemptFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        let call = self.inner.call(req);
+        AttemptFuture {
+            kind: match self.timeout {
+                None => Kind::Open { call },
+                Some(d) => Kind::Bounded {
+                    call: tokio::time::timeout(d, call),
+                },
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of one [`Attempt`].
+    pub struct AttemptFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+impl<F> fmt::Debug for AttemptFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttemptFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, T, E> Future for AttemptFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Open { call } => call.poll(cx).map_err(Into::into),
+            KindProj::Bounded { call } => Poll::Ready(match ready!(call.poll(cx)) {
+                Ok(result) => result.map_err(Into::into),
+                Err(_) => Err(tower::timeout::error::Elapsed::new().into()),
+            }),
+        }
+    }
+}

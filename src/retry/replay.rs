@@ -1,0 +1,141 @@
+//! Copying a request for another attempt, and the deadline it carries.
+
+use std::fmt;
+
+use tokio::time::Instant;
+
+/// Why a request gets no further attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoReplay {
+    /// The method is not idempotent (POST, PATCH, CONNECT) and retrying
+    /// such requests was not allowed with
+    /// [`RetryPolicyBuilder::retry_non_idempotent`](super::RetryPolicyBuilder::retry_non_idempotent).
+    NotIdempotent,
+    /// The body is a stream that was consumed by the first attempt.
+    BodyNotReplayable,
+}
+
+impl fmt::Display for NoReplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NoReplay::NotIdempotent => "the method is not idempotent",
+            NoReplay::BodyNotReplayable => "the body cannot be replayed",
+        })
+    }
+}
+
+/// A request the retry and hedge layers can send more than once.
+///
+/// Implemented for `http::Request<B>` whose body is a [`ReplayBody`]:
+/// idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) are replayed,
+/// others only when `allow_non_idempotent` is true; the remaining deadline
+/// travels in the request's extensions as a [`Deadline`]. Implement it for
+/// your own request types; the deadline methods may keep their defaults, in
+/// which case the overall deadline is still enforced around the whole call
+/// but attempts cannot see it.
+pub trait Replay: Sized {
+    /// A copy for another attempt, or why there is none.
+    fn replay(&self, allow_non_idempotent: bool) -> Result<Self, NoReplay>;
+
+    /// The deadline the request carries, if any.
+    fn deadline(&self) -> Option<Deadline> {
+        None
+    }
+
+    /// Sets the deadline the request carries.
+    fn set_deadline(&mut self, deadline: Deadline) {
+        let _ = deadline;
+    }
+}
+
+/// A body that can be sent again: buffered bodies implement it.
+///
+/// Streaming bodies (hyper's `Incoming`, axum's `Body`) do not: buffer
+/// them first (for example with `http_body_util::BodyExt::collect`) if the
+/// request should be retried.
+pub trait ReplayBody: Sized {
+    /// A copy of the body, or `None` when it cannot be sent again.
+    fn replay_body(&self) -> Option<Self>;
+}
+
+macro_rules! clone_bodies {
+    ($($t:ty),* $(,)?) => {$(
+        impl ReplayBody for $t {
+            #[inline]
+            fn replay_body(&self) -> Option<Self> {
+                Some(self.clone())
+            }
+        }
+    )*};
+}
+
+clone_bodies!(
+    (),
+    String,
+    Vec<u8>,
+    &'static str,
+    &'static [u8],
+    bytes::Bytes
+);
+
+impl<D: Clone> ReplayBody for http_body_util::Full<D> {
+    fn replay_body(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl<D> ReplayBody for http_body_util::Empty<D> {
+    fn replay_body(&self) -> Option<Self> {
+        Some(http_body_util::Empty::new())
+    }
+}
+
+impl<B: ReplayBody> Replay for http::Request<B> {
+    fn replay(&self, allow_non_idempotent: bool) -> Result<Self, NoReplay> {
+        if !allow_non_idempotent && !self.method().is_idempotent() {
+            return Err(NoReplay::NotIdempotent);
+        }
+        let body = self
+            .body()
+            .replay_body()
+            .ok_or(NoReplay::BodyNotReplayable)?;
+        let mut copy = http::Request::new(body);
+        *copy.method_mut() = self.method().clone();
+        *copy.uri_mut() = self.uri().clone();
+        *copy.version_mut() = self.version();
+        *copy.headers_mut() = self.headers().clone();
+        *copy.extensions_mut() = self.extensions().clone();
+        Ok(copy)
+    }
+
+    fn deadline(&self) -> Option<Deadline> {
+        self.extensions().get::<Deadline>().copied()
+    }
+
+    fn set_deadline(&mut self, deadline: Deadline) {
+        self.extensions_mut().insert(deadline);
+    }
+}
+
+/// When the whole call, backoff included, must be over. The retry layer puts
+/// it in each attempt's request (for HTTP, in the extensions), so inner
+/// layers and clients can propagate it (as gRPC's `grpc-timeout` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// A deadline at `at`.
+    pub fn at(at: Instant) -> Self {
+        Deadline(at)
+    }
+
+    /// The instant.
+    pub fn instant(&self) -> Instant {
+        self.0
+    }
+
+    /// The time left, zero once it has passed.
+    pub fn remaining(&self) -> std::time::Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+}

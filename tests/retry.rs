@@ -1,0 +1,461 @@
+//! The retry layer's behaviour, on paused time.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use meshguard::BoxError;
+use meshguard::backoff::Backoff;
+use meshguard::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitOpen};
+use meshguard::retry::{
+    Deadline, DeadlineExceeded, HedgeLayer, RetryBudget, RetryBudgetConfig, RetryLayer,
+    RetryPolicy, RetryPolicyBuilder,
+};
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// What the upstream does with attempt `n` (0-based, counted over all
+/// requests).
+#[derive(Debug, Clone, Copy)]
+enum Reply {
+    Status(u16),
+    /// A status with a `Retry-After` header.
+    After(u16, &'static str),
+    /// Answers 200 after this long.
+    Slow(Duration),
+    Hang,
+    Refused,
+}
+
+/// When an attempt arrived, and the deadline it carried.
+type Seen = (Instant, Option<Deadline>);
+
+/// A scripted upstream recording every attempt.
+#[derive(Clone)]
+struct Upstream {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    script: Arc<dyn Fn(usize) -> Reply + Send + Sync>,
+}
+
+impl Upstream {
+    fn new(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
+        Upstream {
+            seen: Arc::default(),
+            script: Arc::new(script),
+        }
+    }
+
+    fn attempts(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    fn times(&self) -> Vec<Instant> {
+        self.seen.lock().unwrap().iter().map(|(t, _)| *t).collect()
+    }
+}
+
+impl Service<Request<String>> for Upstream {
+    type Response = Response<String>;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<String>, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<String>) -> Self::Future {
+        let n = {
+            let mut seen = self.seen.lock().unwrap();
+            seen.push((Instant::now(), req.extensions().get::<Deadline>().copied()));
+            seen.len() - 1
+        };
+        let reply = (self.script)(n);
+        Box::pin(async move {
+            let status = |s: u16| Response::builder().status(s).body(String::new()).unwrap();
+            match reply {
+                Reply::Status(s) => Ok(status(s)),
+                Reply::After(s, after) => {
+                    let mut r = status(s);
+                    r.headers_mut()
+                        .insert(http::header::RETRY_AFTER, after.parse().unwrap());
+                    Ok(r)
+                }
+                Reply::Slow(d) => {
+                    tokio::time::sleep(d).await;
+                    Ok(status(200))
+                }
+                Reply::Hang => std::future::pending().await,
+                Reply::Refused => {
+                    Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into())
+                }
+            }
+        })
+    }
+}
+
+fn get() -> Request<String> {
+    Request::get("http://upstream/")
+        .body(String::new())
+        .unwrap()
+}
+
+fn policy() -> RetryPolicyBuilder {
+    RetryPolicy::builder()
+}
+
+async fn send(
+    layer: &RetryLayer,
+    upstream: &Upstream,
+    req: Request<String>,
+) -> Result<Response<String>, BoxError> {
+    layer.layer(upstream.clone()).oneshot(req).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_until_an_attempt_succeeds() {
+    let upstream = Upstream::new(|n| Reply::Status(if n < 2 { 503 } else { 200 }));
+    let layer = RetryLayer::new(policy().build().unwrap());
+    let response = send(&layer, &upstream, get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(upstream.attempts(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gives_up_after_max_attempts_and_returns_the_last_response() {
+    let upstream = Upstream::new(|_| Reply::Status(502));
+    let layer = RetryLayer::new(policy().max_attempts(4).build().unwrap());
+    let response = send(&layer, &upstream, get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(upstream.attempts(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn connection_errors_are_retried_and_the_last_error_returned() {
+    let upstream = Upstream::new(|_| Reply::Refused);
+    let layer = RetryLayer::new(policy().build().unwrap());
+    let err = send(&layer, &upstream, get()).await.unwrap_err();
+    let io = err.downcast_ref::<std::io::Error>().unwrap();
+    assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(upstream.attempts(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_statuses_are_not_retried() {
+    for code in [200, 400, 404, 500] {
+        let upstream = Upstream::new(move |_| Reply::Status(code));
+        let layer = RetryLayer::new(policy().build().unwrap());
+        let response = send(&layer, &upstream, get()).await.unwrap();
+        assert_eq!(response.status().as_u16(), code);
+        assert_eq!(upstream.attempts(), 1, "status {code}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_backoff_delay_lies_within_its_full_jitter_bounds_and_below_the_cap() {
+    // The default backoff: exponential from 25 ms, capped at 250 ms, full jitter.
+    let upstream = Upstream::new(|_| Reply::Status(503));
+    let layer = RetryLayer::new(
+        policy()
+            .max_attempts(8)
+            .budget(RetryBudgetConfig::new(1000.0, 1000, SECS(10)).unwrap())
+            .build()
+            .unwrap(),
+    );
+    for _ in 0..50 {
+        let before = upstream.attempts();
+        send(&layer, &upstream, get()).await.unwrap();
+        let times = upstream.times()[before..].to_vec();
+        assert_eq!(times.len(), 8);
+        for (k, pair) in times.windows(2).enumerate() {
+            let delay = pair[1] - pair[0];
+            let nominal = MS(25 * (1 << k)).min(MS(250));
+            assert!(delay <= nominal, "retry {k}: {delay:?} > {nominal:?}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_keeps_attempts_per_request_at_one_plus_the_ratio() {
+    let upstream = Upstream::new(|_| Reply::Status(503));
+    let layer = RetryLayer::new(
+        policy()
+            .budget(RetryBudgetConfig::new(0.2, 0, SECS(10)).unwrap())
+            .backoff(Backoff::constant(MS(1)))
+            .build()
+            .unwrap(),
+    );
+    for _ in 0..1000 {
+        let response = send(&layer, &upstream, get()).await.unwrap();
+        // An exhausted budget returns the real response, not a made-up error.
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let per_request = upstream.attempts() as f64 / 1000.0;
+    assert!(per_request <= 1.2, "{per_request}");
+    // Every fifth request earns one retry: exactly 200 in 1,000.
+    assert_eq!(upstream.attempts(), 1200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_in_seconds_is_honoured() {
+    let upstream = Upstream::new(|n| {
+        if n == 0 {
+            Reply::After(503, "2")
+        } else {
+            Reply::Status(200)
+        }
+    });
+    let layer = RetryLayer::new(policy().build().unwrap());
+    let response = send(&layer, &upstream, get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let times = upstream.times();
+    assert_eq!(times[1] - times[0], SECS(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_beyond_the_maximum_returns_the_response_at_once() {
+    let upstream = Upstream::new(|_| Reply::After(429, "60"));
+    let layer = RetryLayer::new(policy().max_retry_after(SECS(30)).build().unwrap());
+    let start = Instant::now();
+    let response = send(&layer, &upstream, get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(upstream.attempts(), 1);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_beyond_the_deadline_returns_the_response_at_once() {
+    let upstream = Upstream::new(|_| Reply::After(503, "5"));
+    let layer = RetryLayer::new(policy().deadline(SECS(3)).build().unwrap());
+    let start = Instant::now();
+    let response = send(&layer, &upstream, get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(upstream.attempts(), 1);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_cuts_backoff_short() {
+    let upstream = Upstream::new(|_| Reply::Status(503));
+    let layer = RetryLayer::new(
+        policy()
+            .max_attempts(10)
+            .backoff(Backoff::constant(MS(80)))
+            .deadline(MS(200))
+            .build()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    let response = send(&layer, &upstream, get()).await.unwrap();
+    // Attempts at 0, 80 and 160 ms; the next would start at 240 ms.
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(upstream.attempts(), 3);
+    assert_eq!(start.elapsed(), MS(160));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_outliving_the_deadline_fails_with_deadline_exceeded() {
+    let upstream = Upstream::new(|_| Reply::Hang);
+    let layer = RetryLayer::new(policy().deadline(SECS(2)).build().unwrap());
+    let start = Instant::now();
+    let err = send(&layer, &upstream, get()).await.unwrap_err();
+    assert!(err.is::<DeadlineExceeded>(), "{err}");
+    assert_eq!(start.elapsed(), SECS(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_attempt_carries_the_deadline_of_the_whole_call() {
+    let upstream = Upstream::new(|n| Reply::Status(if n == 0 { 503 } else { 200 }));
+    let layer = RetryLayer::new(policy().deadline(SECS(2)).build().unwrap());
+    let start = Instant::now();
+    send(&layer, &upstream, get()).await.unwrap();
+    let seen = upstream.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for (_, deadline) in seen {
+        assert_eq!(deadline, Some(Deadline::at(start + SECS(2))));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_earlier_deadline_from_upstream_wins() {
+    let upstream = Upstream::new(|_| Reply::Status(200));
+    let layer = RetryLayer::new(policy().deadline(SECS(2)).build().unwrap());
+    let mut req = get();
+    let theirs = Deadline::at(Instant::now() + MS(500));
+    req.extensions_mut().insert(theirs);
+    send(&layer, &upstream, req).await.unwrap();
+    assert_eq!(upstream.seen.lock().unwrap()[0].1, Some(theirs));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_attempt_is_retried() {
+    let upstream = Upstream::new(|n| {
+        if n == 0 {
+            Reply::Hang
+        } else {
+            Reply::Slow(MS(10))
+        }
+    });
+    let layer = RetryLayer::new(
+        policy()
+            .attempt_timeout(MS(100))
+            .backoff(Backoff::constant(MS(5)))
+            .build()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    let response = send(&layer, &upstream, get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(upstream.attempts(), 2);
+    assert_eq!(start.elapsed(), MS(100 + 5 + 10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_idempotent_requests_are_not_retried_unless_allowed() {
+    let post = || {
+        Request::builder()
+            .method(Method::POST)
+            .uri("http://upstream/orders")
+            .body("{}".to_string())
+            .unwrap()
+    };
+    let upstream = Upstream::new(|_| Reply::Status(503));
+    let layer = RetryLayer::new(policy().build().unwrap());
+    send(&layer, &upstream, post()).await.unwrap();
+    assert_eq!(upstream.attempts(), 1);
+
+    let upstream = Upstream::new(|_| Reply::Status(503));
+    let layer = RetryLayer::new(policy().retry_non_idempotent(true).build().unwrap());
+    send(&layer, &upstream, post()).await.unwrap();
+    assert_eq!(upstream.attempts(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_level_circuit_open_is_not_retried() {
+    let breaker = CircuitBreaker::new("orders", CircuitBreakerConfig::default());
+    breaker.force_open();
+    let upstream = Upstream::new(|_| Reply::Status(200));
+    let calls = Arc::new(Mutex::new(0));
+    let counted = {
+        let calls = calls.clone();
+        tower::ServiceBuilder::new()
+            .map_request(move |r: Request<String>| {
+                *calls.lock().unwrap() += 1;
+                r
+            })
+            .map_err(BoxError::from)
+            .layer(breaker.layer())
+            .service(upstream.clone())
+    };
+    let layer = RetryLayer::new(policy().build().unwrap());
+    let err = layer.layer(counted).oneshot(get()).await.unwrap_err();
+    assert!(err.is::<CircuitOpen>(), "{err}");
+    assert_eq!(*calls.lock().unwrap(), 1);
+    assert_eq!(upstream.attempts(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_retry_emits_an_event_with_attempt_reason_and_delay() {
+    let events = support_tracing::capture();
+    let upstream = Upstream::new(|n| Reply::Status(if n < 2 { 503 } else { 200 }));
+    let layer = RetryLayer::new(policy().backoff(Backoff::constant(MS(40))).build().unwrap());
+    let _guard = tracing::subscriber::set_default(events.subscriber());
+    send(&layer, &upstream, get()).await.unwrap();
+    assert_eq!(
+        events.lines(),
+        [
+            "retrying attempt=2 reason=503 service unavailable delay=40ms retry_after=false",
+            "retrying attempt=3 reason=503 service unavailable delay=40ms retry_after=false",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_request_is_hedged_and_the_hedge_counts_against_the_budget() {
+    // 20 requests teach the hedge that 10 ms is normal; the 21st hangs and
+    // its hedge answers.
+    let upstream = Upstream::new(|n| {
+        if n == 20 {
+            Reply::Hang
+        } else {
+            Reply::Slow(MS(10))
+        }
+    });
+    let budget = RetryBudget::new(RetryBudgetConfig::new(0.0, 1, SECS(10)).unwrap());
+    let hedge = HedgeLayer::new(budget.clone())
+        .percentile(90.0)
+        .min_data_points(20)
+        .period(SECS(1));
+    let mut svc = hedge.layer(upstream.clone());
+    for _ in 0..20 {
+        svc.ready().await.unwrap().call(get()).await.unwrap();
+    }
+    // tower's hedge reads the latencies of the previous period.
+    tokio::time::sleep(SECS(1)).await;
+    assert_eq!(budget.balance(), 10);
+    let start = Instant::now();
+    let response = svc.ready().await.unwrap().call(get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(upstream.attempts(), 22);
+    // The hedge left at the 90th percentile (10 ms) and took 10 ms.
+    assert_eq!(start.elapsed(), MS(20));
+    assert_eq!(budget.balance(), 9);
+}
+
+mod support_tracing {
+    //! Collects `tracing` events as `message key=value ...` lines.
+    use std::fmt::Write;
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    #[derive(Clone, Default)]
+    pub struct Events(Arc<Mutex<Vec<String>>>);
+
+    pub fn capture() -> Events {
+        Events::default()
+    }
+
+    impl Events {
+        pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+            tracing_subscriber::registry().with(self.clone())
+        }
+
+        pub fn lines(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    struct Line(String, String);
+
+    impl Visit for Line {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.0 = format!("{value:?}");
+            } else {
+                let _ = write!(self.1, " {}={value:?}", field.name());
+            }
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            let _ = write!(self.1, " {}={value}", field.name());
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            if *event.metadata().level() <= tracing::Level::INFO {
+                let mut line = Line(String::new(), String::new());
+                event.record(&mut line);
+                self.0.lock().unwrap().push(format!("{}{}", line.0, line.1));
+            }
+        }
+    }
+}

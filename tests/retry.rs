@@ -14,92 +14,11 @@ use meshguard::retry::{
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
+mod support;
+use support::upstream::{Reply, Upstream};
+
 const MS: fn(u64) -> Duration = Duration::from_millis;
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-/// What the upstream does with attempt `n` (0-based, counted over all
-/// requests).
-#[derive(Debug, Clone, Copy)]
-enum Reply {
-    Status(u16),
-    /// A status with a `Retry-After` header.
-    After(u16, &'static str),
-    /// Answers 200 after this long.
-    Slow(Duration),
-    Hang,
-    Refused,
-}
-
-/// When an attempt arrived, and the deadline it carried.
-type Seen = (Instant, Option<Deadline>);
-
-/// A scripted upstream recording every attempt.
-#[derive(Clone)]
-struct Upstream {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    script: Arc<dyn Fn(usize) -> Reply + Send + Sync>,
-}
-
-impl Upstream {
-    fn new(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
-        Upstream {
-            seen: Arc::default(),
-            script: Arc::new(script),
-        }
-    }
-
-    fn attempts(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    fn times(&self) -> Vec<Instant> {
-        self.seen.lock().unwrap().iter().map(|(t, _)| *t).collect()
-    }
-}
-
-impl Service<Request<String>> for Upstream {
-    type Response = Response<String>;
-    type Error = BoxError;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Response<String>, BoxError>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), BoxError>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<String>) -> Self::Future {
-        let n = {
-            let mut seen = self.seen.lock().unwrap();
-            seen.push((Instant::now(), req.extensions().get::<Deadline>().copied()));
-            seen.len() - 1
-        };
-        let reply = (self.script)(n);
-        Box::pin(async move {
-            let status = |s: u16| Response::builder().status(s).body(String::new()).unwrap();
-            match reply {
-                Reply::Status(s) => Ok(status(s)),
-                Reply::After(s, after) => {
-                    let mut r = status(s);
-                    r.headers_mut()
-                        .insert(http::header::RETRY_AFTER, after.parse().unwrap());
-                    Ok(r)
-                }
-                Reply::Slow(d) => {
-                    tokio::time::sleep(d).await;
-                    Ok(status(200))
-                }
-                Reply::Hang => std::future::pending().await,
-                Reply::Refused => {
-                    Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into())
-                }
-            }
-        })
-    }
-}
 
 fn get() -> Request<String> {
     Request::get("http://upstream/")
@@ -362,22 +281,6 @@ async fn a_service_level_circuit_open_is_not_retried() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn every_retry_emits_an_event_with_attempt_reason_and_delay() {
-    let events = support_tracing::capture();
-    let upstream = Upstream::new(|n| Reply::Status(if n < 2 { 503 } else { 200 }));
-    let layer = RetryLayer::new(policy().backoff(Backoff::constant(MS(40))).build().unwrap());
-    let _guard = tracing::subscriber::set_default(events.subscriber());
-    send(&layer, &upstream, get()).await.unwrap();
-    assert_eq!(
-        events.lines(),
-        [
-            "retrying attempt=2 reason=503 service unavailable delay=40ms retry_after=false",
-            "retrying attempt=3 reason=503 service unavailable delay=40ms retry_after=false",
-        ]
-    );
-}
-
-#[tokio::test(start_paused = true)]
 async fn a_slow_request_is_hedged_and_the_hedge_counts_against_the_budget() {
     // 20 requests teach the hedge that 10 ms is normal; the 21st hangs and
     // its hedge answers.
@@ -407,55 +310,4 @@ async fn a_slow_request_is_hedged_and_the_hedge_counts_against_the_budget() {
     // The hedge left at the 90th percentile (10 ms) and took 10 ms.
     assert_eq!(start.elapsed(), MS(20));
     assert_eq!(budget.balance(), 9);
-}
-
-mod support_tracing {
-    //! Collects `tracing` events as `message key=value ...` lines.
-    use std::fmt::Write;
-    use std::sync::{Arc, Mutex};
-
-    use tracing::field::{Field, Visit};
-    use tracing_subscriber::layer::{Context, SubscriberExt};
-
-    #[derive(Clone, Default)]
-    pub struct Events(Arc<Mutex<Vec<String>>>);
-
-    pub fn capture() -> Events {
-        Events::default()
-    }
-
-    impl Events {
-        pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
-            tracing_subscriber::registry().with(self.clone())
-        }
-
-        pub fn lines(&self) -> Vec<String> {
-            self.0.lock().unwrap().clone()
-        }
-    }
-
-    struct Line(String, String);
-
-    impl Visit for Line {
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            if field.name() == "message" {
-                self.0 = format!("{value:?}");
-            } else {
-                let _ = write!(self.1, " {}={value:?}", field.name());
-            }
-        }
-        fn record_str(&mut self, field: &Field, value: &str) {
-            let _ = write!(self.1, " {}={value}", field.name());
-        }
-    }
-
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
-        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-            if *event.metadata().level() <= tracing::Level::INFO {
-                let mut line = Line(String::new(), String::new());
-                event.record(&mut line);
-                self.0.lock().unwrap().push(format!("{}{}", line.0, line.1));
-            }
-        }
-    }
 }

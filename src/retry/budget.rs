@@ -22,6 +22,9 @@ use crate::sync::{AtomicU64, Ordering::Relaxed, stripe_count, stripe_index};
 /// How many buckets the window is kept in.
 const BUCKETS: usize = 10;
 
+/// A thread's deposits between two looks at the clock (a power of two).
+const LOOK_EVERY: u64 = 64;
+
 /// A retry budget's settings; deserializes from
 /// `{ ratio = 0.2, min_per_second = 10, ttl = "10s" }`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -163,9 +166,6 @@ struct Window {
     /// Per bucket: deposits made before it began, and withdrawals in it.
     start: [u64; BUCKETS],
     withdrawn: [u64; BUCKETS],
-    /// When deposits were last summed, and the sum then.
-    seen_at: Instant,
-    seen: u64,
 }
 
 #[derive(Debug)]
@@ -203,8 +203,7 @@ impl RetryBudget {
             Some(state) => {
                 let mut w = state.window.lock().unwrap_or_else(|e| e.into_inner());
                 *w = window;
-                w.seen = state.sum();
-                w.start = [w.seen; BUCKETS];
+                w.start = [state.sum(); BUCKETS];
                 state
             }
             None => Box::leak(Box::new(State {
@@ -260,13 +259,25 @@ impl State {
     fn sum(&self) -> u64 {
         self.stripes.iter().map(|s| s.load(Relaxed)).sum()
     }
+
+    /// Dates the deposits so far, unless another thread holds the window.
+    #[cold]
+    fn look(&self) {
+        if let Ok(mut w) = self.window.try_lock() {
+            let sum = self.sum();
+            w.advance(sum, Instant::now());
+        }
+    }
 }
 
 impl Handle {
     #[inline]
     pub(crate) fn deposit(self) {
         let stripes = &self.state.stripes;
-        stripes[stripe_index(stripes.len() - 1)].fetch_add(1, Relaxed);
+        let n = stripes[stripe_index(stripes.len() - 1)].fetch_add(1, Relaxed) + 1;
+        if n % LOOK_EVERY == 0 {
+            self.state.look();
+        }
     }
 
     pub(crate) fn withdraw(self) -> bool {
@@ -296,48 +307,38 @@ impl Window {
             head: 0,
             start: [0; BUCKETS],
             withdrawn: [0; BUCKETS],
-            seen_at: now,
-            seen: 0,
         }
     }
 
-    /// Moves the window to `now` and returns the tokens available.
+    /// Moves the window to `now`, given the deposits so far.
     ///
-    /// Deposits are counted without a clock, so when buckets begin between
-    /// two looks at the window, the deposits made in between are spread
-    /// evenly over that time: exact for steady traffic, and requests made
-    /// before the window began do not earn retries now.
-    fn balance(&mut self, sum: u64, now: Instant) -> f64 {
+    /// Deposits are counted without a clock, so each is dated at the last
+    /// look before it: the buckets that begin between two looks all start
+    /// after every deposit made up to the second look. A deposit thus
+    /// expires early by at most the time between looks, never late, so the
+    /// budget errs towards fewer retries. Looks happen on every withdrawal and every
+    /// [`LOOK_EVERY`]th deposit of a thread.
+    fn advance(&mut self, sum: u64, now: Instant) {
         let current = (now.saturating_duration_since(self.epoch).as_nanos()
             / self.width.as_nanos().max(1)) as u64;
         if current > self.head {
-            let since = now
-                .saturating_duration_since(self.seen_at)
-                .as_nanos()
-                .max(1);
-            let added = sum.saturating_sub(self.seen);
             let first = (self.head + 1).max(current.saturating_sub(BUCKETS as u64 - 1));
-            let width = self.width.as_nanos();
             for b in first..=current {
-                let begins = self.epoch + nanos(width * b as u128);
-                let before = begins.saturating_duration_since(self.seen_at).as_nanos();
-                let share = (added as u128 * before.min(since) / since) as u64;
                 let i = (b % BUCKETS as u64) as usize;
-                self.start[i] = self.seen + share;
+                self.start[i] = sum;
                 self.withdrawn[i] = 0;
             }
             self.head = current;
         }
-        self.seen = sum;
-        self.seen_at = now;
-        let oldest = current.saturating_sub(BUCKETS as u64 - 1);
+    }
+
+    /// Moves the window to `now` and returns the tokens available.
+    fn balance(&mut self, sum: u64, now: Instant) -> f64 {
+        self.advance(sum, now);
+        let oldest = self.head.saturating_sub(BUCKETS as u64 - 1);
         let deposits = sum.saturating_sub(self.start[(oldest % BUCKETS as u64) as usize]);
         let withdrawn: u64 = self.withdrawn.iter().sum();
         let floor = self.config.min_per_second as f64 * self.config.ttl.as_secs_f64();
         floor + self.config.ratio * deposits as f64 - withdrawn as f64
     }
-}
-
-fn nanos(n: u128) -> Duration {
-    Duration::from_nanos(n.min(u64::MAX as u128) as u64)
 }

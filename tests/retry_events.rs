@@ -1,0 +1,93 @@
+//! The retry layer's `tracing` events. Alone in this binary: `tracing`
+//! caches per call site whether anyone listens, and a test thread without a
+//! subscriber racing this one could make the events vanish.
+
+use std::time::Duration;
+
+use http::Request;
+use meshguard::backoff::Backoff;
+use meshguard::retry::{RetryLayer, RetryPolicy};
+use tower::{Layer, ServiceExt};
+
+mod support;
+use support::upstream::{Reply, Upstream};
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+fn get() -> Request<String> {
+    Request::get("http://upstream/")
+        .body(String::new())
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_retry_emits_an_event_with_attempt_reason_and_delay() {
+    let events = support_tracing::capture();
+    let upstream = Upstream::new(|n| Reply::Status(if n < 2 { 503 } else { 200 }));
+    let layer = RetryLayer::new(
+        RetryPolicy::builder()
+            .backoff(Backoff::constant(MS(40)))
+            .build()
+            .unwrap(),
+    );
+    let _guard = tracing::subscriber::set_default(events.subscriber());
+    layer.layer(upstream.clone()).oneshot(get()).await.unwrap();
+    assert_eq!(
+        events.lines(),
+        [
+            "retrying attempt=2 reason=503 service unavailable delay=40ms retry_after=false",
+            "retrying attempt=3 reason=503 service unavailable delay=40ms retry_after=false",
+        ]
+    );
+}
+
+mod support_tracing {
+    //! Collects `tracing` events as `message key=value ...` lines.
+    use std::fmt::Write;
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    #[derive(Clone, Default)]
+    pub struct Events(Arc<Mutex<Vec<String>>>);
+
+    pub fn capture() -> Events {
+        Events::default()
+    }
+
+    impl Events {
+        pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+            tracing_subscriber::registry().with(self.clone())
+        }
+
+        pub fn lines(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    struct Line(String, String);
+
+    impl Visit for Line {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.0 = format!("{value:?}");
+            } else {
+                let _ = write!(self.1, " {}={value:?}", field.name());
+            }
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            let _ = write!(self.1, " {}={value}", field.name());
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            if *event.metadata().level() <= tracing::Level::INFO {
+                let mut line = Line(String::new(), String::new());
+                event.record(&mut line);
+                self.0.lock().unwrap().push(format!("{}{}", line.0, line.1));
+            }
+        }
+    }
+}

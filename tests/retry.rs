@@ -48,6 +48,20 @@ async fn retries_until_an_attempt_succeeds() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_request_keeps_its_budget_after_its_service_is_dropped() {
+    // `oneshot` drops the service once it has called it; nothing else holds
+    // the budget.
+    let upstream = Upstream::new(|n| Reply::Status(if n < 2 { 503 } else { 200 }));
+    let response = RetryLayer::new(policy().build().unwrap())
+        .layer(upstream.clone())
+        .oneshot(get())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(upstream.attempts(), 3);
+}
+
+#[tokio::test(start_paused = true)]
 async fn gives_up_after_max_attempts_and_returns_the_last_response() {
     let upstream = Upstream::new(|_| Reply::Status(502));
     let layer = RetryLayer::new(policy().max_attempts(4).build().unwrap());

@@ -144,8 +144,14 @@ pub struct RetryBudget {
 
 /// The state a request's policy reaches without an `Arc` clone: leaked once,
 /// recycled when its budget is dropped (as the breaker's slots are).
+///
+/// A request still in flight when its budget is dropped (a service used with
+/// `oneshot` is dropped as soon as it is called) keeps working against the
+/// state; if a new budget takes the state meanwhile, that request's deposit
+/// or withdrawal counts there. The error is bounded by the requests in
+/// flight at the drop, and it is the price of not cloning an `Arc` per
+/// request.
 pub(crate) struct State {
-    generation: AtomicU64,
     stripes: Box<[CachePadded<AtomicU64>]>,
     window: Mutex<Window>,
 }
@@ -171,7 +177,6 @@ struct Window {
 #[derive(Debug)]
 struct Owner {
     state: &'static State,
-    generation: u64,
     config: RetryBudgetConfig,
 }
 
@@ -179,18 +184,16 @@ static FREE: Mutex<Vec<&'static State>> = Mutex::new(Vec::new());
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        self.state.generation.fetch_add(1, Relaxed);
         FREE.lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(self.state);
     }
 }
 
-/// What a request's policy holds: the state and the generation it belongs to.
+/// What a request's policy holds.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Handle {
     state: &'static State,
-    generation: u64,
 }
 
 impl RetryBudget {
@@ -207,20 +210,14 @@ impl RetryBudget {
                 state
             }
             None => Box::leak(Box::new(State {
-                generation: AtomicU64::new(0),
                 stripes: (0..stripe_count())
                     .map(|_| CachePadded::new(AtomicU64::new(0)))
                     .collect(),
                 window: Mutex::new(window),
             })),
         };
-        let generation = state.generation.load(Relaxed);
         RetryBudget {
-            owner: Arc::new(Owner {
-                state,
-                generation,
-                config,
-            }),
+            owner: Arc::new(Owner { state, config }),
         }
     }
 
@@ -232,7 +229,6 @@ impl RetryBudget {
     pub(crate) fn handle(&self) -> Handle {
         Handle {
             state: self.owner.state,
-            generation: self.owner.generation,
         }
     }
 
@@ -282,10 +278,6 @@ impl Handle {
 
     pub(crate) fn withdraw(self) -> bool {
         let state = self.state;
-        if state.generation.load(Relaxed) != self.generation {
-            // The budget was dropped while this request was in flight.
-            return false;
-        }
         let mut w = state.window.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if w.balance(state.sum(), now) >= 1.0 {

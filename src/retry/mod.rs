@@ -182,7 +182,8 @@ where
             kind: match deadline {
                 None => Kind::Open { call },
                 Some(d) => Kind::Bounded {
-                    call: tokio::time::timeout_at(d.instant(), call),
+                    call,
+                    timer: Box::pin(tokio::time::sleep_until(d.instant())),
                 },
             },
         }
@@ -206,10 +207,31 @@ pin_project! {
 }
 
 pin_project! {
+    /// A call, with or without a timer. The timer is boxed: inline, a
+    /// `Sleep` (about 100 bytes) made every call's future big enough that
+    /// moving it cost more than the rest of the call, with or without a
+    /// timeout configured.
     #[project = KindProj]
     enum Kind<F> {
         Open { #[pin] call: F },
-        Bounded { #[pin] call: tokio::time::Timeout<F> },
+        Bounded { #[pin] call: F, timer: Pin<Box<tokio::time::Sleep>> },
+    }
+}
+
+impl<F: Future> Kind<F> {
+    /// Polls the call; `Err(())` when the timer fired first.
+    #[inline]
+    fn poll_call(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<F::Output, ()>> {
+        match self.project() {
+            KindProj::Open { call } => call.poll(cx).map(Ok),
+            KindProj::Bounded { call, timer } => {
+                if let Poll::Ready(output) = call.poll(cx) {
+                    return Poll::Ready(Ok(output));
+                }
+                ready!(timer.as_mut().poll(cx));
+                Poll::Ready(Err(()))
+            }
+        }
     }
 }
 
@@ -236,13 +258,10 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Open { call } => call.poll(cx),
-            KindProj::Bounded { call } => Poll::Ready(match ready!(call.poll(cx)) {
-                Ok(result) => result,
-                Err(_) => Err(DeadlineExceeded.into()),
-            }),
-        }
+        Poll::Ready(match ready!(self.project().kind.poll_call(cx)) {
+            Ok(result) => result,
+            Err(()) => Err(DeadlineExceeded.into()),
+        })
     }
 }
 
@@ -278,7 +297,8 @@ where
             kind: match self.timeout {
                 None => Kind::Open { call },
                 Some(d) => Kind::Bounded {
-                    call: tokio::time::timeout(d, call),
+                    call,
+                    timer: Box::pin(tokio::time::sleep(d)),
                 },
             },
         }
@@ -308,12 +328,9 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Open { call } => call.poll(cx).map_err(Into::into),
-            KindProj::Bounded { call } => Poll::Ready(match ready!(call.poll(cx)) {
-                Ok(result) => result.map_err(Into::into),
-                Err(_) => Err(tower::timeout::error::Elapsed::new().into()),
-            }),
-        }
+        Poll::Ready(match ready!(self.project().kind.poll_call(cx)) {
+            Ok(result) => result.map_err(Into::into),
+            Err(()) => Err(tower::timeout::error::Elapsed::new().into()),
+        })
     }
 }

@@ -1,6 +1,7 @@
 //! `RetryPolicy` (the settings) and `Attempts` (the `tower::retry::Policy`
 //! that applies them to one request).
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -280,10 +281,18 @@ where
     Req: Replay,
     C: RetryOn<Res>,
 {
-    type Future = Sleep;
+    // Boxed: tower keeps the policy's future inline in every response future,
+    // and an inline `Sleep` (about 100 bytes) made each call's future big
+    // enough that moving it cost more than the rest of the call. The box is
+    // allocated only when a retry is planned.
+    type Future = Pin<Box<Sleep>>;
 
     #[inline]
-    fn retry(&mut self, req: &mut Req, result: &mut Result<Res, BoxError>) -> Option<Sleep> {
+    fn retry(
+        &mut self,
+        req: &mut Req,
+        result: &mut Result<Res, BoxError>,
+    ) -> Option<Pin<Box<Sleep>>> {
         match self.retry_on.verdict(result) {
             Verdict::Done => None,
             Verdict::Retry { reason } => self.plan(req, reason, None),
@@ -317,7 +326,7 @@ impl<C> Attempts<C> {
         req: &Req,
         reason: &'static str,
         asked: Option<Duration>,
-    ) -> Option<Sleep> {
+    ) -> Option<Pin<Box<Sleep>>> {
         let attempt = self.attempt + 1;
         if attempt >= self.settings.max_attempts {
             tracing::debug!(
@@ -363,6 +372,6 @@ impl<C> Attempts<C> {
             retry_after = asked.is_some(),
             "retrying"
         );
-        Some(tokio::time::sleep_until(now + delay))
+        Some(Box::pin(tokio::time::sleep_until(now + delay)))
     }
 }

@@ -1,0 +1,167 @@
+//! Cost of one successful call through the retry layer, beside tower's
+//! `Retry` with a policy that does nothing.
+//!
+//! Run: `cargo bench --bench retry`. Each figure is one call of a service
+//! that succeeds at once: `call` plus one `poll` of the response future.
+
+use std::future::{Ready, ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use meshguard::BoxError;
+use meshguard::retry::{ErrorsOnly, NoReplay, Replay, RetryLayer, RetryPolicy};
+use tower::{Layer, Service};
+
+/// A request that is copied as cheaply as possible, so the figures show the
+/// layers' own cost.
+#[derive(Debug, Clone, Copy)]
+struct Req(u64);
+
+impl Replay for Req {
+    fn replay(&self, _: bool) -> Result<Self, NoReplay> {
+        Ok(*self)
+    }
+}
+
+fn raw() -> impl Service<Req, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
++ Clone {
+    tower::service_fn(|r: Req| ready(Ok(r.0)))
+}
+
+fn http_raw() -> impl Service<
+    http::Request<()>,
+    Response = http::Response<()>,
+    Error = BoxError,
+    Future = Ready<Result<http::Response<()>, BoxError>>,
+> + Clone {
+    tower::service_fn(|_: http::Request<()>| ready(Ok(http::Response::new(()))))
+}
+
+/// tower's baseline: keeps a copy of the request, never retries.
+#[derive(Clone, Copy)]
+struct DoNothing;
+
+impl<Q: Clone, Res, E> tower::retry::Policy<Q, Res, E> for DoNothing {
+    type Future = Ready<()>;
+    fn retry(&mut self, _: &mut Q, _: &mut Result<Res, E>) -> Option<Ready<()>> {
+        None
+    }
+    fn clone_request(&mut self, req: &Q) -> Option<Q> {
+        Some(req.clone())
+    }
+}
+
+#[inline]
+fn call_once<S: Service<Q>, Q>(svc: &mut S, cx: &mut Context<'_>, req: Q) -> bool {
+    let fut = pin!(svc.call(req));
+    matches!(fut.poll(cx), Poll::Ready(Ok(_)))
+}
+
+fn one_thread(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut g = c.benchmark_group("retry/one_thread");
+
+    let mut svc = raw();
+    g.bench_function("raw_service_fn", |b| {
+        b.iter(|| call_once(&mut svc, &mut cx, Req(black_box(1))))
+    });
+    let mut svc = tower::retry::Retry::new(DoNothing, raw());
+    g.bench_function("tower_retry_do_nothing", |b| {
+        b.iter(|| call_once(&mut svc, &mut cx, Req(black_box(1))))
+    });
+    let mut svc = RetryLayer::new(RetryPolicy::default())
+        .retry_on(ErrorsOnly)
+        .layer(raw());
+    assert!(call_once(&mut svc, &mut cx, Req(1)));
+    g.bench_function("meshguard_retry", |b| {
+        b.iter(|| call_once(&mut svc, &mut cx, Req(black_box(1))))
+    });
+    let mut svc = RetryLayer::new(
+        RetryPolicy::builder()
+            .deadline(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+    )
+    .retry_on(ErrorsOnly)
+    .layer(raw());
+    g.bench_function("meshguard_retry_with_deadline", |b| {
+        b.iter(|| call_once(&mut svc, &mut cx, Req(black_box(1))))
+    });
+
+    let request = || http::Request::get("http://upstream/").body(()).unwrap();
+    let mut svc = tower::retry::Retry::new(DoNothing, http_raw());
+    g.bench_function("http/tower_retry_do_nothing", |b| {
+        b.iter(|| call_once(&mut svc, &mut cx, request()))
+    });
+    let mut svc = RetryLayer::new(RetryPolicy::default()).layer(http_raw());
+    assert!(call_once(&mut svc, &mut cx, request()));
+    g.bench_function("http/meshguard_retry", |b| {
+        b.iter(|| call_once(&mut svc, &mut cx, request()))
+    });
+    g.finish();
+}
+
+/// Two threads calling clones of one service (one shared budget) at once;
+/// wall time divided by the calls each thread made.
+fn two_threads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("retry/two_threads");
+    let tower_retry = tower::retry::Retry::new(DoNothing, raw());
+    g.bench_function("tower_retry_do_nothing", |b| {
+        b.iter_custom(|iters| run_two(iters, &tower_retry))
+    });
+    let ours = RetryLayer::new(RetryPolicy::default())
+        .retry_on(ErrorsOnly)
+        .layer(raw());
+    g.bench_function("meshguard_retry", |b| {
+        b.iter_custom(|iters| run_two(iters, &ours))
+    });
+    g.finish();
+}
+
+fn run_two<S>(iters: u64, svc: &S) -> Duration
+where
+    S: Service<Req> + Clone + Send,
+{
+    let barrier = std::sync::Barrier::new(2);
+    let start = std::sync::Mutex::new(None::<std::time::Instant>);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let mut svc = svc.clone();
+            let (barrier, start) = (&barrier, &start);
+            s.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .unwrap();
+                let _guard = rt.enter();
+                let mut cx = Context::from_waker(Waker::noop());
+                barrier.wait();
+                start
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(std::time::Instant::now);
+                for i in 0..iters {
+                    black_box(call_once(&mut svc, &mut cx, Req(i)));
+                }
+            });
+        }
+    });
+    start.into_inner().unwrap().unwrap().elapsed()
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = one_thread, two_threads
+}
+criterion_main!(benches);

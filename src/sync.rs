@@ -15,60 +15,138 @@ pub(crate) fn spin() {
     std::thread::yield_now();
 }
 
-/// The stripe this thread records into: threads are numbered in the order
-/// they first record, so the first `stripes` threads never share one.
+/// A thread's place in striped counters: its stripe, and whether it is the
+/// only thread that writes there.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place {
+    pub(crate) index: usize,
+    exclusive: bool,
+}
+
+impl Place {
+    /// Adds one to `counter`, this thread's stripe of it, and returns the
+    /// new value. A thread that owns its stripe does a load and a store, not
+    /// a read-modify-write: only it writes there, so nothing is lost, and
+    /// readers (who sum the stripes) see each store whole. Threads beyond
+    /// the stripes share them with `fetch_add`.
+    #[inline]
+    pub(crate) fn bump(self, counter: &AtomicU64) -> u64 {
+        if self.exclusive {
+            let n = counter.load(Ordering::Relaxed) + 1;
+            counter.store(n, Ordering::Release);
+            n
+        } else {
+            counter.fetch_add(1, Ordering::Release) + 1
+        }
+    }
+}
+
+/// This thread's place among `stripes` stripes: `stripes - 1` owned ones
+/// and a last one shared by every thread that owns none.
+///
+/// Live threads hold distinct ids, handed out in the order they first
+/// count and given back when they exit, so the first `stripes - 1` threads
+/// each own a stripe.
 #[inline]
-pub(crate) fn stripe_index(mask: usize) -> usize {
-    thread_index() & mask
+pub(crate) fn place(stripes: usize) -> Place {
+    let id = thread_id();
+    let owned = stripes - 1;
+    if id < owned {
+        Place {
+            index: id,
+            exclusive: true,
+        }
+    } else {
+        Place {
+            index: owned,
+            exclusive: false,
+        }
+    }
 }
 
 #[cfg(not(meshguard_loom))]
-#[inline]
-fn thread_index() -> usize {
+mod ids {
     use std::cell::Cell;
-    // A `const` thread-local without a destructor is a plain TLS read: no
-    // lazy-initialisation state to check on every call.
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Ids of exited threads, to hand out again.
+    static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+    const UNSET: usize = usize::MAX;
+    /// Past every stripe count: a thread whose id was given back (during
+    /// its own exit) shares stripes from then on.
+    const SHARED: usize = usize::MAX / 2;
+
     std::thread_local! {
-        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+        // `const` and without a destructor: a plain TLS read, no lazy state.
+        static ID: Cell<usize> = const { Cell::new(UNSET) };
+        // Gives the id back when the thread exits.
+        static RELEASE: Release = const { Release };
     }
-    let i = INDEX.get();
-    if i != usize::MAX {
-        return i;
+
+    struct Release;
+
+    impl Drop for Release {
+        fn drop(&mut self) {
+            let id = ID.replace(SHARED);
+            if id < SHARED {
+                FREE.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+            }
+        }
     }
-    let i = next_thread_index();
-    INDEX.set(i);
-    i
+
+    #[inline]
+    pub(super) fn thread_id() -> usize {
+        let id = ID.get();
+        if id != UNSET {
+            return id;
+        }
+        assign()
+    }
+
+    #[cold]
+    fn assign() -> usize {
+        // Registering the destructor can fail while the thread is already
+        // exiting; such a thread never takes an id.
+        if RELEASE.try_with(|_| ()).is_err() {
+            ID.set(SHARED);
+            return SHARED;
+        }
+        let reused = FREE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let id = reused
+            .unwrap_or_else(|| NEXT.fetch_add(1, Ordering::Relaxed))
+            .min(SHARED);
+        ID.set(id);
+        id
+    }
 }
 
 /// Under loom the numbering starts afresh in every execution (a process-wide
 /// counter would differ between the replays loom makes of one schedule).
 #[cfg(meshguard_loom)]
-fn thread_index() -> usize {
-    loom::lazy_static! {
-        static ref NEXT: loom::sync::atomic::AtomicUsize = loom::sync::atomic::AtomicUsize::new(0);
+mod ids {
+    pub(super) fn thread_id() -> usize {
+        loom::lazy_static! {
+            static ref NEXT: loom::sync::atomic::AtomicUsize = loom::sync::atomic::AtomicUsize::new(0);
+        }
+        loom::thread_local! {
+            static ID: usize = NEXT.fetch_add(1, super::Ordering::Relaxed);
+        }
+        ID.with(|i| *i)
     }
-    loom::thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    INDEX.with(|i| *i)
 }
 
-#[cfg(not(meshguard_loom))]
-#[cold]
-fn next_thread_index() -> usize {
-    use std::sync::atomic::AtomicUsize;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (usize::MAX / 2)
-}
+use ids::thread_id;
 
-/// How many counter stripes a shared counter gets: the machine's threads,
-/// rounded up to a power of two, at least 2 and at most 64.
+/// How many stripes a counter gets: one owned stripe for four threads per
+/// hardware thread, from 8 to 64, plus the shared one. More than the cores,
+/// so that a runtime's workers, its blocking threads and the application's
+/// own threads mostly each own one.
 pub(crate) fn stripe_count() -> usize {
     static COUNT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *COUNT.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map_or(4, |n| n.get())
-            .next_power_of_two()
-            .clamp(2, 64)
+        (std::thread::available_parallelism().map_or(4, |n| n.get()) * 4).clamp(8, 64) + 1
     })
 }

@@ -172,3 +172,34 @@ fn invalid_policy_values_name_their_field() {
     }
     assert!(toml::from_str::<RetryPolicy>("retries = 3").is_err());
 }
+
+#[test]
+fn deposits_from_more_threads_than_stripes_coming_and_going_are_all_counted() {
+    // Waves of threads that exit, so ids are given back and reused, and
+    // more threads at once than there are owned stripes.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let b = rt.block_on(async {
+        RetryBudget::new(RetryBudgetConfig::new(1.0, 0, SECS(3600)).unwrap())
+    });
+    const THREADS: usize = 40;
+    for _ in 0..2 {
+        let start = std::sync::Barrier::new(THREADS);
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                let (b, start) = (b.clone(), &start);
+                s.spawn(move || {
+                    start.wait();
+                    for _ in 0..50_000 {
+                        b.deposit();
+                    }
+                });
+            }
+        });
+    }
+    let _guard = rt.enter();
+    assert_eq!(b.balance(), 2 * THREADS as u64 * 50_000);
+}

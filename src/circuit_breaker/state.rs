@@ -54,7 +54,7 @@ use super::config::{CircuitBreakerConfig, Trip, Window};
 use super::{CircuitOpen, Event, State};
 use crate::classify::Outcome;
 use crate::clock;
-use crate::sync::{AtomicBool, AtomicU64, Ordering::*, spin, stripe_count, stripe_index};
+use crate::sync::{AtomicBool, AtomicU64, Ordering::*, Place, place, spin, stripe_count};
 
 pub(crate) const CLOSED: u64 = 0;
 pub(crate) const OPEN: u64 = 1;
@@ -232,7 +232,7 @@ impl Slot {
                 word: AtomicU64::new(pack(0, VACANT, 0)),
                 ..Hot::default()
             }),
-            stripes: (0..stripes.next_power_of_two())
+            stripes: (0..stripes)
                 .map(|_| CachePadded::new(Stripe::default()))
                 .collect(),
             probes: CachePadded::new(AtomicU64::new(0)),
@@ -246,10 +246,16 @@ impl Slot {
         self.state.word.load(Acquire)
     }
 
+    /// This thread's place among the stripes.
+    #[inline]
+    fn place(&self) -> Place {
+        place(self.stripes.len())
+    }
+
     /// This thread's stripe.
     #[inline]
     fn stripe(&self) -> &Stripe {
-        &self.stripes[stripe_index(self.stripes.len() - 1)]
+        &self.stripes[self.place().index]
     }
 
     fn sum(&self) -> Counts {
@@ -575,7 +581,8 @@ impl Core {
     /// Hot path for a call admitted with [`Role::Record`]. Returns whether a
     /// checkpoint is due; the caller then runs [`Core::checkpoint`].
     ///
-    /// A plain success (not slow) is one `fetch_add` and never asks for a
+    /// A plain success (not slow) is one increment of the thread's own
+    /// stripe (a load and a store, see [`Place::bump`]) and never asks for a
     /// checkpoint: it cannot raise a rate, and the count window's snapshots
     /// for the buckets it crosses are rebuilt exactly at the next checkpoint
     /// (see [`Core::rotate`]). Failures and slow calls always ask.
@@ -585,8 +592,9 @@ impl Core {
             // Ignored, or admitted under an earlier state: says nothing now.
             return false;
         }
-        let stripe = slot.stripe();
-        let calls = stripe.calls.fetch_add(1, Release) + 1;
+        let place = slot.place();
+        let stripe = &slot.stripes[place.index];
+        let calls = place.bump(&stripe.calls);
         if outcome == Outcome::Success && !slow {
             let flags = slot.flags();
             if flags & (FLAG_CONSECUTIVE | FLAG_SUCCESS_CHECKS | FLAG_SUCCESS_DUE) == 0 {
@@ -594,7 +602,7 @@ impl Core {
             }
             return Self::record_success_flagged(slot, stripe, calls, flags);
         }
-        Self::record_bad(slot, stripe, outcome, slow)
+        Self::record_bad(slot, place, outcome, slow)
     }
 
     /// A success when consecutive failures are counted, or while a
@@ -610,15 +618,16 @@ impl Core {
     }
 
     #[cold]
-    fn record_bad(slot: &Slot, stripe: &Stripe, outcome: Outcome, slow: bool) -> bool {
+    fn record_bad(slot: &Slot, place: Place, outcome: Outcome, slow: bool) -> bool {
+        let stripe = &slot.stripes[place.index];
         if outcome == Outcome::Failure {
-            stripe.failures.fetch_add(1, Release);
+            place.bump(&stripe.failures);
             slot.consecutive.fetch_add(1, Relaxed);
         } else if slot.flags() & FLAG_CONSECUTIVE != 0 && slot.consecutive.load(Relaxed) != 0 {
             slot.consecutive.store(0, Relaxed);
         }
         if slow {
-            stripe.slow.fetch_add(1, Release);
+            place.bump(&stripe.slow);
         }
         true
     }
@@ -1096,6 +1105,12 @@ mod loom_tests {
 
     #[test]
     fn loom_concurrent_records_are_never_lost() {
+        // Two owned stripes and the shared one: each thread owns a stripe.
+        records_are_never_lost(3);
+    }
+
+    #[test]
+    fn loom_records_of_an_owner_and_a_sharer_are_never_lost() {
         records_are_never_lost(2);
     }
 

@@ -4,8 +4,8 @@
 //! Why not `tower::retry::budget::TpsBudget`: it locks a mutex and reads
 //! `std::time::Instant` on every deposit, i.e. on every request's success
 //! path, and its std clock does not follow tokio's paused time, so tests
-//! could not drive it. Here a deposit is one relaxed `fetch_add` on a
-//! counter stripe owned by the calling thread, with no clock; the clock and
+//! could not drive it. Here a deposit is one increment of a counter stripe
+//! owned by the calling thread (a load and a store), with no clock; the clock and
 //! a mutex are used only when a retry asks for a token, which is the
 //! failure path.
 
@@ -17,13 +17,13 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::ConfigError;
-use crate::sync::{AtomicU64, Ordering::Relaxed, stripe_count, stripe_index};
+use crate::sync::{AtomicU64, Ordering::Relaxed, place, stripe_count};
 
 /// How many buckets the window is kept in.
 const BUCKETS: usize = 10;
 
 /// A thread's deposits between two looks at the clock (a power of two).
-const LOOK_EVERY: u64 = 64;
+const LOOK_EVERY: u64 = 256;
 
 /// A retry budget's settings; deserializes from
 /// `{ ratio = 0.2, min_per_second = 10, ttl = "10s" }`.
@@ -153,7 +153,8 @@ pub struct RetryBudget {
 /// request.
 pub(crate) struct State {
     stripes: Box<[CachePadded<AtomicU64>]>,
-    window: Mutex<Window>,
+    // Padded: a look writes the lock, and every deposit reads `stripes`.
+    window: CachePadded<Mutex<Window>>,
 }
 
 impl std::fmt::Debug for State {
@@ -213,7 +214,7 @@ impl RetryBudget {
                 stripes: (0..stripe_count())
                     .map(|_| CachePadded::new(AtomicU64::new(0)))
                     .collect(),
-                window: Mutex::new(window),
+                window: CachePadded::new(Mutex::new(window)),
             })),
         };
         RetryBudget {
@@ -267,10 +268,11 @@ impl State {
 }
 
 impl Handle {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn deposit(self) {
         let stripes = &self.state.stripes;
-        let n = stripes[stripe_index(stripes.len() - 1)].fetch_add(1, Relaxed) + 1;
+        let place = place(stripes.len());
+        let n = place.bump(&stripes[place.index]);
         if n % LOOK_EVERY == 0 {
             self.state.look();
         }

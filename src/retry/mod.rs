@@ -92,7 +92,10 @@ impl<S, R: Clone> Layer<S> for RetryLayer<R> {
     fn layer(&self, inner: S) -> Self::Service {
         let attempt = Attempt {
             inner,
-            timeout: self.policy.attempt_timeout,
+            timeout: self
+                .policy
+                .attempt_timeout
+                .map_or(0, |d| (d.as_nanos() as u64).max(1)),
         };
         let policy = Attempts::new(&self.policy, self.budget.handle(), self.retry_on.clone());
         Retry {
@@ -273,7 +276,9 @@ where
 #[derive(Debug, Clone)]
 pub struct Attempt<S> {
     inner: S,
-    timeout: Option<Duration>,
+    /// The attempt timeout in nanoseconds, 0 for none: 8 bytes instead of
+    /// 16 in every response future.
+    timeout: u64,
 }
 
 impl<S, Req> Service<Req> for Attempt<S>
@@ -295,10 +300,10 @@ where
         let call = self.inner.call(req);
         AttemptFuture {
             kind: match self.timeout {
-                None => Kind::Open { call },
-                Some(d) => Kind::Bounded {
+                0 => Kind::Open { call },
+                nanos => Kind::Bounded {
                     call,
-                    timer: Box::pin(tokio::time::sleep(d)),
+                    timer: Box::pin(tokio::time::sleep(Duration::from_nanos(nanos))),
                 },
             },
         }

@@ -2,6 +2,7 @@
 //! that applies them to one request).
 
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -240,18 +241,20 @@ impl RetryPolicyBuilder {
 
 /// The `tower::retry::Policy` the retry layer runs: one copy per request,
 /// counting that request's attempts. Small and `Clone` without an `Arc`
-/// (tower clones it for every request).
+/// (tower clones it for every request and moves it into every response
+/// future, so its size is paid on every call).
 #[derive(Debug, Clone)]
 pub(crate) struct Attempts<C> {
-    pub(crate) settings: Settings,
+    settings: &'static Settings,
     pub(crate) budget: Handle,
-    pub(crate) retry_on: C,
+    retry_on: C,
     attempt: u32,
-    previous: Option<Duration>,
+    /// The last backoff delay, in nanoseconds; 0 before the first retry.
+    previous: u64,
 }
 
 /// The parts of [`RetryPolicy`] a request needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct Settings {
     max_attempts: u32,
     backoff: Backoff,
@@ -259,19 +262,35 @@ pub(crate) struct Settings {
     max_retry_after: Duration,
 }
 
+/// Interns `settings`: each distinct value is leaked once and shared by
+/// every request of every layer that uses it, so a request's policy holds
+/// one pointer instead of a copy or an `Arc`. Distinct policies in a
+/// program are few; making layers with ever-new settings would grow this
+/// table.
+fn intern(settings: Settings) -> &'static Settings {
+    static TABLE: Mutex<Vec<&'static Settings>> = Mutex::new(Vec::new());
+    let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = table.iter().find(|s| ***s == settings) {
+        return found;
+    }
+    let leaked: &'static Settings = Box::leak(Box::new(settings));
+    table.push(leaked);
+    leaked
+}
+
 impl<C> Attempts<C> {
     pub(crate) fn new(policy: &RetryPolicy, budget: Handle, retry_on: C) -> Self {
         Attempts {
-            settings: Settings {
+            settings: intern(Settings {
                 max_attempts: policy.max_attempts,
                 backoff: policy.backoff.clone(),
                 retry_non_idempotent: policy.retry_non_idempotent,
                 max_retry_after: policy.max_retry_after,
-            },
+            }),
             budget,
             retry_on,
             attempt: 0,
-            previous: None,
+            previous: 0,
         }
     }
 }
@@ -300,7 +319,7 @@ where
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn clone_request(&mut self, req: &Req) -> Option<Req> {
         if self.attempt == 0 {
             // The first attempt of a request: it earns part of a retry.
@@ -348,9 +367,10 @@ impl<C> Attempts<C> {
             }
             None => {
                 let mut rng = fastrand::Rng::new();
+                let previous = (self.previous != 0).then(|| Duration::from_nanos(self.previous));
                 self.settings
                     .backoff
-                    .delay(self.attempt, self.previous, &mut rng)
+                    .delay(self.attempt, previous, &mut rng)
             }
         };
         if let Some(deadline) = deadline {
@@ -364,7 +384,7 @@ impl<C> Attempts<C> {
             return None;
         }
         self.attempt = attempt;
-        self.previous = Some(delay);
+        self.previous = (delay.as_nanos() as u64).max(1);
         tracing::info!(
             attempt = attempt + 1,
             reason,

@@ -26,8 +26,9 @@ impl Replay for Req {
     }
 }
 
-fn raw() -> impl Service<Req, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>>
-+ Clone {
+fn raw()
+-> impl Service<Req, Response = u64, Error = BoxError, Future = Ready<Result<u64, BoxError>>> + Clone
+{
     tower::service_fn(|r: Req| ready(Ok(r.0)))
 }
 

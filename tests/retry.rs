@@ -8,7 +8,7 @@ use meshguard::BoxError;
 use meshguard::backoff::Backoff;
 use meshguard::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitOpen};
 use meshguard::retry::{
-    Deadline, DeadlineExceeded, HedgeLayer, RetryBudget, RetryBudgetConfig, RetryLayer,
+    Deadline, DeadlineExceeded, HedgeLayer, ReplayBody, RetryBudget, RetryBudgetConfig, RetryLayer,
     RetryPolicy, RetryPolicyBuilder,
 };
 use tokio::time::Instant;
@@ -268,6 +268,35 @@ async fn non_idempotent_requests_are_not_retried_unless_allowed() {
     let layer = RetryLayer::new(policy().retry_non_idempotent(true).build().unwrap());
     send(&layer, &upstream, post()).await.unwrap();
     assert_eq!(upstream.attempts(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_whose_body_cannot_be_replayed_goes_out_once() {
+    /// A body that was a stream: it can be sent once.
+    #[derive(Debug)]
+    struct Streamed;
+    impl ReplayBody for Streamed {
+        fn replay_body(&self) -> Option<Self> {
+            None
+        }
+    }
+    let attempts = Arc::new(Mutex::new(0));
+    let upstream = {
+        let attempts = attempts.clone();
+        tower::service_fn(move |_: Request<Streamed>| {
+            *attempts.lock().unwrap() += 1;
+            std::future::ready(Ok::<_, BoxError>(
+                Response::builder().status(503).body(()).unwrap(),
+            ))
+        })
+    };
+    let response = RetryLayer::new(policy().build().unwrap())
+        .layer(upstream)
+        .oneshot(Request::get("http://upstream/").body(Streamed).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(*attempts.lock().unwrap(), 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -182,9 +182,8 @@ fn deposits_from_more_threads_than_stripes_coming_and_going_are_all_counted() {
         .start_paused(true)
         .build()
         .unwrap();
-    let b = rt.block_on(async {
-        RetryBudget::new(RetryBudgetConfig::new(1.0, 0, SECS(3600)).unwrap())
-    });
+    let b = rt
+        .block_on(async { RetryBudget::new(RetryBudgetConfig::new(1.0, 0, SECS(3600)).unwrap()) });
     const THREADS: usize = 40;
     for _ in 0..2 {
         let start = std::sync::Barrier::new(THREADS);

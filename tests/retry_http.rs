@@ -112,7 +112,10 @@ async fn a_503_with_retry_after_1_is_retried_one_second_later() {
     let attempts = Attempts::default();
     let base = serve(attempts.clone()).await;
     let svc = RetryLayer::new(RetryPolicy::default()).layer(transport());
-    let response = svc.oneshot(request(format!("{base}/busy"), 7)).await.unwrap();
+    let response = svc
+        .oneshot(request(format!("{base}/busy"), 7))
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let seen = attempts.lock().unwrap()["7"].clone();
     assert_eq!(seen.len(), 2);

@@ -20,8 +20,10 @@
 //! # Counting: striped monotonic counters and snapshots
 //!
 //! Each thread records into its own cache-padded [`Stripe`] of monotonic
-//! counters (calls, failures, slow calls): a success is one relaxed
-//! `fetch_add` on a line no other thread writes. The window is a ring of
+//! counters (calls, failures, slow calls): a success is one load and one
+//! store on a line no other thread writes (threads own stripes by id, see
+//! `crate::sync::place`; threads beyond the stripes share one with
+//! `fetch_add`). The window is a ring of
 //! snapshots of the stripes' sums, one per bucket; the window's counts are the
 //! current sums minus the snapshot where the window starts. Sums are taken
 //! only when a decision is due: on a failure or slow call, or when a time

@@ -16,8 +16,12 @@
 //!   budget, `Retry-After`, attempt timeouts, an overall deadline carried in
 //!   the request, and hedging on `tower::hedge`.
 //!
-//! Later parts (discovery, balance, client, testing) arrive as their own
-//! modules, each behind a cargo feature where it pulls in dependencies.
+//! - [`discovery`] (feature `consul` for Consul): endpoints as
+//!   `tower::discover::Change`s, from a static list or a Consul health watch.
+//! - `testing` (feature `test-util`): an in-process Consul-compatible
+//!   registry for tests.
+//!
+//! Later parts (balance, client) arrive as their own modules.
 //!
 //! # Quick start
 //!
@@ -42,9 +46,13 @@ pub mod backoff;
 pub mod circuit_breaker;
 pub mod classify;
 mod clock;
+pub mod discovery;
 mod error;
 pub mod retry;
 mod sync;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
 
 pub use error::{BoxError, ConfigError};
 
@@ -52,3 +60,8 @@ pub use error::{BoxError, ConfigError};
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// docs/discovery.md's examples, compiled as doctests.
+#[doc = include_str!("../docs/discovery.md")]
+#[cfg(all(doctest, feature = "consul"))]
+pub struct DiscoveryDoctests;

@@ -1,0 +1,274 @@
+//! Where a service's instances are: endpoints, as `tower::discover` changes.
+//!
+//! A discovery source is a stream of [`Change`]s keyed by instance id, which
+//! is what `tower::discover::Discover` and so `tower::balance` consume.
+//! [`StaticDiscovery`] serves a fixed list (local runs, tests); the Consul
+//! health watch is in [`consul`] (feature `consul`). [`Services`] turns
+//! endpoint changes into service changes with a function that connects an
+//! [`Endpoint`].
+
+#[cfg(feature = "consul")]
+#[cfg_attr(docsrs, doc(cfg(feature = "consul")))]
+pub mod consul;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::ConfigError;
+
+/// One instance of a service, where to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    id: String,
+    scheme: Scheme,
+    host: String,
+    port: u16,
+    tags: Vec<String>,
+}
+
+/// How an endpoint is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// `http://`
+    Http,
+    /// `https://`
+    Https,
+}
+
+impl Scheme {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+impl Endpoint {
+    /// An endpoint `id` at `host:port`.
+    pub fn new(id: impl Into<String>, scheme: Scheme, host: impl Into<String>, port: u16) -> Self {
+        Endpoint {
+            id: id.into(),
+            scheme,
+            host: host.into(),
+            port,
+            tags: Vec::new(),
+        }
+    }
+
+    /// With these tags (Consul's `Service.Tags`).
+    pub fn with_tags(mut self, tags: Vec<String>) -> Self {
+        self.tags = tags;
+        self
+    }
+
+    /// An endpoint from a URL such as `http://10.0.0.7:8080`; its id is the
+    /// URL's authority. Only `http` and `https` are accepted; the port
+    /// defaults to the scheme's.
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| ConfigError::new("url", format!("{url:?} is not a URL: {e}")))?;
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::Http,
+            Some("https") => Scheme::Https,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "url",
+                    format!("unknown URL scheme {other:?} in {url:?}: use http or https"),
+                ));
+            }
+            None => {
+                return Err(ConfigError::new(
+                    "url",
+                    format!("{url:?} has no scheme: write http://{url}"),
+                ));
+            }
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| ConfigError::new("url", format!("{url:?} has no host")))?;
+        let port = authority.port_u16().unwrap_or(match scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        });
+        Ok(Endpoint::new(
+            authority.as_str(),
+            scheme,
+            authority.host(),
+            port,
+        ))
+    }
+
+    /// The instance id (Consul's `Service.ID`), the key of its changes.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The host (an IP address or a name).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The tags.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// `scheme://host:port`, for building request URIs. IPv6 hosts are
+    /// bracketed.
+    pub fn base_url(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("{}://[{}]:{}", self.scheme.as_str(), self.host, self.port)
+        } else {
+            format!("{}://{}:{}", self.scheme.as_str(), self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.id, self.base_url())
+    }
+}
+
+/// A change to the set of endpoints, keyed by instance id.
+pub type Change = tower::discover::Change<String, Endpoint>;
+
+/// A fixed list of endpoints: inserts them all, then never changes.
+///
+/// ```
+/// use meshguard::discovery::StaticDiscovery;
+///
+/// let d = StaticDiscovery::from_urls(["http://127.0.0.1:8081", "http://127.0.0.1:8082"]).unwrap();
+/// assert_eq!(d.len(), 2);
+/// let err = StaticDiscovery::from_urls(["ftp://files"]).unwrap_err();
+/// assert_eq!(err.field(), "url");
+/// ```
+#[derive(Debug, Clone)]
+pub struct StaticDiscovery {
+    pending: Vec<Endpoint>,
+}
+
+impl StaticDiscovery {
+    /// From endpoints.
+    pub fn new(endpoints: Vec<Endpoint>) -> Self {
+        let mut pending = endpoints;
+        pending.reverse();
+        StaticDiscovery { pending }
+    }
+
+    /// From URLs; fails on the first one that is not an `http` or `https`
+    /// URL, naming it.
+    pub fn from_urls<I, S>(urls: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let endpoints = urls
+            .into_iter()
+            .map(|u| Endpoint::from_url(u.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(StaticDiscovery::new(endpoints))
+    }
+
+    /// Endpoints not yet yielded.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether every endpoint has been yielded.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+impl futures_core::Stream for StaticDiscovery {
+    type Item = Result<Change, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.pending.pop() {
+            Some(e) => Poll::Ready(Some(Ok(Change::Insert(e.id.clone(), e)))),
+            // A static set never ends: a balancer treats the end of its
+            // discovery stream as an error.
+            None => Poll::Pending,
+        }
+    }
+}
+
+pin_project! {
+    /// Endpoint changes turned into service changes by a connect function;
+    /// made by [`services`].
+    pub struct Services<D, F> {
+        #[pin]
+        discover: D,
+        connect: F,
+    }
+}
+
+impl<D, F> fmt::Debug for Services<D, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
+    }
+}
+
+/// Maps each inserted [`Endpoint`] to a service with `connect`, for
+/// `tower::balance`:
+///
+/// ```
+/// use meshguard::discovery::{services, StaticDiscovery};
+///
+/// let d = StaticDiscovery::from_urls(["http://127.0.0.1:8081"]).unwrap();
+/// let svcs = services(d, |e| {
+///     let base = e.base_url();
+///     tower::service_fn(move |path: String| {
+///         let url = format!("{base}{path}");
+///         async move { Ok::<_, std::convert::Infallible>(url) }
+///     })
+/// });
+/// # let _ = svcs;
+/// ```
+pub fn services<D, F, S>(discover: D, connect: F) -> Services<D, F>
+where
+    F: FnMut(&Endpoint) -> S,
+{
+    Services { discover, connect }
+}
+
+impl<D, F, S, E> futures_core::Stream for Services<D, F>
+where
+    D: futures_core::Stream<Item = Result<Change, E>>,
+    F: FnMut(&Endpoint) -> S,
+{
+    type Item = Result<tower::discover::Change<String, S>, E>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        match this.discover.poll_next(cx) {
+            Poll::Ready(Some(Ok(Change::Insert(k, e)))) => {
+                let svc = (this.connect)(&e);
+                Poll::Ready(Some(Ok(tower::discover::Change::Insert(k, svc))))
+            }
+            Poll::Ready(Some(Ok(Change::Remove(k)))) => {
+                Poll::Ready(Some(Ok(tower::discover::Change::Remove(k))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

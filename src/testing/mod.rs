@@ -1,0 +1,30 @@
+//! Test helpers (feature `test-util`).
+//!
+//! # `ConsulRegistry`
+//!
+//! An in-process imitation of the parts of Consul's HTTP API meshguard uses.
+//!
+//! It serves on `127.0.0.1:0` and behaves as the facts collected in
+//! `shared/consul/API-FACTS.md` say (the section numbers below refer to
+//! it): blocking queries on `/v1/health/service/:name` with `index` and
+//! `wait` (§2), `X-Consul-Index` never 0 (§2), `passing` (§1), agent
+//! registration and deregistration, TTL check updates and maintenance
+//! mode (§8), with Consul's status codes and error texts. HTTP checks are
+//! run for real on their interval. Faults can be injected: the agent goes
+//! down (connections refused), answers 500, answers malformed JSON, or its
+//! index moves backwards.
+//!
+//! It is written by hand because no maintained crate serves Consul's API
+//! in-process; `@hashicorp/consul-api-double` (npm) is a UI fixture that
+//! neither blocks nor filters (§10).
+//!
+//! Not imitated: ACLs (tokens are accepted and ignored), the catalog and
+//! KV endpoints, `near`, several nodes, and bexpr `filter` beyond the
+//! subset in [`ConsulRegistry`]'s docs (others get 400, never a wrong
+//! answer).
+//!
+//! The fault-injection layer arrives with its issue.
+
+mod registry;
+
+pub use registry::{CheckStatus, ConsulRegistry};

@@ -43,6 +43,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backoff;
+pub mod balance;
 pub mod circuit_breaker;
 pub mod classify;
 mod clock;

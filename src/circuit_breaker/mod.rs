@@ -9,6 +9,7 @@ mod state;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
 
@@ -21,6 +22,7 @@ pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreakerService;
 pub use state::Metrics;
 
+pub(crate) use state::EjectionGuard;
 use state::{Core, Owner};
 
 /// The state of a circuit breaker.
@@ -110,6 +112,28 @@ impl CircuitBreaker {
         CircuitBreaker {
             owner: Arc::new(Owner::new(Core::new(&name, config))),
         }
+    }
+
+    /// A breaker whose openings are limited by `guard` (the balancer's
+    /// ejection pool).
+    pub(crate) fn with_guard(
+        name: impl Into<String>,
+        config: CircuitBreakerConfig,
+        guard: Arc<dyn EjectionGuard>,
+    ) -> Self {
+        let name = name.into();
+        let mut core = Core::new(&name, config);
+        core.guard = Some(guard);
+        CircuitBreaker {
+            owner: Arc::new(Owner::new(core)),
+        }
+    }
+
+    /// Consecutive failures, if the last is younger than `window`.
+    pub(crate) fn recent_failures(&self, window: Duration) -> u64 {
+        self.owner
+            .slot
+            .recent_failures(window.as_nanos().min(u64::MAX as u128) as u64)
     }
 
     /// A layer sharing this breaker among the services it wraps.

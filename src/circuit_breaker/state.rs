@@ -190,6 +190,9 @@ pub(crate) struct Slot {
     stripes: Box<[CachePadded<Stripe>]>,
     probes: CachePadded<AtomicU64>,
     consecutive: CachePadded<AtomicU64>,
+    /// When the last failure was recorded (biased nanoseconds), kept only
+    /// while consecutive failures are counted.
+    last_failure: AtomicU64,
     core: arc_swap::ArcSwapOption<Core>,
 }
 
@@ -239,6 +242,7 @@ impl Slot {
                 .collect(),
             probes: CachePadded::new(AtomicU64::new(0)),
             consecutive: CachePadded::new(AtomicU64::new(0)),
+            last_failure: AtomicU64::new(0),
             core: arc_swap::ArcSwapOption::empty(),
         }
     }
@@ -284,6 +288,17 @@ impl Slot {
         self.state.flags.load(Relaxed)
     }
 
+    /// Consecutive failures if the last one is younger than `window`
+    /// nanoseconds, else 0. Reads the clock only when there are failures.
+    pub(crate) fn recent_failures(&self, window: u64) -> u64 {
+        let n = self.consecutive.load(Relaxed);
+        if n == 0 || clock::now().saturating_sub(self.last_failure.load(Relaxed)) >= window {
+            0
+        } else {
+            n
+        }
+    }
+
     /// The owner's core; a guard, not an `Arc` clone, in the common case.
     pub(crate) fn core(&self) -> arc_swap::Guard<Option<StdArc<Core>>> {
         self.core.load()
@@ -324,6 +339,26 @@ pub(crate) struct Core {
     state_tx: watch::Sender<State>,
     events: broadcast::Sender<Event>,
     pub(crate) notify: StdArc<Notify>,
+    /// Limits how many breakers of a group may be open at once (outlier
+    /// ejection in a load balancer); `None` for a lone breaker.
+    pub(crate) guard: Option<StdArc<dyn EjectionGuard>>,
+}
+
+/// Consulted on the transitions into and out of the ejected states (open,
+/// half-open, forced open) of breakers that share it.
+pub(crate) trait EjectionGuard: Send + Sync + std::fmt::Debug {
+    /// A closed breaker wants to open: whether it may.
+    fn try_eject(&self) -> bool;
+    /// A breaker was forced open: it counts, whatever the limit.
+    fn force_eject(&self);
+    /// A breaker left the ejected states (or went away while in them).
+    fn release(&self);
+}
+
+/// Whether `kind` is one of the states that keep an endpoint out of a
+/// balancer.
+pub(crate) fn is_ejected(kind: u64) -> bool {
+    matches!(kind, OPEN | HALF_OPEN | FORCED_OPEN)
 }
 
 impl std::fmt::Debug for Core {
@@ -422,6 +457,7 @@ impl Core {
             state_tx: watch::channel(State::Closed).0,
             events: broadcast::channel(64).0,
             notify: StdArc::new(Notify::new()),
+            guard: None,
             config,
         }
     }
@@ -453,7 +489,9 @@ impl Core {
         if self.plan.time_window {
             flags |= FLAG_TIME_WINDOW;
         }
-        if self.plan.consecutive.is_some() {
+        // Balancer endpoints (guarded) always count consecutive failures:
+        // the balancer ranks endpoints by them.
+        if self.plan.consecutive.is_some() || self.guard.is_some() {
             flags |= FLAG_CONSECUTIVE;
         }
         slot.state.flags.store(flags, Relaxed);
@@ -624,6 +662,9 @@ impl Core {
         let stripe = &slot.stripes[place.index];
         if outcome == Outcome::Failure {
             place.bump(&stripe.failures);
+            if slot.flags() & FLAG_CONSECUTIVE != 0 {
+                slot.last_failure.store(clock::now(), Relaxed);
+            }
             slot.consecutive.fetch_add(1, Relaxed);
         } else if slot.flags() & FLAG_CONSECUTIVE != 0 && slot.consecutive.load(Relaxed) != 0 {
             slot.consecutive.store(0, Relaxed);
@@ -911,9 +952,24 @@ impl Core {
 
     fn to_open(&self, slot: &Slot, from: u64, now: u64) -> Result<(), u64> {
         let g = generation(from).wrapping_add(1);
-        slot.state
-            .word
-            .compare_exchange(from, pack(g, OPEN, 0), AcqRel, Acquire)?;
+        let guarded = !is_ejected(kind(from)) && self.guard.is_some();
+        if guarded && !self.guard.as_ref().is_some_and(|g| g.try_eject()) {
+            tracing::debug!(
+                breaker = %self.name,
+                "not opening: the group's ejection limit is reached"
+            );
+            return Err(from);
+        }
+        if let Err(actual) =
+            slot.state
+                .word
+                .compare_exchange(from, pack(g, OPEN, 0), AcqRel, Acquire)
+        {
+            if guarded {
+                self.release_guard();
+            }
+            return Err(actual);
+        }
         let attempt = if kind(from) == HALF_OPEN {
             self.reopens.fetch_add(1, Relaxed) + 1
         } else {
@@ -973,10 +1029,17 @@ impl Core {
         );
         self.unlock(slot);
         result?;
+        self.release_guard();
         self.reopens.store(0, Relaxed);
         self.last_open.store(0, Relaxed);
         self.announce(State::HalfOpen, State::Closed, None);
         Ok(())
+    }
+
+    fn release_guard(&self) {
+        if let Some(g) = &self.guard {
+            g.release();
+        }
     }
 
     /// A manual transition (`force_open`, `disable`, `metrics_only`, `reset`).
@@ -999,6 +1062,15 @@ impl Core {
             }
         };
         self.unlock(slot);
+        match (is_ejected(kind(from)), is_ejected(to_kind)) {
+            (true, false) => self.release_guard(),
+            (false, true) => {
+                if let Some(g) = &self.guard {
+                    g.force_eject();
+                }
+            }
+            _ => {}
+        }
         if to == State::Closed {
             self.reopens.store(0, Relaxed);
             self.last_open.store(0, Relaxed);
@@ -1072,6 +1144,9 @@ impl Owner {
 
 impl Drop for Owner {
     fn drop(&mut self) {
+        if is_ejected(kind(self.slot.word())) {
+            self.core.release_guard();
+        }
         self.core.vacate(self.slot);
         self.slot.core.store(None);
         FREE.lock()

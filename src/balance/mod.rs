@@ -1,0 +1,579 @@
+//! Load balancing over discovered endpoints, with outlier ejection.
+//!
+//! [`balance`] builds `tower::balance::p2c::Balance` (power of two choices)
+//! over `tower::load::PeakEwma` (Finagle's and linkerd's choice), fed by a
+//! discovery stream of [`Endpoint`]s. Each endpoint is wrapped in its own
+//! [`CircuitBreaker`] in *gate* mode: an endpoint whose breaker opens is
+//! not ready, so p2c stops picking it, until the open period ends and a
+//! probe gets through (Envoy's outlier ejection, with the open period
+//! growing on repeated ejections). Openings are limited by an ejection
+//! pool shared by the endpoints: at most `max_ejection_percent` of them
+//! (at least one, as Envoy) may be ejected at once, and never so many that
+//! fewer than `panic_threshold` percent remain; beyond that a failing
+//! endpoint keeps receiving traffic rather than overloading the rest.
+//!
+//! Why the breakers: `PeakEwma` times failed calls like good ones, so an
+//! endpoint answering 500 or refusing connections at once looks *cheap* and
+//! attracts traffic. So besides ejecting, the balancer ranks endpoints by
+//! their consecutive failures first and their PeakEwma cost second
+//! ([`EndpointLoad`]): from its first failure an endpoint loses every
+//! choice against one that failed less (linkerd penalises failures in its
+//! load estimate for the same reason), and a retry goes elsewhere.
+//!
+//! Removing an endpoint drops the balancer's handle on its service; calls
+//! already in flight on it keep their own future and complete.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tower::Service;
+use tower::balance::p2c::Balance;
+use tower::load::peak_ewma::Cost;
+use tower::load::{CompleteOnResponse, Load, PeakEwma};
+
+use crate::ConfigError;
+use crate::backoff::{Backoff, Jitter};
+use crate::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerService, EjectionGuard, Rejection,
+};
+use crate::classify::Classify;
+use crate::discovery::{Change, Endpoint};
+
+/// How the balancer weighs endpoints and ejects failing ones.
+#[derive(Debug, Clone)]
+pub struct BalanceConfig {
+    default_rtt: Duration,
+    decay: Duration,
+    ejection: Option<CircuitBreakerConfig>,
+    max_ejection_percent: f64,
+    panic_threshold: f64,
+    failure_penalty: Duration,
+}
+
+impl Default for BalanceConfig {
+    fn default() -> Self {
+        BalanceConfig::builder()
+            .build()
+            .expect("the defaults are valid")
+    }
+}
+
+impl BalanceConfig {
+    /// Defaults: PeakEwma with a 30 ms first estimate decaying over 10 s
+    /// (linkerd's), ejection after 5 consecutive failures (Envoy's
+    /// `consecutive_5xx`) for 30 s doubling per repeated ejection up to
+    /// 300 s with equal jitter (Envoy's base and maximum ejection time; it
+    /// grows linearly), one probe to come back, at most 10% ejected (at
+    /// least one endpoint), panic below 50% (Envoy's defaults).
+    pub fn builder() -> BalanceConfigBuilder {
+        BalanceConfigBuilder {
+            config: BalanceConfig {
+                default_rtt: Duration::from_millis(30),
+                decay: Duration::from_secs(10),
+                ejection: Some(default_ejection()),
+                max_ejection_percent: 10.0,
+                panic_threshold: 50.0,
+                failure_penalty: Duration::from_secs(1),
+            },
+        }
+    }
+
+    /// The per-endpoint breaker's configuration, if ejection is on.
+    pub fn ejection(&self) -> Option<&CircuitBreakerConfig> {
+        self.ejection.as_ref()
+    }
+
+    /// The largest share of endpoints ejected at once, in percent.
+    pub fn max_ejection_percent(&self) -> f64 {
+        self.max_ejection_percent
+    }
+
+    /// The share of endpoints, in percent, below which none is ejected.
+    pub fn panic_threshold(&self) -> f64 {
+        self.panic_threshold
+    }
+
+    /// How long after its last failure an endpoint ranks behind those
+    /// with fewer consecutive failures.
+    pub fn failure_penalty(&self) -> Duration {
+        self.failure_penalty
+    }
+}
+
+fn default_ejection() -> CircuitBreakerConfig {
+    CircuitBreakerConfig::builder()
+        .consecutive_failures(5)
+        .open_duration(
+            Backoff::exponential(Duration::from_secs(30), Duration::from_secs(300))
+                .expect("valid")
+                .with_jitter(Jitter::Equal),
+        )
+        .half_open_calls(1)
+        .rejection(Rejection::Gate)
+        .build()
+        .expect("valid")
+}
+
+/// Builds a [`BalanceConfig`].
+#[derive(Debug, Clone)]
+pub struct BalanceConfigBuilder {
+    config: BalanceConfig,
+}
+
+impl BalanceConfigBuilder {
+    /// PeakEwma's estimate for an endpoint with no measurements yet.
+    pub fn default_rtt(mut self, rtt: Duration) -> Self {
+        self.config.default_rtt = rtt;
+        self
+    }
+
+    /// Over how long PeakEwma's estimate decays.
+    pub fn decay(mut self, decay: Duration) -> Self {
+        self.config.decay = decay;
+        self
+    }
+
+    /// The per-endpoint breaker (its rejection mode is always gate), or
+    /// `None` to turn ejection off (endpoints are still ranked by their
+    /// consecutive failures).
+    pub fn ejection(mut self, breaker: Option<CircuitBreakerConfig>) -> Self {
+        self.config.ejection = breaker;
+        self
+    }
+
+    /// The largest share of endpoints ejected at once (0 to 100); at least
+    /// one endpoint may always be ejected, panic threshold permitting.
+    pub fn max_ejection_percent(mut self, percent: f64) -> Self {
+        self.config.max_ejection_percent = percent;
+        self
+    }
+
+    /// How long after its last failure an endpoint ranks behind endpoints
+    /// with fewer consecutive failures (default 1 s; zero turns the
+    /// ranking off). Long enough that a retry goes elsewhere, short enough
+    /// that an endpoint with one transient error is soon picked again.
+    pub fn failure_penalty(mut self, penalty: Duration) -> Self {
+        self.config.failure_penalty = penalty;
+        self
+    }
+
+    /// No ejection may leave fewer than this share of endpoints (0 to 100).
+    pub fn panic_threshold(mut self, percent: f64) -> Self {
+        self.config.panic_threshold = percent;
+        self
+    }
+
+    /// Checks every value.
+    pub fn build(self) -> Result<BalanceConfig, ConfigError> {
+        let c = self.config;
+        if c.default_rtt.is_zero() {
+            return Err(ConfigError::new("default_rtt", "must be greater than zero"));
+        }
+        if c.decay.is_zero() {
+            return Err(ConfigError::new("decay", "must be greater than zero"));
+        }
+        for (field, v) in [
+            ("max_ejection_percent", c.max_ejection_percent),
+            ("panic_threshold", c.panic_threshold),
+        ] {
+            if !(0.0..=100.0).contains(&v) {
+                return Err(ConfigError::new(
+                    field,
+                    format!("must be in [0, 100], got {v}"),
+                ));
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// Counts the endpoints of one balancer and how many are ejected.
+#[derive(Debug)]
+pub(crate) struct EjectionPool {
+    endpoints: AtomicUsize,
+    ejected: AtomicUsize,
+    max_percent: f64,
+    panic_threshold: f64,
+}
+
+impl EjectionPool {
+    fn new(config: &BalanceConfig) -> Self {
+        EjectionPool {
+            endpoints: AtomicUsize::new(0),
+            ejected: AtomicUsize::new(0),
+            max_percent: config.max_ejection_percent,
+            panic_threshold: config.panic_threshold,
+        }
+    }
+
+    /// Endpoints ejected now.
+    #[cfg(test)]
+    fn ejected(&self) -> usize {
+        self.ejected.load(Ordering::Acquire)
+    }
+}
+
+impl EjectionGuard for EjectionPool {
+    fn try_eject(&self) -> bool {
+        let total = self.endpoints.load(Ordering::Acquire);
+        let max = ((total as f64 * self.max_percent / 100.0).floor() as usize).max(1);
+        let mut ejected = self.ejected.load(Ordering::Acquire);
+        loop {
+            let remaining = total.saturating_sub(ejected + 1);
+            let panic =
+                total == 0 || (remaining as f64) * 100.0 < self.panic_threshold * total as f64;
+            if ejected >= max || panic {
+                return false;
+            }
+            match self.ejected.compare_exchange(
+                ejected,
+                ejected + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => ejected = actual,
+            }
+        }
+    }
+
+    fn force_eject(&self) {
+        self.ejected.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn release(&self) {
+        let _ = self
+            .ejected
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| e.checked_sub(1));
+    }
+}
+
+/// One endpoint as the balancer holds it: the connected service behind its
+/// gate breaker. Counted in the ejection pool while it lives.
+pub struct EndpointService<S, C> {
+    inner: CircuitBreakerService<S, C>,
+    pool: Arc<EjectionPool>,
+}
+
+impl<S, C> fmt::Debug for EndpointService<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointService")
+            .field("breaker", self.inner.breaker())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C> EndpointService<S, C> {
+    /// The endpoint's breaker.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        self.inner.breaker()
+    }
+}
+
+impl<S, C> Drop for EndpointService<S, C> {
+    fn drop(&mut self) {
+        self.pool.endpoints.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl<S, C, Req> Service<Req> for EndpointService<S, C>
+where
+    S: Service<Req>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = <CircuitBreakerService<S, C> as Service<Req>>::Error;
+    type Future = <CircuitBreakerService<S, C> as Service<Req>>::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+pin_project! {
+    /// Discovery changes turned into endpoint services; see [`balance`].
+    pub struct Endpoints<D, F, C> {
+        #[pin]
+        discover: D,
+        connect: F,
+        classify: C,
+        name: Arc<str>,
+        ejection: Option<CircuitBreakerConfig>,
+        pool: Arc<EjectionPool>,
+        default_rtt: Duration,
+        decay_ns: f64,
+        failure_penalty: Duration,
+    }
+}
+
+impl<D, F, C> fmt::Debug for Endpoints<D, F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoints")
+            .field("name", &self.name)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D, F, C, S, E> futures_core::Stream for Endpoints<D, F, C>
+where
+    D: futures_core::Stream<Item = Result<Change, E>>,
+    F: FnMut(&Endpoint) -> S,
+    C: Clone,
+{
+    type Item = Result<tower::discover::Change<String, Ranked<S, C>>, E>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        match this.discover.poll_next(cx) {
+            Poll::Ready(Some(Ok(Change::Insert(id, endpoint)))) => {
+                let inner = (this.connect)(&endpoint);
+                let name = format!("{}/{}", this.name, id);
+                let breaker = match this.ejection {
+                    Some(config) => {
+                        CircuitBreaker::with_guard(name, config.clone(), this.pool.clone())
+                    }
+                    None => {
+                        // Records (for the failure ranking) and never opens.
+                        let b = CircuitBreaker::with_guard(
+                            name,
+                            CircuitBreakerConfig::default(),
+                            this.pool.clone(),
+                        );
+                        b.metrics_only();
+                        b
+                    }
+                };
+                this.pool.endpoints.fetch_add(1, Ordering::AcqRel);
+                let svc = EndpointService {
+                    inner: CircuitBreakerService::new(
+                        inner,
+                        breaker.clone(),
+                        this.classify.clone(),
+                    ),
+                    pool: this.pool.clone(),
+                };
+                let ranked = Ranked {
+                    inner: PeakEwma::new(
+                        svc,
+                        *this.default_rtt,
+                        *this.decay_ns,
+                        CompleteOnResponse::default(),
+                    ),
+                    breaker,
+                    penalty: *this.failure_penalty,
+                };
+                Poll::Ready(Some(Ok(tower::discover::Change::Insert(id, ranked))))
+            }
+            Poll::Ready(Some(Ok(Change::Remove(id)))) => {
+                Poll::Ready(Some(Ok(tower::discover::Change::Remove(id))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The balancer [`balance`] builds.
+pub type Balancer<D, F, C, Req> = Balance<Endpoints<D, F, C>, Req>;
+
+/// An endpoint's load as the balancer ranks it: recent consecutive
+/// failures first, then the PeakEwma cost (latency × requests in flight).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct EndpointLoad {
+    /// Failures since the endpoint's last success, if the last one is
+    /// younger than the failure penalty; else 0 (capped at 2^16).
+    pub failures: u32,
+    /// tower's PeakEwma cost.
+    pub cost: Cost,
+}
+
+/// An endpoint service with its PeakEwma load, ranked by [`EndpointLoad`].
+pub struct Ranked<S, C> {
+    inner: PeakEwma<EndpointService<S, C>, CompleteOnResponse>,
+    breaker: CircuitBreaker,
+    penalty: Duration,
+}
+
+impl<S, C> fmt::Debug for Ranked<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ranked")
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C> Load for Ranked<S, C> {
+    type Metric = EndpointLoad;
+
+    fn load(&self) -> EndpointLoad {
+        EndpointLoad {
+            failures: self.breaker.recent_failures(self.penalty).min(1 << 16) as u32,
+            cost: self.inner.load(),
+        }
+    }
+}
+
+impl<S, C, Req> Service<Req> for Ranked<S, C>
+where
+    S: Service<Req>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = <PeakEwma<EndpointService<S, C>, CompleteOnResponse> as Service<Req>>::Error;
+    type Future = <PeakEwma<EndpointService<S, C>, CompleteOnResponse> as Service<Req>>::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+/// Balances `Req`s over the endpoints `discover` yields, connecting each
+/// with `connect` and judging its outcomes with `classify` (for HTTP,
+/// [`HttpClassifier`](crate::classify::HttpClassifier): 5xx and 429 count
+/// against the endpoint). `name` names the endpoints' breakers
+/// (`<name>/<endpoint id>`) in events.
+///
+/// ```
+/// use meshguard::balance::{balance, BalanceConfig};
+/// use meshguard::classify::ErrorsAreFailures;
+/// use meshguard::discovery::StaticDiscovery;
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), meshguard::BoxError> {
+/// let endpoints = StaticDiscovery::from_urls(["http://10.0.0.1:80", "http://10.0.0.2:80"])?;
+/// let lb = balance::<_, _, _, _, String>(
+///     "users",
+///     endpoints,
+///     |e| {
+///         let base = e.base_url();
+///         tower::service_fn(move |path: String| {
+///             let url = format!("{base}{path}");
+///             async move { Ok::<_, std::io::Error>(url) }
+///         })
+///     },
+///     ErrorsAreFailures,
+///     BalanceConfig::default(),
+/// );
+/// let url = lb.oneshot("/v1/users/7".to_string()).await?;
+/// assert!(url.ends_with(":80/v1/users/7"));
+/// # Ok(()) }
+/// ```
+pub fn balance<D, F, C, S, Req>(
+    name: &str,
+    discover: D,
+    connect: F,
+    classify: C,
+    config: BalanceConfig,
+) -> Balancer<D, F, C, Req>
+where
+    D: futures_core::Stream<Item = Result<Change, std::convert::Infallible>>,
+    F: FnMut(&Endpoint) -> S,
+    S: Service<Req>,
+    S::Error: Into<crate::BoxError>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    let pool = Arc::new(EjectionPool::new(&config));
+    let ejection = config.ejection.map(|mut c| {
+        c.rejection = Rejection::Gate;
+        c
+    });
+    let endpoints = Endpoints {
+        discover,
+        connect,
+        classify,
+        name: name.into(),
+        ejection,
+        pool,
+        default_rtt: config.default_rtt,
+        decay_ns: config.decay.as_nanos() as f64,
+        failure_penalty: config.failure_penalty,
+    };
+    Balance::new(endpoints)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(endpoints: usize, max_percent: f64, panic: f64) -> EjectionPool {
+        let p = EjectionPool::new(
+            &BalanceConfig::builder()
+                .max_ejection_percent(max_percent)
+                .panic_threshold(panic)
+                .build()
+                .unwrap(),
+        );
+        p.endpoints.store(endpoints, Ordering::Relaxed);
+        p
+    }
+
+    fn ejections(p: &EjectionPool) -> usize {
+        std::iter::from_fn(|| p.try_eject().then_some(()))
+            .take(1000)
+            .count()
+    }
+
+    #[test]
+    fn ten_percent_of_three_still_ejects_one() {
+        assert_eq!(ejections(&pool(3, 10.0, 50.0)), 1);
+    }
+
+    #[test]
+    fn ten_percent_of_twenty_ejects_two() {
+        assert_eq!(ejections(&pool(20, 10.0, 50.0)), 2);
+    }
+
+    #[test]
+    fn a_lone_endpoint_is_never_ejected_below_the_panic_threshold() {
+        assert_eq!(ejections(&pool(1, 100.0, 50.0)), 0);
+    }
+
+    #[test]
+    fn the_panic_threshold_caps_a_generous_ejection_limit() {
+        // 100% may be ejected, but 60% must remain: 4 of 10.
+        assert_eq!(ejections(&pool(10, 100.0, 60.0)), 4);
+    }
+
+    #[test]
+    fn a_released_ejection_can_be_taken_again() {
+        let p = pool(3, 10.0, 50.0);
+        assert!(p.try_eject());
+        assert!(!p.try_eject());
+        p.release();
+        assert_eq!(p.ejected(), 0);
+        assert!(p.try_eject());
+    }
+
+    #[test]
+    fn invalid_settings_name_their_field() {
+        let err = BalanceConfig::builder()
+            .max_ejection_percent(120.0)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "max_ejection_percent");
+        let err = BalanceConfig::builder()
+            .decay(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "decay");
+    }
+}

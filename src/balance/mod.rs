@@ -314,6 +314,10 @@ pin_project! {
         default_rtt: Duration,
         decay_ns: f64,
         failure_penalty: Duration,
+        // Instance ids mapped to small keys: tower's ready cache clones and
+        // hashes a key on every call, which for a `String` is an allocation.
+        keys: std::collections::HashMap<String, u64>,
+        next_key: u64,
     }
 }
 
@@ -332,12 +336,20 @@ where
     F: FnMut(&Endpoint) -> S,
     C: Clone,
 {
-    type Item = Result<tower::discover::Change<String, Ranked<S, C>>, E>;
+    type Item = Result<tower::discover::Change<u64, Ranked<S, C>>, E>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
         match this.discover.poll_next(cx) {
             Poll::Ready(Some(Ok(Change::Insert(id, endpoint)))) => {
+                let key = match this.keys.get(&id) {
+                    Some(k) => *k,
+                    None => {
+                        *this.next_key += 1;
+                        this.keys.insert(id.clone(), *this.next_key);
+                        *this.next_key
+                    }
+                };
                 let inner = (this.connect)(&endpoint);
                 let name = format!("{}/{}", this.name, id);
                 let breaker = match this.ejection {
@@ -374,11 +386,16 @@ where
                     breaker,
                     penalty: *this.failure_penalty,
                 };
-                Poll::Ready(Some(Ok(tower::discover::Change::Insert(id, ranked))))
+                Poll::Ready(Some(Ok(tower::discover::Change::Insert(key, ranked))))
             }
-            Poll::Ready(Some(Ok(Change::Remove(id)))) => {
-                Poll::Ready(Some(Ok(tower::discover::Change::Remove(id))))
-            }
+            Poll::Ready(Some(Ok(Change::Remove(id)))) => match this.keys.remove(&id) {
+                Some(key) => Poll::Ready(Some(Ok(tower::discover::Change::Remove(key)))),
+                // Never inserted: nothing to remove; look for the next change.
+                None => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            },
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -506,6 +523,8 @@ where
         default_rtt: config.default_rtt,
         decay_ns: config.decay.as_nanos() as f64,
         failure_penalty: config.failure_penalty,
+        keys: std::collections::HashMap::new(),
+        next_key: 0,
     };
     Balance::new(endpoints)
 }

@@ -173,7 +173,7 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.breaker.owner.core.config.rejection == Rejection::Gate
+        if self.breaker.owner.slot.flags() & state::FLAG_GATE != 0
             && self.poll_gate(cx).is_pending()
         {
             return Poll::Pending;

@@ -189,10 +189,6 @@ pub(crate) struct Slot {
     state: CachePadded<Hot>,
     stripes: Box<[CachePadded<Stripe>]>,
     probes: CachePadded<AtomicU64>,
-    consecutive: CachePadded<AtomicU64>,
-    /// When the last failure was recorded (biased nanoseconds), kept only
-    /// while consecutive failures are counted.
-    last_failure: AtomicU64,
     core: arc_swap::ArcSwapOption<Core>,
 }
 
@@ -210,10 +206,19 @@ struct Hot {
     slow_nanos: AtomicU64,
     /// `FLAG_*` bits of the current owner.
     flags: AtomicU64,
+    /// Failures since the last success. On the line every call reads, so a
+    /// balancer ranking endpoints by it touches no other line; it is
+    /// written only by failures (and the success after them).
+    consecutive: AtomicU64,
+    /// When the last failure was recorded (biased nanoseconds), kept only
+    /// while consecutive failures are counted.
+    last_failure: AtomicU64,
 }
 
 pub(crate) const FLAG_TIME_WINDOW: u64 = 1;
 pub(crate) const FLAG_CONSECUTIVE: u64 = 2;
+/// Gate rejection: kept here so a call reads only the slot's hot line.
+pub(crate) const FLAG_GATE: u64 = 16;
 /// Successes ask for a checkpoint every bucket: set while a metrics-only
 /// count window is above its thresholds, so it notices falling below.
 pub(crate) const FLAG_SUCCESS_CHECKS: u64 = 4;
@@ -241,8 +246,6 @@ impl Slot {
                 .map(|_| CachePadded::new(Stripe::default()))
                 .collect(),
             probes: CachePadded::new(AtomicU64::new(0)),
-            consecutive: CachePadded::new(AtomicU64::new(0)),
-            last_failure: AtomicU64::new(0),
             core: arc_swap::ArcSwapOption::empty(),
         }
     }
@@ -291,8 +294,8 @@ impl Slot {
     /// Consecutive failures if the last one is younger than `window`
     /// nanoseconds, else 0. Reads the clock only when there are failures.
     pub(crate) fn recent_failures(&self, window: u64) -> u64 {
-        let n = self.consecutive.load(Relaxed);
-        if n == 0 || clock::now().saturating_sub(self.last_failure.load(Relaxed)) >= window {
+        let n = self.state.consecutive.load(Relaxed);
+        if n == 0 || clock::now().saturating_sub(self.state.last_failure.load(Relaxed)) >= window {
             0
         } else {
             n
@@ -481,7 +484,7 @@ impl Core {
         self.lock();
         self.reset_window(slot, self.now());
         self.unlock(slot);
-        slot.consecutive.store(0, Relaxed);
+        slot.state.consecutive.store(0, Relaxed);
         slot.state
             .slow_nanos
             .store(self.plan.slow_nanos.unwrap_or(u64::MAX), Relaxed);
@@ -493,6 +496,9 @@ impl Core {
         // the balancer ranks endpoints by them.
         if self.plan.consecutive.is_some() || self.guard.is_some() {
             flags |= FLAG_CONSECUTIVE;
+        }
+        if self.config.rejection == super::config::Rejection::Gate {
+            flags |= FLAG_GATE;
         }
         slot.state.flags.store(flags, Relaxed);
         slot.state.word.store(pack(generation, CLOSED, 0), Release);
@@ -650,8 +656,8 @@ impl Core {
     /// rates falling.
     #[cold]
     fn record_success_flagged(slot: &Slot, stripe: &Stripe, calls: u64, flags: u64) -> bool {
-        if flags & FLAG_CONSECUTIVE != 0 && slot.consecutive.load(Relaxed) != 0 {
-            slot.consecutive.store(0, Relaxed);
+        if flags & FLAG_CONSECUTIVE != 0 && slot.state.consecutive.load(Relaxed) != 0 {
+            slot.state.consecutive.store(0, Relaxed);
         }
         flags & FLAG_SUCCESS_DUE != 0
             || (flags & FLAG_SUCCESS_CHECKS != 0 && calls >= stripe.next_check.load(Relaxed))
@@ -663,11 +669,12 @@ impl Core {
         if outcome == Outcome::Failure {
             place.bump(&stripe.failures);
             if slot.flags() & FLAG_CONSECUTIVE != 0 {
-                slot.last_failure.store(clock::now(), Relaxed);
+                slot.state.last_failure.store(clock::now(), Relaxed);
             }
-            slot.consecutive.fetch_add(1, Relaxed);
-        } else if slot.flags() & FLAG_CONSECUTIVE != 0 && slot.consecutive.load(Relaxed) != 0 {
-            slot.consecutive.store(0, Relaxed);
+            slot.state.consecutive.fetch_add(1, Relaxed);
+        } else if slot.flags() & FLAG_CONSECUTIVE != 0 && slot.state.consecutive.load(Relaxed) != 0
+        {
+            slot.state.consecutive.store(0, Relaxed);
         }
         if slow {
             place.bump(&stripe.slow);
@@ -797,7 +804,7 @@ impl Core {
         let mut trip = false;
         let mut reason = "";
         if let Some(n) = self.plan.consecutive {
-            if slot.consecutive.load(Relaxed) >= n {
+            if slot.state.consecutive.load(Relaxed) >= n {
                 trip = true;
                 reason = "consecutive failures";
             }
@@ -931,7 +938,7 @@ impl Core {
                     .store(s.calls.load(Relaxed) + self.bucket, Relaxed);
             }
         }
-        slot.consecutive.store(0, Relaxed);
+        slot.state.consecutive.store(0, Relaxed);
     }
 
     /// The window's counts now, for `CircuitBreaker::metrics`.

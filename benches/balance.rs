@@ -1,0 +1,86 @@
+//! Cost of one request through the balancer (pick + dispatch), beside bare
+//! `tower::balance::p2c` over `tower::load::PeakEwma`, at 3, 100 and 1,000
+//! endpoints.
+//!
+//! Run: `cargo bench --bench balance`. Each figure is `poll_ready` (the
+//! p2c pick), `call`, and one `poll` of the response future of an endpoint
+//! service that answers at once.
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use meshguard::balance::{BalanceConfig, balance};
+use meshguard::classify::ErrorsAreFailures;
+use meshguard::discovery::{Endpoint, Scheme, StaticDiscovery};
+use tower::Service;
+use tower::load::{CompleteOnResponse, PeakEwmaDiscover};
+
+type Endpoints = tower::util::ServiceFn<fn(u64) -> Ready<Result<u64, Infallible>>>;
+
+fn endpoint_service() -> Endpoints {
+    tower::service_fn((|x| ready(Ok(x))) as fn(u64) -> Ready<Result<u64, Infallible>>)
+}
+
+fn once<S: Service<u64>>(lb: &mut S, cx: &mut Context<'_>, x: u64) -> bool {
+    match lb.poll_ready(cx) {
+        Poll::Ready(Ok(())) => {}
+        _ => return false,
+    }
+    let fut = pin!(lb.call(x));
+    matches!(fut.poll(cx), Poll::Ready(Ok(_)))
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut g = c.benchmark_group("balance");
+    for n in [3usize, 100, 1_000] {
+        let services: Vec<Endpoints> = (0..n).map(|_| endpoint_service()).collect();
+        let list = tower::discover::ServiceList::new::<u64>(services);
+        let discover = PeakEwmaDiscover::new::<u64>(
+            list,
+            Duration::from_millis(30),
+            Duration::from_secs(10),
+            CompleteOnResponse::default(),
+        );
+        let mut bare = tower::balance::p2c::Balance::new(discover);
+        assert!(once(&mut bare, &mut cx, 1));
+        g.bench_with_input(BenchmarkId::new("tower_p2c_peak_ewma", n), &n, |b, _| {
+            b.iter(|| once(&mut bare, &mut cx, black_box(1)))
+        });
+
+        let endpoints: Vec<Endpoint> = (0..n)
+            .map(|i| Endpoint::new(format!("e{i}"), Scheme::Http, "10.0.0.1", 8000 + i as u16))
+            .collect();
+        let mut ours = balance::<_, _, _, _, u64>(
+            "bench",
+            StaticDiscovery::new(endpoints),
+            |_| endpoint_service(),
+            ErrorsAreFailures,
+            BalanceConfig::default(),
+        );
+        assert!(once(&mut ours, &mut cx, 1));
+        g.bench_with_input(BenchmarkId::new("meshguard_balance", n), &n, |b, _| {
+            b.iter(|| once(&mut ours, &mut cx, black_box(1)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = bench
+}
+criterion_main!(benches);

@@ -22,7 +22,7 @@
 //! option (we append `&stale` to the query it builds), and it concatenates
 //! `filter` into the URL unescaped (we percent-encode it first). Agent
 //! registration, which `rs-consul` lacks, is our own small typed requests
-//! (`registration`, with its issue).
+//! ([`registration`](super::registration)).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -47,6 +47,10 @@ impl ConsulToken {
     /// Wraps a token.
     pub fn new(token: impl Into<String>) -> Self {
         ConsulToken(token.into())
+    }
+
+    pub(crate) fn secret(&self) -> &str {
+        &self.0
     }
 }
 

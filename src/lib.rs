@@ -16,12 +16,15 @@
 //!   budget, `Retry-After`, attempt timeouts, an overall deadline carried in
 //!   the request, and hedging on `tower::hedge`.
 //!
+//! - [`balance`]: p2c over PeakEwma fed by discovery, with per-endpoint gate
+//!   breakers for outlier ejection (a maximum ejected share, a panic
+//!   threshold) and endpoints ranked by recent failures.
 //! - [`discovery`] (feature `consul` for Consul): endpoints as
 //!   `tower::discover::Change`s, from a static list or a Consul health watch.
 //! - `testing` (feature `test-util`): an in-process Consul-compatible
 //!   registry for tests.
 //!
-//! Later parts (balance, client) arrive as their own modules.
+//! Later parts (the typed client) arrive as their own modules.
 //!
 //! # Quick start
 //!
@@ -61,6 +64,11 @@ pub use error::{BoxError, ConfigError};
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// docs/balancing.md's examples, compiled as doctests.
+#[doc = include_str!("../docs/balancing.md")]
+#[cfg(doctest)]
+pub struct BalancingDoctests;
 
 /// docs/discovery.md's examples, compiled as doctests.
 #[doc = include_str!("../docs/discovery.md")]

@@ -5,15 +5,17 @@
 
 use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::task::{Context, Waker};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use meshguard::backoff::Backoff;
 use meshguard::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerService};
 use tower::Service;
+
+mod support;
+use support::{call_once, run_two, service_caller};
 
 /// A service that succeeds at once. A closure, not a function pointer, so
 /// the compiler sees through it in both the raw and the wrapped case.
@@ -22,12 +24,6 @@ fn raw()
 + Clone
 + Send {
     tower::service_fn(|x| ready(Result::Ok(x)))
-}
-
-#[inline]
-fn call_once<S: Service<u64>>(svc: &mut S, cx: &mut Context<'_>, x: u64) -> bool {
-    let fut = pin!(svc.call(x));
-    matches!(fut.poll(cx), Poll::Ready(Result::Ok(_)))
 }
 
 fn wrapped(
@@ -200,44 +196,6 @@ fn two_threads(c: &mut Criterion) {
         })
     });
     g.finish();
-}
-
-/// One call of `svc` as a closure for [`run_two`].
-fn service_caller<S: Service<u64>>(mut svc: S) -> impl FnMut(&mut Context<'_>, u64) -> bool {
-    move |cx: &mut Context<'_>, x: u64| call_once(&mut svc, cx, x)
-}
-
-/// Runs `iters` calls on each of two threads at once, each thread with its
-/// own caller from `make` (inside a tokio runtime, as services expect), and
-/// returns the wall time from the moment both are ready.
-fn run_two<M, F>(iters: u64, make: M) -> Duration
-where
-    M: Fn() -> F + Sync,
-    F: FnMut(&mut Context<'_>, u64) -> bool + Send,
-{
-    let barrier = std::sync::Barrier::new(2);
-    let start = std::sync::Mutex::new(None::<Instant>);
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            let mut caller = make();
-            let (barrier, start) = (&barrier, &start);
-            s.spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                    .unwrap();
-                let _guard = rt.enter();
-                let mut cx = Context::from_waker(Waker::noop());
-                barrier.wait();
-                start.lock().unwrap().get_or_insert_with(Instant::now);
-                for i in 0..iters {
-                    black_box(caller(&mut cx, i));
-                }
-            });
-        }
-    });
-    let started = start.into_inner().unwrap().unwrap();
-    started.elapsed()
 }
 
 criterion_group! {

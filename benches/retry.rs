@@ -6,14 +6,16 @@
 
 use std::future::{Ready, ready};
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use meshguard::BoxError;
 use meshguard::retry::{ErrorsOnly, NoReplay, Replay, RetryLayer, RetryPolicy};
 use tower::{Layer, Service};
+
+mod support;
+use support::{call_once, run_two};
 
 /// A request that is copied as cheaply as possible, so the figures show the
 /// layers' own cost.
@@ -53,12 +55,6 @@ impl<Q: Clone, Res, E> tower::retry::Policy<Q, Res, E> for DoNothing {
     fn clone_request(&mut self, req: &Q) -> Option<Q> {
         Some(req.clone())
     }
-}
-
-#[inline]
-fn call_once<S: Service<Q>, Q>(svc: &mut S, cx: &mut Context<'_>, req: Q) -> bool {
-    let fut = pin!(svc.call(req));
-    matches!(fut.poll(cx), Poll::Ready(Ok(_)))
 }
 
 fn one_thread(c: &mut Criterion) {
@@ -116,46 +112,20 @@ fn two_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("retry/two_threads");
     let tower_retry = tower::retry::Retry::new(DoNothing, raw());
     g.bench_function("tower_retry_do_nothing", |b| {
-        b.iter_custom(|iters| run_two(iters, &tower_retry))
+        b.iter_custom(|iters| run_two(iters, || retry_caller(tower_retry.clone())))
     });
     let ours = RetryLayer::new(RetryPolicy::default())
         .retry_on(ErrorsOnly)
         .layer(raw());
     g.bench_function("meshguard_retry", |b| {
-        b.iter_custom(|iters| run_two(iters, &ours))
+        b.iter_custom(|iters| run_two(iters, || retry_caller(ours.clone())))
     });
     g.finish();
 }
 
-fn run_two<S>(iters: u64, svc: &S) -> Duration
-where
-    S: Service<Req> + Clone + Send,
-{
-    let barrier = std::sync::Barrier::new(2);
-    let start = std::sync::Mutex::new(None::<std::time::Instant>);
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            let mut svc = svc.clone();
-            let (barrier, start) = (&barrier, &start);
-            s.spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                    .unwrap();
-                let _guard = rt.enter();
-                let mut cx = Context::from_waker(Waker::noop());
-                barrier.wait();
-                start
-                    .lock()
-                    .unwrap()
-                    .get_or_insert_with(std::time::Instant::now);
-                for i in 0..iters {
-                    black_box(call_once(&mut svc, &mut cx, Req(i)));
-                }
-            });
-        }
-    });
-    start.into_inner().unwrap().unwrap().elapsed()
+/// One call with a `Req` as a closure for [`run_two`].
+fn retry_caller<S: Service<Req>>(mut svc: S) -> impl FnMut(&mut Context<'_>, u64) -> bool {
+    move |cx: &mut Context<'_>, i: u64| call_once(&mut svc, cx, Req(i))
 }
 
 criterion_group! {

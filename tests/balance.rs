@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use http::{Request, Response};
-use meshguard::BoxError;
+use http::Request;
 use meshguard::backoff::Backoff;
 use meshguard::balance::{BalanceConfig, balance};
 use meshguard::circuit_breaker::CircuitBreakerConfig;
@@ -20,6 +19,9 @@ use meshguard::classify::HttpClassifier;
 use meshguard::discovery::{Change, Endpoint, StaticDiscovery};
 use meshguard::retry::{RetryLayer, RetryPolicy};
 use tower::{Layer, Service, ServiceExt};
+
+mod support;
+use support::transport::connect;
 
 #[derive(Default)]
 struct Upstream {
@@ -59,30 +61,9 @@ async fn server() -> Server {
     Server { url, state, task }
 }
 
-/// reqwest as a tower service for one endpoint. No idle connections are
-/// kept, so a killed server refuses the next request (a reused pooled
-/// connection would fail differently, with hyper's "incomplete message").
-fn connect(
-    client: reqwest::Client,
-) -> impl FnMut(&Endpoint) -> tower::util::BoxCloneService<Request<String>, Response<String>, BoxError>
-{
-    move |e: &Endpoint| {
-        let (client, base) = (client.clone(), e.base_url());
-        tower::util::BoxCloneService::new(tower::service_fn(move |req: Request<String>| {
-            let (client, url) = (client.clone(), format!("{base}{}", req.uri()));
-            async move {
-                let response = client.get(url).send().await?;
-                let status = response.status();
-                Ok::<_, BoxError>(
-                    Response::builder()
-                        .status(status)
-                        .body(response.text().await?)?,
-                )
-            }
-        }))
-    }
-}
-
+/// No idle connections are kept, so a killed server refuses the next
+/// request (a reused pooled connection would fail differently, with
+/// hyper's "incomplete message").
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)

@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use meshguard::BoxError;
+use http::Request;
 use meshguard::backoff::Backoff;
 use meshguard::balance::{BalanceConfig, balance};
 use meshguard::classify::HttpClassifier;
-use meshguard::discovery::Endpoint;
 use meshguard::discovery::consul::ConsulDiscovery;
 use meshguard::testing::ConsulRegistry;
 use tower::{Service, ServiceExt};
+
+mod support;
+use support::transport::connect;
 
 struct Instance {
     port: u16,
@@ -38,27 +39,6 @@ async fn instance() -> Instance {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Instance { port, hits }
-}
-
-fn connect(
-    client: reqwest::Client,
-) -> impl FnMut(&Endpoint) -> tower::util::BoxCloneService<Request<String>, Response<String>, BoxError>
-{
-    move |e: &Endpoint| {
-        let (client, base) = (client.clone(), e.base_url());
-        tower::util::BoxCloneService::new(tower::service_fn(move |req: Request<String>| {
-            let (client, url) = (client.clone(), format!("{base}{}", req.uri()));
-            async move {
-                let response = client.get(url).send().await?;
-                let status = response.status();
-                Ok::<_, BoxError>(
-                    Response::builder()
-                        .status(status)
-                        .body(response.text().await?)?,
-                )
-            }
-        }))
-    }
 }
 
 fn get() -> Request<String> {

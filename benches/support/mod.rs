@@ -1,0 +1,54 @@
+//! Helpers shared by the benches.
+#![allow(dead_code)]
+
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use tower::Service;
+
+/// One `call` of `svc` and one poll of its future; whether it succeeded.
+#[inline]
+pub fn call_once<S: Service<Q>, Q>(svc: &mut S, cx: &mut Context<'_>, req: Q) -> bool {
+    let fut = pin!(svc.call(req));
+    matches!(fut.poll(cx), Poll::Ready(Ok(_)))
+}
+
+/// One service call as a closure for [`run_two`].
+pub fn service_caller<S: Service<u64>>(mut svc: S) -> impl FnMut(&mut Context<'_>, u64) -> bool {
+    move |cx: &mut Context<'_>, x: u64| call_once(&mut svc, cx, x)
+}
+
+/// Runs `iters` calls on each of two threads at once, each thread with its
+/// own caller from `make` (inside a tokio runtime, as services expect), and
+/// returns the wall time from the moment both are ready: the latency of a
+/// call while the other thread does the same.
+pub fn run_two<M, F>(iters: u64, make: M) -> Duration
+where
+    M: Fn() -> F + Sync,
+    F: FnMut(&mut Context<'_>, u64) -> bool + Send,
+{
+    let barrier = std::sync::Barrier::new(2);
+    let start = std::sync::Mutex::new(None::<Instant>);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let mut caller = make();
+            let (barrier, start) = (&barrier, &start);
+            s.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .unwrap();
+                let _guard = rt.enter();
+                let mut cx = Context::from_waker(Waker::noop());
+                barrier.wait();
+                start.lock().unwrap().get_or_insert_with(Instant::now);
+                for i in 0..iters {
+                    black_box(caller(&mut cx, i));
+                }
+            });
+        }
+    });
+    start.into_inner().unwrap().unwrap().elapsed()
+}

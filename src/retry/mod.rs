@@ -19,11 +19,10 @@ use tower::{Layer, Service};
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use decide::{ErrorsOnly, HttpRetryOn, RetryOn, Verdict, parse_retry_after, retryable_error};
 pub use hedge::{HedgeLayer, HedgePolicy};
-pub use policy::{RetryPolicy, RetryPolicyBuilder};
+pub use policy::{Attempts, RetryPolicy, RetryPolicyBuilder};
 pub use replay::{Deadline, NoReplay, Replay, ReplayBody};
 
 use crate::BoxError;
-use policy::Attempts;
 
 /// The whole call, backoff included, outlived its deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -109,6 +108,10 @@ impl<S, R: Clone> Layer<S> for RetryLayer<R> {
 /// A service wrapped by a [`RetryLayer`]. Its error is a [`BoxError`]: the
 /// last attempt's error, [`DeadlineExceeded`], or a timeout of the last
 /// attempt (`tower::timeout::error::Elapsed`).
+///
+/// The overall deadline travels in the request ([`Replay::set_deadline`]):
+/// for request types that cannot carry one, only the attempt timeout
+/// bounds a call.
 pub struct Retry<S, R = HttpRetryOn> {
     inner: tower::retry::Retry<Attempts<R>, Attempt<S>>,
     deadline: Option<Duration>,
@@ -165,49 +168,20 @@ where
 
     #[inline]
     fn call(&mut self, mut req: Req) -> Self::Future {
-        let carried = req.deadline();
-        let deadline = match self.deadline {
-            None => carried,
-            Some(d) => {
-                let ours = Deadline::at(Instant::now() + d);
-                match carried {
-                    // An earlier deadline from upstream wins.
-                    Some(theirs) if theirs <= ours => Some(theirs),
-                    _ => {
-                        req.set_deadline(ours);
-                        Some(ours)
-                    }
-                }
+        if let Some(d) = self.deadline {
+            let ours = Deadline::at(Instant::now() + d);
+            // An earlier deadline from upstream wins.
+            if req.deadline().is_none_or(|theirs| ours < theirs) {
+                req.set_deadline(ours);
             }
-        };
-        let call = self.inner.call(req);
-        ResponseFuture {
-            kind: match deadline {
-                None => Kind::Open { call },
-                Some(d) => Kind::Bounded {
-                    call,
-                    timer: Box::pin(tokio::time::sleep_until(d.instant())),
-                },
-            },
         }
+        self.inner.call(req)
     }
 }
 
-pin_project! {
-    /// The response future of [`Retry`].
-    pub struct ResponseFuture<S, R, Req>
-    where
-        S: Service<Req>,
-        S::Error: Into<BoxError>,
-        R: RetryOn<S::Response>,
-        R: Clone,
-        S: Clone,
-        Req: Replay,
-    {
-        #[pin]
-        kind: Kind<tower::retry::future::ResponseFuture<Attempts<R>, Attempt<S>, Req>>,
-    }
-}
+/// The response future of [`Retry`]: tower's, over our policy and attempts.
+pub type ResponseFuture<S, R, Req> =
+    tower::retry::future::ResponseFuture<Attempts<R>, Attempt<S>, Req>;
 
 pin_project! {
     /// A call, with or without a timer. The timer is boxed: inline, a
@@ -238,41 +212,13 @@ impl<F: Future> Kind<F> {
     }
 }
 
-impl<S, R, Req> fmt::Debug for ResponseFuture<S, R, Req>
-where
-    S: Service<Req> + Clone,
-    S::Error: Into<BoxError>,
-    R: RetryOn<S::Response> + Clone,
-    Req: Replay,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
-
-impl<S, R, Req> Future for ResponseFuture<S, R, Req>
-where
-    S: Service<Req> + Clone,
-    S::Error: Into<BoxError>,
-    R: RetryOn<S::Response> + Clone,
-    Req: Replay,
-{
-    type Output = Result<S::Response, BoxError>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(match ready!(self.project().kind.poll_call(cx)) {
-            Ok(result) => result,
-            Err(()) => Err(DeadlineExceeded.into()),
-        })
-    }
-}
-
-/// One attempt: the inner service with its error boxed and, if the policy
-/// has one, a timeout. Written by hand rather than stacking
-/// `tower::timeout::Timeout` in a `tower::util::Either`: `Either` needs both
-/// sides to have the same error type, which a `Layer` cannot name for the
-/// untimed side without knowing the request type.
+/// One attempt: the inner service with its error boxed, bounded by the
+/// attempt timeout and by the deadline the request carries, whichever ends
+/// first (the attempt fails with `tower::timeout::error::Elapsed`, which is
+/// retried, or with [`DeadlineExceeded`], which is not). Written by hand
+/// rather than stacking `tower::timeout::Timeout`: it must read the
+/// request's deadline, and tower's `Either` needs both sides to have an
+/// error type a `Layer` cannot name without the request type.
 #[derive(Debug, Clone)]
 pub struct Attempt<S> {
     inner: S,
@@ -285,6 +231,7 @@ impl<S, Req> Service<Req> for Attempt<S>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
+    Req: Replay,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -297,16 +244,35 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        let deadline = req.deadline();
         let call = self.inner.call(req);
-        AttemptFuture {
-            kind: match self.timeout {
-                0 => Kind::Open { call },
-                nanos => Kind::Bounded {
-                    call,
-                    timer: Box::pin(tokio::time::sleep(Duration::from_nanos(nanos))),
-                },
-            },
+        if self.timeout == 0 && deadline.is_none() {
+            return AttemptFuture {
+                kind: Kind::Open { call },
+                cut_by_deadline: false,
+            };
         }
+        bounded(call, self.timeout, deadline)
+    }
+}
+
+/// An attempt with a timer: the attempt timeout or the deadline, whichever
+/// ends first.
+#[cold]
+fn bounded<F>(call: F, timeout: u64, deadline: Option<Deadline>) -> AttemptFuture<F> {
+    let by_timeout = (timeout != 0).then(|| Instant::now() + Duration::from_nanos(timeout));
+    let (at, cut_by_deadline) = match (by_timeout, deadline) {
+        (Some(t), Some(d)) if d.instant() < t => (d.instant(), true),
+        (Some(t), _) => (t, false),
+        (None, Some(d)) => (d.instant(), true),
+        (None, None) => unreachable!("bounded without a bound"),
+    };
+    AttemptFuture {
+        kind: Kind::Bounded {
+            call,
+            timer: Box::pin(tokio::time::sleep_until(at)),
+        },
+        cut_by_deadline,
     }
 }
 
@@ -315,6 +281,7 @@ pin_project! {
     pub struct AttemptFuture<F> {
         #[pin]
         kind: Kind<F>,
+        cut_by_deadline: bool,
     }
 }
 
@@ -333,8 +300,10 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(match ready!(self.project().kind.poll_call(cx)) {
+        let this = self.project();
+        Poll::Ready(match ready!(this.kind.poll_call(cx)) {
             Ok(result) => result.map_err(Into::into),
+            Err(()) if *this.cut_by_deadline => Err(DeadlineExceeded.into()),
             Err(()) => Err(tower::timeout::error::Elapsed::new().into()),
         })
     }

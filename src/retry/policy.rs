@@ -242,11 +242,11 @@ impl RetryPolicyBuilder {
 /// The `tower::retry::Policy` the retry layer runs: one copy per request,
 /// counting that request's attempts. Small and `Clone` without an `Arc`
 /// (tower clones it for every request and moves it into every response
-/// future, so its size is paid on every call).
+/// future, so its size is paid on every call). Made by [`RetryLayer`](super::RetryLayer).
 #[derive(Debug, Clone)]
-pub(crate) struct Attempts<C> {
+pub struct Attempts<C> {
     settings: &'static Settings,
-    pub(crate) budget: Handle,
+    budget: Handle,
     retry_on: C,
     attempt: u32,
     /// The last backoff delay, in nanoseconds; 0 before the first retry.
@@ -255,7 +255,7 @@ pub(crate) struct Attempts<C> {
 
 /// The parts of [`RetryPolicy`] a request needs.
 #[derive(Debug, PartialEq)]
-pub(crate) struct Settings {
+struct Settings {
     max_attempts: u32,
     backoff: Backoff,
     retry_non_idempotent: bool,

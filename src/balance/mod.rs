@@ -318,6 +318,8 @@ pin_project! {
         // hashes a key on every call, which for a `String` is an allocation.
         keys: std::collections::HashMap<String, u64>,
         next_key: u64,
+        // The discovery stream has ended: tower keeps asking, answer at once.
+        ended: bool,
     }
 }
 
@@ -340,6 +342,9 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
+        if *this.ended {
+            return Poll::Ready(None);
+        }
         match this.discover.poll_next(cx) {
             Poll::Ready(Some(Ok(Change::Insert(id, endpoint)))) => {
                 let key = match this.keys.get(&id) {
@@ -377,14 +382,14 @@ where
                     pool: this.pool.clone(),
                 };
                 let ranked = Ranked {
-                    inner: PeakEwma::new(
+                    inner: Box::new(PeakEwma::new(
                         svc,
                         *this.default_rtt,
                         *this.decay_ns,
                         CompleteOnResponse::default(),
-                    ),
+                    )),
                     breaker,
-                    penalty: *this.failure_penalty,
+                    penalty: this.failure_penalty.as_nanos().min(u64::MAX as u128) as u64,
                 };
                 Poll::Ready(Some(Ok(tower::discover::Change::Insert(key, ranked))))
             }
@@ -397,7 +402,10 @@ where
                 }
             },
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                *this.ended = true;
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -419,9 +427,12 @@ pub struct EndpointLoad {
 
 /// An endpoint service with its PeakEwma load, ranked by [`EndpointLoad`].
 pub struct Ranked<S, C> {
-    inner: PeakEwma<EndpointService<S, C>, CompleteOnResponse>,
+    // Boxed: tower's ready cache moves each service in and out of its ready
+    // set on every request, so the balancer moves 8 bytes, not the whole
+    // stack (measured with callgrind: fewer instructions per request).
+    inner: Box<PeakEwma<EndpointService<S, C>, CompleteOnResponse>>,
     breaker: CircuitBreaker,
-    penalty: Duration,
+    penalty: u64,
 }
 
 impl<S, C> fmt::Debug for Ranked<S, C> {
@@ -525,6 +536,7 @@ where
         failure_penalty: config.failure_penalty,
         keys: std::collections::HashMap::new(),
         next_key: 0,
+        ended: false,
     };
     Balance::new(endpoints)
 }

@@ -9,7 +9,6 @@ mod state;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
 
@@ -129,11 +128,11 @@ impl CircuitBreaker {
         }
     }
 
-    /// Consecutive failures, if the last is younger than `window`.
-    pub(crate) fn recent_failures(&self, window: Duration) -> u64 {
-        self.owner
-            .slot
-            .recent_failures(window.as_nanos().min(u64::MAX as u128) as u64)
+    /// Consecutive failures, if the last is younger than `window`
+    /// nanoseconds.
+    #[inline]
+    pub(crate) fn recent_failures(&self, window: u64) -> u64 {
+        self.owner.slot.recent_failures(window)
     }
 
     /// A layer sharing this breaker among the services it wraps.

@@ -83,7 +83,20 @@ impl<S, C> CircuitBreakerService<S, C> {
     }
 
     /// Gate mode: `Ready` once the breaker admits a call, reserving it.
+    #[inline]
     fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // The common case, inline: closed, nothing reserved or armed.
+        if self.gate.reserved.is_none()
+            && self.gate.notified.is_none()
+            && state::kind(self.breaker.owner.slot.word()) == state::CLOSED
+        {
+            return Poll::Ready(());
+        }
+        self.poll_gate_slow(cx)
+    }
+
+    #[inline(never)]
+    fn poll_gate_slow(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let owner = &self.breaker.owner;
         let (slot, core) = (owner.slot, &owner.core);
         loop {

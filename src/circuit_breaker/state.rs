@@ -293,9 +293,17 @@ impl Slot {
 
     /// Consecutive failures if the last one is younger than `window`
     /// nanoseconds, else 0. Reads the clock only when there are failures.
+    #[inline]
     pub(crate) fn recent_failures(&self, window: u64) -> u64 {
-        let n = self.state.consecutive.load(Relaxed);
-        if n == 0 || clock::now().saturating_sub(self.state.last_failure.load(Relaxed)) >= window {
+        match self.state.consecutive.load(Relaxed) {
+            0 => 0,
+            n => self.recent(n, window),
+        }
+    }
+
+    #[cold]
+    fn recent(&self, n: u64, window: u64) -> u64 {
+        if clock::now().saturating_sub(self.state.last_failure.load(Relaxed)) >= window {
             0
         } else {
             n
@@ -643,7 +651,9 @@ impl Core {
         let calls = place.bump(&stripe.calls);
         if outcome == Outcome::Success && !slow {
             let flags = slot.flags();
-            if flags & (FLAG_CONSECUTIVE | FLAG_SUCCESS_CHECKS | FLAG_SUCCESS_DUE) == 0 {
+            if flags & (FLAG_SUCCESS_CHECKS | FLAG_SUCCESS_DUE) == 0
+                && (flags & FLAG_CONSECUTIVE == 0 || slot.state.consecutive.load(Relaxed) == 0)
+            {
                 return false;
             }
             return Self::record_success_flagged(slot, stripe, calls, flags);

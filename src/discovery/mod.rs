@@ -152,7 +152,7 @@ impl fmt::Display for Endpoint {
 /// A change to the set of endpoints, keyed by instance id.
 pub type Change = tower::discover::Change<String, Endpoint>;
 
-/// A fixed list of endpoints: inserts them all, then never changes.
+/// A fixed list of endpoints: inserts them all, then ends.
 ///
 /// ```
 /// use meshguard::discovery::StaticDiscovery;
@@ -204,12 +204,13 @@ impl futures_core::Stream for StaticDiscovery {
     type Item = Result<Change, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.pending.pop() {
-            Some(e) => Poll::Ready(Some(Ok(Change::Insert(e.id.clone(), e)))),
-            // A static set never ends: a balancer treats the end of its
-            // discovery stream as an error.
-            None => Poll::Pending,
-        }
+        // Ends once every endpoint is yielded, as tower's `ServiceList`
+        // does; tower's balancer keeps the endpoints it has.
+        Poll::Ready(
+            self.pending
+                .pop()
+                .map(|e| Ok(Change::Insert(e.id.clone(), e))),
+        )
     }
 }
 

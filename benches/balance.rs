@@ -20,6 +20,8 @@ use meshguard::discovery::{Endpoint, Scheme, StaticDiscovery};
 use tower::Service;
 use tower::load::{CompleteOnResponse, PeakEwmaDiscover};
 
+mod support;
+
 type Endpoints = tower::util::ServiceFn<fn(u64) -> Ready<Result<u64, Infallible>>>;
 
 fn endpoint_service() -> Endpoints {
@@ -73,10 +75,7 @@ fn count(spec: &str) {
         .and_then(|p| p.parse().ok())
         .expect("endpoints");
     let requests: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(100_000);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let _guard = rt.enter();
     let mut cx = Context::from_waker(Waker::noop());
     let mut ok = 0u64;
@@ -102,10 +101,7 @@ fn bench(c: &mut Criterion) {
         count(&spec);
         std::process::exit(0);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let _guard = rt.enter();
     let mut cx = Context::from_waker(Waker::noop());
     let mut g = c.benchmark_group("balance");

@@ -59,14 +59,27 @@ fn configs() -> Vec<(&'static str, CircuitBreakerConfig)> {
                 .build()
                 .unwrap(),
         ),
+        (
+            "time_window_coarse_clock",
+            CircuitBreakerConfig::builder()
+                .time_window(Duration::from_secs(10), 10)
+                .coarse_clock(true)
+                .build()
+                .unwrap(),
+        ),
+        (
+            "slow_call_on_coarse_clock",
+            CircuitBreakerConfig::builder()
+                .slow_call_duration(Duration::from_secs(1))
+                .coarse_clock(true)
+                .build()
+                .unwrap(),
+        ),
     ]
 }
 
 fn single_thread(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let _guard = rt.enter();
     let mut cx = Context::from_waker(Waker::noop());
     let mut g = c.benchmark_group("breaker/one_thread");
@@ -116,25 +129,31 @@ fn single_thread(c: &mut Criterion) {
     });
 
     // Open: tripped by failures, with an open period longer than the run.
-    let breaker = CircuitBreaker::new(
-        "open",
-        CircuitBreakerConfig::builder()
-            .count_window(1, 1)
-            .minimum_calls(1)
-            .open_duration(Backoff::constant(Duration::from_secs(3600)))
-            .build()
-            .unwrap(),
-    );
-    let mut failing = tower::Layer::layer(
-        &breaker.layer(),
-        tower::service_fn(|_: u64| ready(Err::<u64, _>("down"))),
-    );
-    call_once(&mut failing, &mut cx, 0);
-    assert_eq!(breaker.state(), meshguard::circuit_breaker::State::Open);
-    let mut open = tower::Layer::layer(&breaker.layer(), raw());
-    g.bench_function("open_rejection", |b| {
-        b.iter(|| call_once(&mut open, &mut cx, black_box(1)))
-    });
+    for (name, coarse) in [
+        ("open_rejection", false),
+        ("open_rejection_coarse_clock", true),
+    ] {
+        let breaker = CircuitBreaker::new(
+            "open",
+            CircuitBreakerConfig::builder()
+                .count_window(1, 1)
+                .minimum_calls(1)
+                .open_duration(Backoff::constant(Duration::from_secs(3600)))
+                .coarse_clock(coarse)
+                .build()
+                .unwrap(),
+        );
+        let mut failing = tower::Layer::layer(
+            &breaker.layer(),
+            tower::service_fn(|_: u64| ready(Err::<u64, _>("down"))),
+        );
+        call_once(&mut failing, &mut cx, 0);
+        assert_eq!(breaker.state(), meshguard::circuit_breaker::State::Open);
+        let mut open = tower::Layer::layer(&breaker.layer(), raw());
+        g.bench_function(name, |b| {
+            b.iter(|| call_once(&mut open, &mut cx, black_box(1)))
+        });
+    }
     g.finish();
 }
 

@@ -58,10 +58,7 @@ impl<Q: Clone, Res, E> tower::retry::Policy<Q, Res, E> for DoNothing {
 }
 
 fn one_thread(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = support::runtime();
     let _guard = rt.enter();
     let mut cx = Context::from_waker(Waker::noop());
     let mut g = c.benchmark_group("retry/one_thread");

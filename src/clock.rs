@@ -44,3 +44,39 @@ pub(crate) fn instant(nanos: u64) -> Instant {
             .unwrap_or(e)
     }
 }
+
+/// Now, from the coarse clock: at most about a millisecond behind, one
+/// atomic load. The clock is a background thread (started on first use)
+/// storing the time every millisecond; it reads tokio's clock outside any
+/// runtime, i.e. real time, so it ignores tokio's paused time.
+#[inline]
+pub(crate) fn coarse_now() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COARSE: AtomicU64 = AtomicU64::new(0);
+    match COARSE.load(Ordering::Relaxed) {
+        0 => start_coarse(&COARSE),
+        t => t,
+    }
+}
+
+#[cold]
+fn start_coarse(cell: &'static std::sync::atomic::AtomicU64) -> u64 {
+    use std::sync::atomic::Ordering;
+    static STARTED: OnceLock<()> = OnceLock::new();
+    let real_now = || nanos(Instant::from_std(std::time::Instant::now()));
+    STARTED.get_or_init(|| {
+        cell.store(real_now(), Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name("meshguard-clock".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_millis(1));
+                    cell.store(real_now(), Ordering::Relaxed);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the coarse clock thread; it will not advance");
+        }
+    });
+    cell.load(Ordering::Relaxed).max(1)
+}

@@ -99,3 +99,31 @@ async fn breaker_opens_rejects_half_opens_and_recovers_over_http() {
     assert_eq!(breaker.state(), State::Closed);
     assert_eq!(upstream.hits.load(Ordering::SeqCst), hits + 1);
 }
+
+/// The coarse clock is real time by design (it cannot follow tokio's paused
+/// clock), so this test runs on real time with a wide margin.
+#[tokio::test]
+async fn the_coarse_clock_detects_slow_calls_on_real_time() {
+    let breaker = CircuitBreaker::new(
+        "coarse",
+        CircuitBreakerConfig::builder()
+            .count_window(2, 2)
+            .minimum_calls(2)
+            .slow_call_duration(Duration::from_millis(50))
+            .slow_call_rate_threshold(50.0)
+            .coarse_clock(true)
+            .build()
+            .unwrap(),
+    );
+    let mut svc = breaker
+        .layer()
+        .layer(tower::service_fn(|d: u64| async move {
+            tokio::time::sleep(Duration::from_millis(d)).await;
+            Ok::<_, std::convert::Infallible>(d)
+        }));
+    svc.ready().await.unwrap().call(0).await.unwrap();
+    assert_eq!(breaker.metrics().slow_calls, 0);
+    svc.ready().await.unwrap().call(120).await.unwrap();
+    assert_eq!(breaker.metrics().slow_calls, 1);
+    assert_eq!(breaker.state(), State::Open);
+}

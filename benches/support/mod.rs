@@ -8,6 +8,15 @@ use std::time::{Duration, Instant};
 
 use tower::Service;
 
+/// A current-thread runtime with timers: services that read tokio's clock
+/// (PeakEwma, the breaker's slow-call detection) need one entered.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
 /// One `call` of `svc` and one poll of its future; whether it succeeded.
 #[inline]
 pub fn call_once<S: Service<Q>, Q>(svc: &mut S, cx: &mut Context<'_>, req: Q) -> bool {
@@ -36,10 +45,7 @@ where
             let mut caller = make();
             let (barrier, start) = (&barrier, &start);
             s.spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                    .unwrap();
+                let rt = runtime();
                 let _guard = rt.enter();
                 let mut cx = Context::from_waker(Waker::noop());
                 barrier.wait();

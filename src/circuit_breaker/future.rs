@@ -9,7 +9,6 @@ use pin_project_lite::pin_project;
 use super::state::{Admission, Core, FLAG_TIME_WINDOW, Role, Slot};
 use super::{BreakerError, CircuitOpen};
 use crate::classify::{Classify, Outcome};
-use crate::clock;
 
 pin_project! {
     /// Records the inner call's outcome when it finishes. Dropped before
@@ -97,7 +96,7 @@ impl Recorder {
     #[inline]
     pub(crate) fn new(slot: &'static Slot, admission: Admission) -> Self {
         let start = if admission.role != Role::Pass && slot.slow_nanos().is_some() {
-            clock::now()
+            slot.call_now()
         } else {
             0
         };
@@ -148,7 +147,7 @@ impl Recorder {
         let slot = self.slot;
         let generation = self.admission.generation;
         let needs_clock = self.start != 0 || slot.flags() & FLAG_TIME_WINDOW != 0;
-        let now = if needs_clock { clock::now() } else { 0 };
+        let now = if needs_clock { slot.call_now() } else { 0 };
         let slow = match slot.slow_nanos() {
             Some(limit) if self.start != 0 && outcome != Outcome::Ignored => {
                 now.saturating_sub(self.start) >= limit

@@ -219,6 +219,8 @@ pub(crate) const FLAG_TIME_WINDOW: u64 = 1;
 pub(crate) const FLAG_CONSECUTIVE: u64 = 2;
 /// Gate rejection: kept here so a call reads only the slot's hot line.
 pub(crate) const FLAG_GATE: u64 = 16;
+/// Calls read the coarse clock (`CircuitBreakerConfigBuilder::coarse_clock`).
+pub(crate) const FLAG_COARSE: u64 = 32;
 /// Successes ask for a checkpoint every bucket: set while a metrics-only
 /// count window is above its thresholds, so it notices falling below.
 pub(crate) const FLAG_SUCCESS_CHECKS: u64 = 4;
@@ -289,6 +291,16 @@ impl Slot {
     #[inline]
     pub(crate) fn flags(&self) -> u64 {
         self.state.flags.load(Relaxed)
+    }
+
+    /// Now, for a call: the coarse clock when the owner asked for it.
+    #[inline]
+    pub(crate) fn call_now(&self) -> u64 {
+        if self.flags() & FLAG_COARSE != 0 {
+            clock::coarse_now()
+        } else {
+            clock::now()
+        }
     }
 
     /// Consecutive failures if the last one is younger than `window`
@@ -508,6 +520,9 @@ impl Core {
         if self.config.rejection == super::config::Rejection::Gate {
             flags |= FLAG_GATE;
         }
+        if self.config.coarse_clock {
+            flags |= FLAG_COARSE;
+        }
         slot.state.flags.store(flags, Relaxed);
         slot.state.word.store(pack(generation, CLOSED, 0), Release);
     }
@@ -560,7 +575,7 @@ impl Core {
                         return Err(CircuitOpen::new(State::Open, None));
                     }
                     let until = slot.state.deadline.load(Relaxed);
-                    let now = self.now();
+                    let now = slot.call_now();
                     if now < until {
                         return Err(CircuitOpen::new(
                             State::Open,

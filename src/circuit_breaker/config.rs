@@ -127,11 +127,13 @@ pub(crate) struct SlowCalls {
 ///     minimum_calls = 20
 ///     slow_call_duration = "500ms"
 ///     open_duration = { kind = "exponential", base = "5s", max = "2m", jitter = "equal" }
+///     coarse_clock = true
 /// "#).unwrap();
 /// assert_eq!(
 ///     config.window(),
 ///     Window::Time { duration: Duration::from_secs(10), buckets: 10 }
 /// );
+/// assert!(config.coarse_clock());
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "RawConfig")]

@@ -39,7 +39,7 @@ use tower::load::{CompleteOnResponse, Load, PeakEwma};
 use crate::ConfigError;
 use crate::backoff::{Backoff, Jitter};
 use crate::circuit_breaker::{
-    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerService, EjectionGuard, Rejection,
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerService, EjectionGuard, Rejection, Slot,
 };
 use crate::classify::Classify;
 use crate::discovery::{Change, Endpoint};
@@ -388,6 +388,7 @@ where
                         *this.decay_ns,
                         CompleteOnResponse::default(),
                     )),
+                    slot: breaker.slot(),
                     breaker,
                     penalty: this.failure_penalty.as_nanos().min(u64::MAX as u128) as u64,
                 };
@@ -431,6 +432,9 @@ pub struct Ranked<S, C> {
     // set on every request, so the balancer moves 8 bytes, not the whole
     // stack (measured with callgrind: fewer instructions per request).
     inner: Box<PeakEwma<EndpointService<S, C>, CompleteOnResponse>>,
+    // The endpoint's breaker state, read without chasing the handle's `Arc`
+    // on every ranking; `breaker` keeps it owned while this lives.
+    slot: &'static Slot,
     breaker: CircuitBreaker,
     penalty: u64,
 }
@@ -448,7 +452,7 @@ impl<S, C> Load for Ranked<S, C> {
 
     fn load(&self) -> EndpointLoad {
         EndpointLoad {
-            failures: self.breaker.recent_failures(self.penalty).min(1 << 16) as u32,
+            failures: self.slot.recent_failures(self.penalty).min(1 << 16) as u32,
             cost: self.inner.load(),
         }
     }

@@ -21,8 +21,8 @@ pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreakerService;
 pub use state::Metrics;
 
-pub(crate) use state::EjectionGuard;
 use state::{Core, Owner};
+pub(crate) use state::{EjectionGuard, Slot};
 
 /// The state of a circuit breaker.
 ///
@@ -128,11 +128,10 @@ impl CircuitBreaker {
         }
     }
 
-    /// Consecutive failures, if the last is younger than `window`
-    /// nanoseconds.
-    #[inline]
-    pub(crate) fn recent_failures(&self, window: u64) -> u64 {
-        self.owner.slot.recent_failures(window)
+    /// The breaker's hot state, for readers that must not chase the
+    /// handle's `Arc` on every look (the balancer ranking endpoints).
+    pub(crate) fn slot(&self) -> &'static state::Slot {
+        self.owner.slot
     }
 
     /// A layer sharing this breaker among the services it wraps.

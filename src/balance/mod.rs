@@ -332,19 +332,23 @@ impl<D, F, C> fmt::Debug for Endpoints<D, F, C> {
     }
 }
 
-impl<D, F, C, S, E> futures_core::Stream for Endpoints<D, F, C>
+/// What [`Endpoints`] yields.
+type EndpointsItem<S, C, E> = Result<tower::discover::Change<u64, Ranked<S, C>>, E>;
+
+impl<D, F, C, S, E> Endpoints<D, F, C>
 where
     D: futures_core::Stream<Item = Result<Change, E>>,
     F: FnMut(&Endpoint) -> S,
     C: Clone,
 {
-    type Item = Result<tower::discover::Change<u64, Ranked<S, C>>, E>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    /// The change path, out of line: tower polls discovery on every
+    /// `poll_ready`, so the common "nothing new" answer must stay small.
+    #[inline(never)]
+    fn poll_change(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<EndpointsItem<S, C, E>>> {
         let this = self.project();
-        if *this.ended {
-            return Poll::Ready(None);
-        }
         match this.discover.poll_next(cx) {
             Poll::Ready(Some(Ok(Change::Insert(id, endpoint)))) => {
                 let key = match this.keys.get(&id) {
@@ -409,6 +413,23 @@ where
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+impl<D, F, C, S, E> futures_core::Stream for Endpoints<D, F, C>
+where
+    D: futures_core::Stream<Item = Result<Change, E>>,
+    F: FnMut(&Endpoint) -> S,
+    C: Clone,
+{
+    type Item = EndpointsItem<S, C, E>;
+
+    #[inline]
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if *self.as_mut().project().ended {
+            return Poll::Ready(None);
+        }
+        self.poll_change(cx)
     }
 }
 

@@ -485,3 +485,50 @@ impl TokenBucket {
         self.tokens -= 1.0;
     }
 }
+
+/// One entry of `GET /v1/catalog/service/:name`, the fields that locate an
+/// instance (the catalog has no health: prefer [`ConsulDiscovery`], which
+/// reads the health API, for traffic).
+#[derive(Debug, serde::Deserialize)]
+struct CatalogEntry {
+    #[serde(rename = "Address")]
+    address: String,
+    #[serde(rename = "ServiceID")]
+    service_id: String,
+    #[serde(rename = "ServiceAddress", default)]
+    service_address: String,
+    #[serde(rename = "ServicePort")]
+    service_port: u16,
+    #[serde(rename = "ServiceTags", default)]
+    service_tags: Option<Vec<String>>,
+}
+
+/// Endpoints from a `GET /v1/catalog/service/:name` body, for tools and
+/// static setups that start from catalog data: `ServiceAddress`, or the
+/// node's `Address` when it is empty (API-FACTS §6). A body that is not a
+/// catalog answer is an error naming it, never a panic.
+///
+/// ```
+/// use meshguard::discovery::{Scheme, consul::catalog_endpoints};
+///
+/// let body = r#"[{"Address": "10.0.0.1", "ServiceID": "web-1", "ServiceAddress": "",
+///                "ServicePort": 80, "ServiceTags": null}]"#;
+/// let endpoints = catalog_endpoints(body, Scheme::Http).unwrap();
+/// assert_eq!(endpoints[0].base_url(), "http://10.0.0.1:80");
+/// ```
+pub fn catalog_endpoints(body: &str, scheme: Scheme) -> Result<Vec<Endpoint>, ConfigError> {
+    let entries: Vec<CatalogEntry> = serde_json::from_str(body)
+        .map_err(|e| ConfigError::new("catalog", format!("not a catalog answer: {e}")))?;
+    Ok(entries
+        .into_iter()
+        .map(|e| {
+            let host = if e.service_address.is_empty() {
+                e.address
+            } else {
+                e.service_address
+            };
+            Endpoint::new(e.service_id, scheme, host, e.service_port)
+                .with_tags(e.service_tags.unwrap_or_default())
+        })
+        .collect())
+}

@@ -219,9 +219,7 @@ fn two_threads(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = support::config();
     targets = single_thread, two_threads
 }
 criterion_main!(benches);

@@ -127,9 +127,7 @@ fn retry_caller<S: Service<Req>>(mut svc: S) -> impl FnMut(&mut Context<'_>, u64
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = support::config();
     targets = one_thread, two_threads
 }
 criterion_main!(benches);

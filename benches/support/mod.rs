@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 
 use tower::Service;
 
+/// The criterion settings every bench uses: short runs, so the three
+/// benches finish in a few minutes on two cores.
+pub fn config() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
 /// A current-thread runtime with timers: services that read tokio's clock
 /// (PeakEwma, the breaker's slow-call detection) need one entered.
 pub fn runtime() -> tokio::runtime::Runtime {

@@ -175,10 +175,8 @@ impl ConsulRegistry {
             .route("/v1/agent/service/register", put(register))
             .route("/v1/agent/service/deregister/{id}", put(deregister))
             .route("/v1/agent/service/maintenance/{id}", put(maintenance))
-            .route("/v1/agent/check/pass/{id}", put(check_pass))
-            .route("/v1/agent/check/warn/{id}", put(check_warn))
-            .route("/v1/agent/check/fail/{id}", put(check_fail))
             .route("/v1/agent/check/update/{id}", put(check_update))
+            .route("/v1/agent/check/{action}/{id}", put(check_set))
             .with_state(self.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -1041,28 +1039,19 @@ async fn maintenance(
     StatusCode::OK.into_response()
 }
 
-async fn check_pass(
+/// `PUT /v1/agent/check/{pass,warn,fail}/:check_id` (optional `?note=`).
+async fn check_set(
     State(reg): State<ConsulRegistry>,
-    Path(id): Path<String>,
+    Path((action, id)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    ttl_update(&reg, &id, CheckStatus::Passing, param(&params(&q), "note"))
-}
-
-async fn check_warn(
-    State(reg): State<ConsulRegistry>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    ttl_update(&reg, &id, CheckStatus::Warning, param(&params(&q), "note"))
-}
-
-async fn check_fail(
-    State(reg): State<ConsulRegistry>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    ttl_update(&reg, &id, CheckStatus::Critical, param(&params(&q), "note"))
+    let status = match action.as_str() {
+        "pass" => CheckStatus::Passing,
+        "warn" => CheckStatus::Warning,
+        "fail" => CheckStatus::Critical,
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    ttl_update(&reg, &id, status, param(&params(&q), "note"))
 }
 
 #[derive(Debug, Deserialize)]

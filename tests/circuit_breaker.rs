@@ -270,17 +270,22 @@ async fn half_open_closes_when_the_probes_succeed() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn half_open_reopens_on_failure_with_a_longer_open_period() {
-    let config = CircuitBreakerConfig::builder()
+/// Opens at 50% of 2 calls for 10 s, doubling per re-open up to `cap`;
+/// one probe.
+fn growing_open_period(cap: std::time::Duration) -> CircuitBreakerConfig {
+    CircuitBreakerConfig::builder()
         .count_window(2, 2)
         .minimum_calls(2)
         .failure_rate_threshold(50.0)
-        .open_duration(Backoff::exponential(SECS(10), SECS(25)).unwrap())
+        .open_duration(Backoff::exponential(SECS(10), cap).unwrap())
         .half_open_calls(1)
         .build()
-        .unwrap();
-    let breaker = CircuitBreaker::new("t", config);
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_reopens_on_failure_with_a_longer_open_period() {
+    let breaker = CircuitBreaker::new("t", growing_open_period(SECS(25)));
     let mut svc = wrap(&breaker);
     trip(&mut svc, &breaker).await;
     let mut open_for = Vec::new();
@@ -298,15 +303,7 @@ async fn half_open_reopens_on_failure_with_a_longer_open_period() {
 
 #[tokio::test(start_paused = true)]
 async fn a_successful_half_open_resets_the_open_period() {
-    let config = CircuitBreakerConfig::builder()
-        .count_window(2, 2)
-        .minimum_calls(2)
-        .failure_rate_threshold(50.0)
-        .open_duration(Backoff::exponential(SECS(10), SECS(100)).unwrap())
-        .half_open_calls(1)
-        .build()
-        .unwrap();
-    let breaker = CircuitBreaker::new("t", config);
+    let breaker = CircuitBreaker::new("t", growing_open_period(SECS(100)));
     let mut svc = wrap(&breaker);
     trip(&mut svc, &breaker).await;
     advance(SECS(10)).await;

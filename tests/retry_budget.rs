@@ -80,17 +80,6 @@ async fn deposits_not_looked_at_are_dated_at_the_last_look() {
     assert_eq!(b.balance(), 0);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_dropped_budgets_memory_serves_a_new_budget_empty() {
-    let old = budget(1.0, 0);
-    for _ in 0..50 {
-        old.deposit();
-    }
-    drop(old);
-    let new = budget(1.0, 0);
-    assert_eq!(new.balance(), 0);
-}
-
 #[test]
 fn budget_settings_are_checked() {
     let err = RetryBudgetConfig::new(-0.1, 10, SECS(10)).unwrap_err();

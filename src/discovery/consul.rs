@@ -266,19 +266,6 @@ impl ConsulDiscoveryBuilder {
     }
 }
 
-/// Percent-encodes a query component (everything but unreserved bytes).
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 struct Watch {
     consul: Consul,
     service: String,
@@ -302,7 +289,9 @@ impl Watch {
         if let Some(f) = &b.filter {
             terms.push(format!("({f})"));
         }
-        let mut filter = (!terms.is_empty()).then(|| encode(&terms.join(" and ")));
+        let mut filter = (!terms.is_empty()).then(|| {
+            form_urlencoded::byte_serialize(terms.join(" and ").as_bytes()).collect::<String>()
+        });
         if b.stale {
             filter = Some(format!("{}&stale", filter.unwrap_or_default()));
         }

@@ -336,3 +336,27 @@ impl Window {
         floor + self.config.ratio * deposits as f64 - withdrawn as f64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The only lib test that makes budgets, so the free list is this test's.
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_budgets_memory_serves_a_new_budget_empty() {
+        let old =
+            RetryBudget::new(RetryBudgetConfig::new(1.0, 0, Duration::from_secs(10)).unwrap());
+        for _ in 0..50 {
+            old.deposit();
+        }
+        let state: *const State = old.owner.state;
+        drop(old);
+        let new =
+            RetryBudget::new(RetryBudgetConfig::new(1.0, 0, Duration::from_secs(10)).unwrap());
+        assert!(
+            std::ptr::eq(state, new.owner.state),
+            "the state was recycled"
+        );
+        assert_eq!(new.balance(), 0);
+    }
+}

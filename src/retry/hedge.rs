@@ -24,6 +24,8 @@ use super::replay::Replay;
 /// // the retry layer above already deposits each request.
 /// let hedge = HedgeLayer::<http::Request<String>>::new(retry.budget().clone())
 ///     .percentile(95.0)
+///     .min_data_points(100)
+///     .period(Duration::from_secs(30))
 ///     .deposit(false);
 /// # let _ = (retry, hedge);
 /// ```

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -351,45 +351,6 @@ fn set_status(c: &mut Check, status: CheckStatus, index: u64) {
 
 // ---- query parameters -------------------------------------------------------
 
-fn params(query: &Option<String>) -> Vec<(String, String)> {
-    query
-        .as_deref()
-        .map(|q| {
-            q.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    (decode(k), decode(v))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn param<'a>(ps: &'a [(String, String)], key: &str) -> Option<&'a str> {
     ps.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
@@ -525,9 +486,8 @@ async fn missing_name() -> Response {
 async fn health_service(
     State(reg): State<ConsulRegistry>,
     Path(name): Path<String>,
-    RawQuery(query): RawQuery,
+    Query(ps): Query<Vec<(String, String)>>,
 ) -> Response {
-    let ps = params(&query);
     let passing = match param(&ps, "passing") {
         None => false,
         Some("") => true,
@@ -994,9 +954,8 @@ async fn deregister(State(reg): State<ConsulRegistry>, Path(id): Path<String>) -
 async fn maintenance(
     State(reg): State<ConsulRegistry>,
     Path(id): Path<String>,
-    RawQuery(query): RawQuery,
+    Query(ps): Query<Vec<(String, String)>>,
 ) -> Response {
-    let ps = params(&query);
     let enable = match param(&ps, "enable") {
         None => return bad_request("Missing value for enable"),
         Some(v) => match parse_bool(v) {
@@ -1043,7 +1002,7 @@ async fn maintenance(
 async fn check_set(
     State(reg): State<ConsulRegistry>,
     Path((action, id)): Path<(String, String)>,
-    RawQuery(q): RawQuery,
+    Query(ps): Query<Vec<(String, String)>>,
 ) -> Response {
     let status = match action.as_str() {
         "pass" => CheckStatus::Passing,
@@ -1051,7 +1010,7 @@ async fn check_set(
         "fail" => CheckStatus::Critical,
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    ttl_update(&reg, &id, status, param(&params(&q), "note"))
+    ttl_update(&reg, &id, status, param(&ps, "note"))
 }
 
 #[derive(Debug, Deserialize)]

@@ -342,8 +342,8 @@ mod tests {
     use super::*;
 
     // The only lib test that makes budgets, so the free list is this test's.
-    #[tokio::test(start_paused = true)]
-    async fn a_dropped_budgets_memory_serves_a_new_budget_empty() {
+    #[test]
+    fn a_dropped_budgets_memory_serves_a_new_budget_empty() {
         let old =
             RetryBudget::new(RetryBudgetConfig::new(1.0, 0, Duration::from_secs(10)).unwrap());
         for _ in 0..50 {

@@ -49,11 +49,15 @@ pub mod backoff;
 pub mod balance;
 pub mod circuit_breaker;
 pub mod classify;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 mod clock;
 pub mod discovery;
 mod error;
 pub mod retry;
 mod sync;
+mod telemetry;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;

@@ -21,7 +21,7 @@ fn get() -> Request<String> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn every_retry_emits_an_event_with_attempt_reason_and_delay() {
+async fn every_retry_emits_an_event_with_service_attempt_reason_and_delay() {
     let events = support_tracing::capture();
     let upstream = Upstream::new(|n| Reply::Status(if n < 2 { 503 } else { 200 }));
     let layer = RetryLayer::new(
@@ -29,14 +29,15 @@ async fn every_retry_emits_an_event_with_attempt_reason_and_delay() {
             .backoff(Backoff::constant(MS(40)))
             .build()
             .unwrap(),
-    );
+    )
+    .name("users");
     let _guard = tracing::subscriber::set_default(events.subscriber());
     layer.layer(upstream.clone()).oneshot(get()).await.unwrap();
     assert_eq!(
         events.lines(),
         [
-            "retrying attempt=2 reason=503 service unavailable delay=40ms retry_after=false",
-            "retrying attempt=3 reason=503 service unavailable delay=40ms retry_after=false",
+            "retrying service=users attempt=2 reason=503 service unavailable delay=40ms retry_after=false",
+            "retrying service=users attempt=3 reason=503 service unavailable delay=40ms retry_after=false",
         ]
     );
 }

@@ -45,7 +45,28 @@ use crate::classify::Classify;
 use crate::discovery::{Change, Endpoint};
 
 /// How the balancer weighs endpoints and ejects failing ones.
-#[derive(Debug, Clone)]
+///
+/// Deserializable, every field optional, durations as text; invalid values
+/// name their field:
+///
+/// ```
+/// use meshguard::balance::BalanceConfig;
+///
+/// let config: BalanceConfig = toml::from_str(r#"
+///     default_rtt = "10ms"
+///     max_ejection_percent = 30
+///     ejection = { consecutive_failures = 3, open_duration = { kind = "constant", base = "5s" } }
+/// "#).unwrap();
+/// assert_eq!(config.max_ejection_percent(), 30.0);
+///
+/// let off: BalanceConfig = toml::from_str("ejection_enabled = false").unwrap();
+/// assert!(off.ejection().is_none());
+///
+/// let err = toml::from_str::<BalanceConfig>("panic_threshold = 120").unwrap_err();
+/// assert!(err.to_string().contains("`panic_threshold`"));
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(try_from = "RawBalance")]
 pub struct BalanceConfig {
     default_rtt: Duration,
     decay: Duration,
@@ -117,6 +138,59 @@ fn default_ejection() -> CircuitBreakerConfig {
         .rejection(Rejection::Gate)
         .build()
         .expect("valid")
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBalance {
+    #[serde(default, with = "humantime_serde")]
+    default_rtt: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    decay: Option<Duration>,
+    #[serde(default)]
+    ejection: Option<CircuitBreakerConfig>,
+    #[serde(default = "yes")]
+    ejection_enabled: bool,
+    #[serde(default)]
+    max_ejection_percent: Option<f64>,
+    #[serde(default)]
+    panic_threshold: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    failure_penalty: Option<Duration>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TryFrom<RawBalance> for BalanceConfig {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawBalance) -> Result<Self, ConfigError> {
+        let mut b = BalanceConfig::builder();
+        if let Some(d) = raw.default_rtt {
+            b = b.default_rtt(d);
+        }
+        if let Some(d) = raw.decay {
+            b = b.decay(d);
+        }
+        if let Some(e) = raw.ejection {
+            b = b.ejection(Some(e));
+        }
+        if !raw.ejection_enabled {
+            b = b.ejection(None);
+        }
+        if let Some(p) = raw.max_ejection_percent {
+            b = b.max_ejection_percent(p);
+        }
+        if let Some(p) = raw.panic_threshold {
+            b = b.panic_threshold(p);
+        }
+        if let Some(d) = raw.failure_penalty {
+            b = b.failure_penalty(d);
+        }
+        b.build()
+    }
 }
 
 /// Builds a [`BalanceConfig`].
@@ -199,16 +273,37 @@ pub(crate) struct EjectionPool {
     ejected: AtomicUsize,
     max_percent: f64,
     panic_threshold: f64,
+    metrics: crate::telemetry::EndpointMetrics,
 }
 
 impl EjectionPool {
-    fn new(config: &BalanceConfig) -> Self {
+    fn new(name: &str, config: &BalanceConfig) -> Self {
         EjectionPool {
             endpoints: AtomicUsize::new(0),
             ejected: AtomicUsize::new(0),
             max_percent: config.max_ejection_percent,
             panic_threshold: config.panic_threshold,
+            metrics: crate::telemetry::EndpointMetrics::new(name),
         }
+    }
+
+    /// Publishes the counts (on changes only: insertions, removals,
+    /// ejections and readmissions).
+    fn publish(&self) {
+        self.metrics.set(
+            self.endpoints.load(Ordering::Acquire),
+            self.ejected.load(Ordering::Acquire),
+        );
+    }
+
+    fn add_endpoint(&self) {
+        self.endpoints.fetch_add(1, Ordering::AcqRel);
+        self.publish();
+    }
+
+    fn remove_endpoint(&self) {
+        self.endpoints.fetch_sub(1, Ordering::AcqRel);
+        self.publish();
     }
 
     /// Endpoints ejected now.
@@ -236,7 +331,10 @@ impl EjectionGuard for EjectionPool {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.publish();
+                    return true;
+                }
                 Err(actual) => ejected = actual,
             }
         }
@@ -244,12 +342,14 @@ impl EjectionGuard for EjectionPool {
 
     fn force_eject(&self) {
         self.ejected.fetch_add(1, Ordering::AcqRel);
+        self.publish();
     }
 
     fn release(&self) {
         let _ = self
             .ejected
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| e.checked_sub(1));
+        self.publish();
     }
 }
 
@@ -277,7 +377,7 @@ impl<S, C> EndpointService<S, C> {
 
 impl<S, C> Drop for EndpointService<S, C> {
     fn drop(&mut self) {
-        self.pool.endpoints.fetch_sub(1, Ordering::AcqRel);
+        self.pool.remove_endpoint();
     }
 }
 
@@ -376,7 +476,7 @@ where
                         b
                     }
                 };
-                this.pool.endpoints.fetch_add(1, Ordering::AcqRel);
+                this.pool.add_endpoint();
                 let svc = EndpointService {
                     inner: CircuitBreakerService::new(
                         inner,
@@ -544,7 +644,7 @@ where
     S::Error: Into<crate::BoxError>,
     C: Classify<S::Response, S::Error> + Clone,
 {
-    let pool = Arc::new(EjectionPool::new(&config));
+    let pool = Arc::new(EjectionPool::new(name, &config));
     let ejection = config.ejection.map(|mut c| {
         c.rejection = Rejection::Gate;
         c
@@ -572,6 +672,7 @@ mod tests {
 
     fn pool(endpoints: usize, max_percent: f64, panic: f64) -> EjectionPool {
         let p = EjectionPool::new(
+            "test",
             &BalanceConfig::builder()
                 .max_ejection_percent(max_percent)
                 .panic_threshold(panic)

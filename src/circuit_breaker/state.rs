@@ -365,6 +365,7 @@ pub(crate) struct Core {
     /// Limits how many breakers of a group may be open at once (outlier
     /// ejection in a load balancer); `None` for a lone breaker.
     pub(crate) guard: Option<StdArc<dyn EjectionGuard>>,
+    metrics: crate::telemetry::BreakerMetrics,
 }
 
 /// Consulted on the transitions into and out of the ejected states (open,
@@ -481,6 +482,7 @@ impl Core {
             events: broadcast::channel(64).0,
             notify: StdArc::new(Notify::new()),
             guard: None,
+            metrics: crate::telemetry::BreakerMetrics::new(name),
             config,
         }
     }
@@ -552,7 +554,16 @@ impl Core {
     }
 
     #[inline(never)]
-    fn admit_slow(&self, slot: &Slot, mut word: u64) -> Result<Admission, CircuitOpen> {
+    fn admit_slow(&self, slot: &Slot, word: u64) -> Result<Admission, CircuitOpen> {
+        let admission = self.admit_or_reject(slot, word);
+        if admission.is_err() {
+            self.metrics.rejected();
+        }
+        admission
+    }
+
+    #[inline(always)]
+    fn admit_or_reject(&self, slot: &Slot, mut word: u64) -> Result<Admission, CircuitOpen> {
         loop {
             match kind(word) {
                 CLOSED | METRICS_ONLY => {
@@ -1121,6 +1132,7 @@ impl Core {
                 "circuit breaker state changed"
             ),
         }
+        self.metrics.transition(to);
         self.state_tx.send_replace(to);
         let _ = self.events.send(Event::StateChanged { from, to });
         self.notify.notify_waiters();

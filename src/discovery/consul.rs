@@ -28,6 +28,8 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -105,8 +107,11 @@ pub struct WatchStatus {
 /// # let _ = users; Ok(()) }
 /// ```
 pub struct ConsulDiscovery {
-    changes: mpsc::Receiver<Change>,
+    // `None` marks the end of the first answer (or the first failure):
+    // from then on an empty endpoint set means "none", not "not yet".
+    changes: mpsc::Receiver<Option<Change>>,
     status: watch::Receiver<WatchStatus>,
+    settled: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for ConsulDiscovery {
@@ -153,6 +158,14 @@ impl ConsulDiscovery {
     pub fn status_watch(&self) -> watch::Receiver<WatchStatus> {
         self.status.clone()
     }
+
+    /// Set once the stream has yielded the changes of the first answer (or
+    /// Consul failed once): a balancer that is still empty then has no
+    /// endpoints, rather than none yet.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    pub(crate) fn settled(&self) -> Arc<AtomicBool> {
+        self.settled.clone()
+    }
 }
 
 impl futures_core::Stream for ConsulDiscovery {
@@ -161,7 +174,14 @@ impl futures_core::Stream for ConsulDiscovery {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         // The loop never ends while this stream lives, so `None` cannot
         // come; a balancer would treat it as an error.
-        self.changes.poll_recv(cx).map(|c| c.map(Ok))
+        loop {
+            match self.changes.poll_recv(cx) {
+                Poll::Ready(Some(Some(change))) => return Poll::Ready(Some(Ok(change))),
+                Poll::Ready(Some(None)) => self.settled.store(true, Ordering::Release),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -262,6 +282,7 @@ impl ConsulDiscoveryBuilder {
         Ok(ConsulDiscovery {
             changes: rx,
             status: status_rx,
+            settled: Arc::new(AtomicBool::new(false)),
         })
     }
 }
@@ -349,8 +370,9 @@ impl Watch {
         Ok((endpoints, meta.index))
     }
 
-    async fn run(self, tx: mpsc::Sender<Change>, status: watch::Sender<WatchStatus>) {
+    async fn run(self, tx: mpsc::Sender<Option<Change>>, status: watch::Sender<WatchStatus>) {
         let mut known: HashMap<String, Endpoint> = HashMap::new();
+        let mut settled = false;
         let mut index = 0u64;
         let mut failures = 0u32;
         let mut previous_delay = None;
@@ -401,9 +423,12 @@ impl Watch {
                         );
                     }
                     for c in changes {
-                        if tx.send(c).await.is_err() {
+                        if tx.send(Some(c)).await.is_err() {
                             return;
                         }
+                    }
+                    if !std::mem::replace(&mut settled, true) && tx.send(None).await.is_err() {
+                        return;
                     }
                     known = next;
                     status.send_replace(WatchStatus {
@@ -431,6 +456,9 @@ impl Watch {
                         s.failures = failures;
                         s.last_error = Some(error);
                     });
+                    if !std::mem::replace(&mut settled, true) && tx.send(None).await.is_err() {
+                        return;
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = tx.closed() => return,

@@ -43,6 +43,7 @@ pub struct RetryLayer<R = HttpRetryOn> {
     policy: RetryPolicy,
     budget: RetryBudget,
     retry_on: R,
+    name: Option<std::sync::Arc<str>>,
 }
 
 impl RetryLayer {
@@ -54,6 +55,7 @@ impl RetryLayer {
             policy,
             budget,
             retry_on: HttpRetryOn::default(),
+            name: None,
         }
     }
 }
@@ -71,7 +73,15 @@ impl<R> RetryLayer<R> {
             policy: self.policy,
             budget: self.budget,
             retry_on,
+            name: self.name,
         }
+    }
+
+    /// Names the service retried, in the `retrying` event (field `service`)
+    /// and the retry metrics (label `service`).
+    pub fn name(mut self, name: impl Into<std::sync::Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// The budget every service of this layer draws on.
@@ -96,7 +106,12 @@ impl<S, R: Clone> Layer<S> for RetryLayer<R> {
                 .attempt_timeout
                 .map_or(0, |d| (d.as_nanos() as u64).max(1)),
         };
-        let policy = Attempts::new(&self.policy, self.budget.handle(), self.retry_on.clone());
+        let policy = Attempts::new(
+            &self.policy,
+            self.name.as_deref().unwrap_or(""),
+            self.budget.handle(),
+            self.retry_on.clone(),
+        );
         Retry {
             inner: tower::retry::Retry::new(policy, attempt),
             deadline: self.policy.deadline,

@@ -256,6 +256,7 @@ pub struct Attempts<C> {
 /// The parts of [`RetryPolicy`] a request needs.
 #[derive(Debug, PartialEq)]
 struct Settings {
+    service: Box<str>,
     max_attempts: u32,
     backoff: Backoff,
     retry_non_idempotent: bool,
@@ -279,9 +280,10 @@ fn intern(settings: Settings) -> &'static Settings {
 }
 
 impl<C> Attempts<C> {
-    pub(crate) fn new(policy: &RetryPolicy, budget: Handle, retry_on: C) -> Self {
+    pub(crate) fn new(policy: &RetryPolicy, service: &str, budget: Handle, retry_on: C) -> Self {
         Attempts {
             settings: intern(Settings {
+                service: service.into(),
                 max_attempts: policy.max_attempts,
                 backoff: policy.backoff.clone(),
                 retry_non_idempotent: policy.retry_non_idempotent,
@@ -379,13 +381,17 @@ impl<C> Attempts<C> {
                 return None;
             }
         }
+        let service: &'static str = &self.settings.service;
         if !self.budget.withdraw() {
-            tracing::debug!(reason, "not retrying: retry budget exhausted");
+            tracing::debug!(service, reason, "not retrying: retry budget exhausted");
+            crate::telemetry::budget_exhausted(service);
             return None;
         }
+        crate::telemetry::retried(service, reason);
         self.attempt = attempt;
         self.previous = (delay.as_nanos() as u64).max(1);
         tracing::info!(
+            service,
             attempt = attempt + 1,
             reason,
             delay = ?delay,

@@ -1,0 +1,188 @@
+#![doc = include_str!("../../docs/client.md")]
+
+mod builder;
+mod error;
+mod propagation;
+mod request;
+mod transport;
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, Request, Response};
+use hyper::body::Incoming;
+use tower::buffer::Buffer;
+
+pub use builder::{ConsulConfig, ServiceClientBuilder, ServiceClientConfig};
+pub use error::{ClientError, NoEndpoints, STATUS_BODY_LIMIT};
+pub use propagation::{
+    CallContext, ContextFuture, ContextService, ContextSpan, DEADLINE, PropagationLayer,
+    PropagationService, REQUEST_ID, TRACEPARENT, TraceParent,
+};
+pub use request::RequestBuilder;
+
+use crate::BoxError;
+use crate::ConfigError;
+use crate::balance::Balancer;
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
+use crate::classify::HttpClassifier;
+use crate::discovery::Endpoint;
+use crate::retry::{HttpRetryOn, Retry, RetryOn, Verdict};
+use transport::{Body, EndpointTransport, EndpointsGuard, Source};
+
+/// The `outcome` label values of `meshguard_client_requests_total`.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) const OUTCOMES: [&str; 11] = [
+    "success",
+    "client_error",
+    "server_error",
+    "circuit_open",
+    "timeout",
+    "deadline_exceeded",
+    "no_endpoints",
+    "transport",
+    "decode",
+    "body_too_large",
+    "invalid_request",
+];
+
+type Connect = Box<dyn FnMut(&Endpoint) -> EndpointTransport + Send>;
+type Balanced = EndpointsGuard<Balancer<Source, Connect, HttpClassifier, Request<Body>>>;
+type Buffered = Buffer<Request<Body>, <Balanced as tower::Service<Request<Body>>>::Future>;
+type Stack = Retry<CircuitBreakerService<Buffered, HttpClassifier>, ClientRetryOn>;
+
+/// A client for one service: every call goes through a deadline, retries
+/// within a budget, the service's circuit breaker, and p2c balancing over
+/// the instances discovery finds, each behind its own ejecting breaker, on
+/// one shared connection pool. Cheap to clone (the clones share all of it)
+/// and safe to use from many tasks.
+///
+/// ```no_run
+/// use meshguard::client::{ClientError, ServiceClient};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Deserialize)]
+/// struct User { id: u64, name: String }
+///
+/// #[derive(Serialize)]
+/// struct NewUser<'a> { name: &'a str }
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let users = ServiceClient::builder("user-service")
+///     .urls(["http://10.0.0.7:8080", "http://10.0.0.8:8080"])
+///     .build()?;
+/// let ada: User = users.post("/users").json(&NewUser { name: "Ada" }).send().await?;
+/// let again: Option<User> = users.get(format!("/users/{}", ada.id)).send_opt().await?;
+/// assert_eq!(again.map(|u| u.name), Some("Ada".to_string()));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ServiceClient {
+    shared: Arc<Shared>,
+    stack: Stack,
+}
+
+struct Shared {
+    name: Arc<str>,
+    headers: HeaderMap,
+    max_body_size: usize,
+    breaker: CircuitBreaker,
+    metrics: crate::telemetry::ClientMetrics,
+}
+
+impl fmt::Debug for ServiceClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceClient")
+            .field("name", &self.shared.name)
+            .field("breaker", &self.shared.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceClient {
+    /// A builder for a client of the service `name`.
+    pub fn builder(name: impl Into<String>) -> ServiceClientBuilder {
+        ServiceClientBuilder::new(name.into())
+    }
+
+    /// The client a configuration describes (see [`ServiceClientConfig`]).
+    pub fn from_config(config: ServiceClientConfig) -> Result<ServiceClient, ConfigError> {
+        config.into_builder()?.build()
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The service-level circuit breaker, to read or force its state.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.shared.breaker
+    }
+
+    /// A `GET` of `path` (with its query, if any), relative to the instance.
+    pub fn get(&self, path: impl Into<String>) -> RequestBuilder<'_> {
+        self.request(Method::GET, path)
+    }
+
+    /// A `POST`.
+    pub fn post(&self, path: impl Into<String>) -> RequestBuilder<'_> {
+        self.request(Method::POST, path)
+    }
+
+    /// A `PUT`.
+    pub fn put(&self, path: impl Into<String>) -> RequestBuilder<'_> {
+        self.request(Method::PUT, path)
+    }
+
+    /// A `DELETE`.
+    pub fn delete(&self, path: impl Into<String>) -> RequestBuilder<'_> {
+        self.request(Method::DELETE, path)
+    }
+
+    /// A request with any method.
+    pub fn request(&self, method: Method, path: impl Into<String>) -> RequestBuilder<'_> {
+        RequestBuilder::new(self, method, path.into())
+    }
+}
+
+/// What the client retries: [`HttpRetryOn`]'s statuses and errors, and a
+/// pooled connection that the server closed before answering (hyper's
+/// "incomplete message": the instance went away; the request may be
+/// replayed only if it is idempotent, which the policy checks).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClientRetryOn {
+    http: HttpRetryOn,
+}
+
+impl RetryOn<Response<Incoming>> for ClientRetryOn {
+    #[inline]
+    fn verdict(&self, result: &Result<Response<Incoming>, BoxError>) -> Verdict {
+        match self.http.verdict(result) {
+            Verdict::Done => match result {
+                Err(e) if closed_early(e.as_ref()) => Verdict::Retry {
+                    reason: "connection closed before the response",
+                },
+                _ => Verdict::Done,
+            },
+            verdict => verdict,
+        }
+    }
+}
+
+#[cold]
+fn closed_early(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message() || h.is_canceled();
+        }
+        if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
+            if h.is_connect() {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
+}

@@ -1,0 +1,480 @@
+//! What a call carries from one service to the next: the correlation ID
+//! (`x-request-id`), the W3C trace context (`traceparent`) and the time
+//! left before the caller's deadline (`x-deadline-ms`).
+//!
+//! On the server, [`PropagationLayer`] reads them from each incoming
+//! request (tower-http's request-id layers make or keep the ID; its trace
+//! layer opens a span carrying the IDs) into a [`CallContext`] that is
+//! current for the handler's task. A `ServiceClient` called from that task
+//! sends them on: the same request ID and trace, and the remaining deadline,
+//! so deadlines shrink across hops as Finagle's do.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestId, PropagateRequestIdLayer, RequestId, SetRequestId,
+    SetRequestIdLayer,
+};
+use tower_http::trace::{MakeSpan, Trace, TraceLayer};
+
+use crate::retry::Deadline;
+
+/// The correlation ID header.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The W3C trace context header.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// The time left before the caller's deadline, in whole milliseconds when
+/// the request was sent. Relative, like gRPC's `grpc-timeout`, so the two
+/// hosts' clocks need not agree; the network time of the hop is not
+/// subtracted.
+pub const DEADLINE: HeaderName = HeaderName::from_static("x-deadline-ms");
+
+/// A W3C trace context (`traceparent`, version 00): the trace a call
+/// belongs to and the span that made it.
+///
+/// ```
+/// use meshguard::client::TraceParent;
+///
+/// let tp = TraceParent::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+/// assert_eq!(tp.trace_id(), 0x4bf92f3577b34da6a3ce929d0e0e4736);
+/// assert_eq!(tp.span_id(), 0x00f067aa0ba902b7);
+/// assert!(tp.sampled());
+/// let child = tp.child();
+/// assert_eq!(child.trace_id(), tp.trace_id());
+/// assert_ne!(child.span_id(), tp.span_id());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceParent {
+    trace_id: u128,
+    span_id: u64,
+    flags: u8,
+}
+
+impl TraceParent {
+    /// The start of a new trace, sampled.
+    pub fn new_root() -> Self {
+        TraceParent {
+            trace_id: nonzero_u128(),
+            span_id: nonzero_u64(),
+            flags: 0x01,
+        }
+    }
+
+    /// A new span in the same trace, with the same flags.
+    pub fn child(&self) -> Self {
+        TraceParent {
+            span_id: nonzero_u64(),
+            ..*self
+        }
+    }
+
+    /// Parses a `traceparent` value. Rejects (with `None`) what the W3C
+    /// spec says to ignore: a wrong length or separator, non-lowercase-hex
+    /// digits, an all-zero ID, version `ff`; later versions are read as 00.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        if value.len() < 55 || (value.len() > 55 && value[55] != b'-') {
+            return None;
+        }
+        if value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+            return None;
+        }
+        let version = hex(&value[0..2])? as u8;
+        if version == 0xff || (version == 0 && value.len() != 55) {
+            return None;
+        }
+        let trace_id = hex(&value[3..35])?;
+        let span_id = hex(&value[36..52])? as u64;
+        let flags = hex(&value[53..55])? as u8;
+        if trace_id == 0 || span_id == 0 {
+            return None;
+        }
+        Some(TraceParent {
+            trace_id,
+            span_id,
+            flags,
+        })
+    }
+
+    /// The trace's ID.
+    pub fn trace_id(&self) -> u128 {
+        self.trace_id
+    }
+
+    /// The span's ID (the `parent-id` field of the header it is sent in).
+    pub fn span_id(&self) -> u64 {
+        self.span_id
+    }
+
+    /// Whether the caller records this trace.
+    pub fn sampled(&self) -> bool {
+        self.flags & 0x01 != 0
+    }
+
+    /// The header value.
+    pub fn to_header_value(&self) -> HeaderValue {
+        HeaderValue::try_from(self.to_string()).expect("hex digits and dashes")
+    }
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        )
+    }
+}
+
+impl fmt::Debug for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+fn hex(digits: &[u8]) -> Option<u128> {
+    let mut v = 0u128;
+    for &d in digits {
+        let n = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | n as u128;
+    }
+    Some(v)
+}
+
+fn nonzero_u64() -> u64 {
+    fastrand::u64(1..)
+}
+
+fn nonzero_u128() -> u128 {
+    fastrand::u128(1..)
+}
+
+/// A fresh request ID in the UUID v4 text form (random; made with a fast
+/// non-cryptographic generator: request IDs correlate, they do not
+/// authenticate).
+pub(crate) fn new_request_id() -> HeaderValue {
+    let v = (fastrand::u128(..) & !(0xfu128 << 76) & !(0x3u128 << 62))
+        | (0x4u128 << 76)
+        | (0x2u128 << 62);
+    let s = format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        (v >> 96) as u32,
+        (v >> 80) as u16,
+        (v >> 64) as u16,
+        (v >> 48) as u16,
+        v & 0xffff_ffff_ffff
+    );
+    HeaderValue::try_from(s).expect("hex digits and dashes")
+}
+
+/// What a request carries on to the calls made while serving it.
+///
+/// [`PropagationLayer`] makes one per incoming request; it is then current
+/// ([`CallContext::current`]) for the task serving the request and is in
+/// the request's extensions. A `ServiceClient` call uses the current one,
+/// or the one given with `.context(..)` (needed in a spawned task, which
+/// does not inherit it).
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    request_id: Option<HeaderValue>,
+    trace: Option<TraceParent>,
+    parent_span: Option<u64>,
+    deadline: Option<Deadline>,
+}
+
+tokio::task_local! {
+    static CURRENT: CallContext;
+}
+
+impl CallContext {
+    /// An empty context: calls made with it get a new request ID and trace
+    /// and no deadline beyond their own.
+    pub fn new() -> Self {
+        CallContext::default()
+    }
+
+    /// The context of the request this task is serving, if any.
+    pub fn current() -> Option<CallContext> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Runs `fut` with this context current.
+    pub fn scope<F: Future>(self, fut: F) -> tokio::task::futures::TaskLocalFuture<CallContext, F> {
+        CURRENT.scope(self, fut)
+    }
+
+    /// Reads the context an incoming request carries: its request ID
+    /// (tower-http's [`RequestId`] extension first, then the header), its
+    /// `traceparent` (a new span of that trace, or a new trace when absent
+    /// or malformed) and its deadline header (from now).
+    pub fn from_request<B>(req: &Request<B>) -> CallContext {
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.header_value().clone())
+            .or_else(|| req.headers().get(REQUEST_ID).cloned());
+        CallContext::from_headers(req.headers()).with_optional_request_id(request_id)
+    }
+
+    fn from_headers(headers: &HeaderMap) -> CallContext {
+        let incoming = headers
+            .get(TRACEPARENT)
+            .and_then(|v| TraceParent::parse(v.as_bytes()));
+        let deadline = headers
+            .get(DEADLINE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|ms| Deadline::at(Instant::now() + Duration::from_millis(ms)));
+        CallContext {
+            request_id: None,
+            trace: Some(incoming.map_or_else(TraceParent::new_root, |t| t.child())),
+            parent_span: incoming.map(|t| t.span_id()),
+            deadline,
+        }
+    }
+
+    fn with_optional_request_id(mut self, id: Option<HeaderValue>) -> Self {
+        self.request_id = id;
+        self
+    }
+
+    /// Sets the request ID.
+    pub fn with_request_id(mut self, id: HeaderValue) -> Self {
+        self.request_id = Some(id);
+        self
+    }
+
+    /// Sets the trace context: calls made in this context send it as their
+    /// `traceparent`.
+    pub fn with_trace(mut self, trace: TraceParent) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// Sets the deadline.
+    pub fn with_deadline(mut self, deadline: Deadline) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The correlation ID.
+    pub fn request_id(&self) -> Option<&HeaderValue> {
+        self.request_id.as_ref()
+    }
+
+    /// This service's span in the caller's trace.
+    pub fn trace(&self) -> Option<TraceParent> {
+        self.trace
+    }
+
+    /// The caller's span ID, when the request came with a valid
+    /// `traceparent`.
+    pub fn parent_span(&self) -> Option<u64> {
+        self.parent_span
+    }
+
+    /// When the caller stops waiting.
+    pub fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+}
+
+/// The server side of propagation, for axum or any tower HTTP service:
+/// tower-http's `SetRequestId` (keeps an incoming `x-request-id`, else makes
+/// a UUID) and `PropagateRequestId` (echoes it on the response), then
+/// [`ContextService`] (the [`CallContext`], current for the rest of the
+/// request), then tower-http's `Trace` with a span carrying the request
+/// and trace IDs.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use meshguard::client::{CallContext, PropagationLayer};
+///
+/// async fn hello() -> String {
+///     let ctx = CallContext::current().expect("set by the layer");
+///     format!("{:?}", ctx.request_id())
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/hello", get(hello))
+///     .layer(PropagationLayer::new());
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PropagationLayer {
+    _priv: (),
+}
+
+impl PropagationLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        PropagationLayer { _priv: () }
+    }
+}
+
+/// The service [`PropagationLayer`] makes.
+pub type PropagationService<S> = SetRequestId<
+    PropagateRequestId<ContextService<Trace<S, HttpFailures, ContextSpan>>>,
+    MakeRequestUuid,
+>;
+
+type HttpFailures =
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>;
+
+impl<S> Layer<S> for PropagationLayer {
+    type Service = PropagationService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let traced = TraceLayer::new_for_http()
+            .make_span_with(ContextSpan { _priv: () })
+            .layer(inner);
+        let with_context = ContextService { inner: traced };
+        let echoed = PropagateRequestIdLayer::new(REQUEST_ID).layer(with_context);
+        SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid).layer(echoed)
+    }
+}
+
+/// Reads a request's [`CallContext`] into its extensions and makes it
+/// current while the inner service handles it; part of [`PropagationLayer`].
+#[derive(Debug, Clone)]
+pub struct ContextService<S> {
+    inner: S,
+}
+
+impl<S> ContextService<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        ContextService { inner }
+    }
+}
+
+impl<S, B> Service<Request<B>> for ContextService<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ContextFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let ctx = CallContext::from_request(&req);
+        if let Some(deadline) = ctx.deadline {
+            req.extensions_mut().insert(deadline);
+        }
+        req.extensions_mut().insert(ctx.clone());
+        ContextFuture {
+            inner: ctx.scope(self.inner.call(req)),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`ContextService`].
+    pub struct ContextFuture<F: Future> {
+        #[pin]
+        inner: tokio::task::futures::TaskLocalFuture<CallContext, F>,
+    }
+}
+
+impl<F: Future> fmt::Debug for ContextFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContextFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F: Future> Future for ContextFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+/// Makes the span of an incoming request: `request` with `method`, `uri`,
+/// `request_id`, `trace_id`, `span_id` and `parent_id` (the caller's span).
+#[derive(Debug, Clone, Copy)]
+pub struct ContextSpan {
+    _priv: (),
+}
+
+impl<B> MakeSpan<B> for ContextSpan {
+    fn make_span(&mut self, req: &Request<B>) -> tracing::Span {
+        let ctx = req.extensions().get::<CallContext>();
+        let request_id = ctx
+            .and_then(|c| c.request_id())
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let trace = ctx.and_then(|c| c.trace());
+        tracing::info_span!(
+            "request",
+            method = %req.method(),
+            uri = %req.uri(),
+            request_id,
+            trace_id = %trace.map(|t| format!("{:032x}", t.trace_id())).unwrap_or_default(),
+            span_id = %trace.map(|t| format!("{:016x}", t.span_id())).unwrap_or_default(),
+            parent_id = %ctx.and_then(|c| c.parent_span()).map(|p| format!("{p:016x}")).unwrap_or_default(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traceparent_round_trips() {
+        let text = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let tp = TraceParent::parse(text.as_bytes()).unwrap();
+        assert_eq!(tp.to_string(), text);
+    }
+
+    #[test]
+    fn malformed_traceparents_are_ignored() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceParent::parse(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_later_version_is_read_as_version_00() {
+        let tp = TraceParent::parse(
+            b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more-fields",
+        )
+        .unwrap();
+        assert!(!tp.sampled());
+        assert_eq!(tp.span_id(), 0x00f067aa0ba902b7);
+    }
+
+    #[test]
+    fn request_ids_are_uuid_v4_text() {
+        let id = new_request_id();
+        let s = id.to_str().unwrap();
+        assert_eq!(s.len(), 36);
+        assert_eq!(&s[14..15], "4");
+        assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"), "{s}");
+    }
+}

@@ -1,0 +1,310 @@
+//! [`RequestBuilder`]: one call, built and sent.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::error::STATUS_BODY_LIMIT;
+use super::propagation::{CallContext, REQUEST_ID, TRACEPARENT, TraceParent, new_request_id};
+use super::{ClientError, ServiceClient};
+use crate::retry::{Deadline, parse_retry_after};
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// A call being built; send it with [`send`](Self::send) (JSON in, typed
+/// value out), [`send_opt`](Self::send_opt) (404 is `None`) or
+/// [`send_raw`](Self::send_raw) (the response as it came).
+///
+/// Errors made while building (an invalid header, a body that does not
+/// serialize) are kept and returned by the send, as
+/// [`ClientError::InvalidRequest`].
+#[must_use = "a request does nothing until it is sent"]
+pub struct RequestBuilder<'a> {
+    client: &'a ServiceClient,
+    method: Method,
+    path: String,
+    headers: http::HeaderMap,
+    body: Bytes,
+    context: Option<CallContext>,
+    deadline: Option<Duration>,
+    error: Option<String>,
+}
+
+impl fmt::Debug for RequestBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBuilder")
+            .field("service", &self.client.name())
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> RequestBuilder<'a> {
+    pub(crate) fn new(client: &'a ServiceClient, method: Method, path: String) -> Self {
+        RequestBuilder {
+            client,
+            method,
+            path,
+            headers: http::HeaderMap::new(),
+            body: Bytes::new(),
+            context: None,
+            deadline: None,
+            error: None,
+        }
+    }
+
+    /// Sends `value` as the JSON body (`content-type: application/json`).
+    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => {
+                self.body = body.into();
+                self.headers.insert(CONTENT_TYPE, JSON);
+            }
+            Err(e) => self.fail(format!("the body does not serialize: {e}")),
+        }
+        self
+    }
+
+    /// Sends `body` as it is.
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Adds a header (replacing a default header of the same name).
+    pub fn header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        HeaderName: TryFrom<K>,
+        <HeaderName as TryFrom<K>>::Error: fmt::Display,
+        HeaderValue: TryFrom<V>,
+        <HeaderValue as TryFrom<V>>::Error: fmt::Display,
+    {
+        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            (Ok(n), Ok(v)) => {
+                self.headers.append(n, v);
+            }
+            (Err(e), _) => self.fail(format!("invalid header name: {e}")),
+            (_, Err(e)) => self.fail(format!("invalid header value: {e}")),
+        }
+        self
+    }
+
+    /// Appends `pairs` to the path as a URL-encoded query string.
+    pub fn query<K: AsRef<str>, V: AsRef<str>>(mut self, pairs: &[(K, V)]) -> Self {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            query.append_pair(k.as_ref(), v.as_ref());
+        }
+        let query = query.finish();
+        if !query.is_empty() {
+            let sep = if self.path.contains('?') { '&' } else { '?' };
+            self.path.push(sep);
+            self.path.push_str(&query);
+        }
+        self
+    }
+
+    /// Propagates `context` (request ID, trace, deadline) instead of the
+    /// current one: for calls from a task the request's context is not
+    /// current in, such as a spawned one.
+    pub fn context(mut self, context: CallContext) -> Self {
+        self.context = Some(context);
+        self
+    }
+
+    /// A deadline for this call only, from now; the earliest of this, the
+    /// client's and the caller's wins.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    fn fail(&mut self, message: String) {
+        self.error.get_or_insert(message);
+    }
+
+    /// Sends the call and decodes a 2xx response's JSON body as `T` (an
+    /// empty body decodes as JSON `null`, so `()` and `Option<_>` accept a
+    /// 204). Any other status is [`ClientError::Status`].
+    pub async fn send<T: DeserializeOwned>(self) -> Result<T, ClientError> {
+        let client = self.client;
+        let started = Instant::now();
+        let result = self
+            .accept_json()
+            .execute()
+            .await
+            .and_then(success)
+            .and_then(decode);
+        client.record(&result, "success", started);
+        result
+    }
+
+    /// As [`send`](Self::send), but a 404 is `Ok(None)`.
+    pub async fn send_opt<T: DeserializeOwned>(self) -> Result<Option<T>, ClientError> {
+        let client = self.client;
+        let started = Instant::now();
+        let result = match self.accept_json().execute().await {
+            Ok(r) if r.status() == StatusCode::NOT_FOUND => Ok(None),
+            other => other.and_then(success).and_then(decode).map(Some),
+        };
+        let ok = match &result {
+            Ok(None) => "client_error",
+            _ => "success",
+        };
+        client.record(&result, ok, started);
+        result
+    }
+
+    /// Sends the call and returns the response whatever its status, body
+    /// read (up to the client's limit).
+    pub async fn send_raw(self) -> Result<Response<Bytes>, ClientError> {
+        let client = self.client;
+        let started = Instant::now();
+        let result = self.execute().await;
+        let ok = match &result {
+            Ok(r) => status_outcome(r.status()),
+            Err(_) => "",
+        };
+        client.record(&result, ok, started);
+        result
+    }
+
+    fn accept_json(mut self) -> Self {
+        self.headers.entry(ACCEPT).or_insert(JSON);
+        self
+    }
+
+    async fn execute(self) -> Result<Response<Bytes>, ClientError> {
+        if let Some(e) = self.error {
+            return Err(ClientError::InvalidRequest(e));
+        }
+        let uri: Uri = self
+            .path
+            .parse()
+            .map_err(|e| ClientError::InvalidRequest(format!("path {:?}: {e}", self.path)))?;
+        if uri.scheme().is_some() || !self.path.starts_with('/') {
+            return Err(ClientError::InvalidRequest(format!(
+                "path {:?}: must start with `/` (the instance is chosen by discovery)",
+                self.path
+            )));
+        }
+        let shared = &self.client.shared;
+        let mut req = Request::new(Full::new(self.body));
+        *req.method_mut() = self.method;
+        *req.uri_mut() = uri;
+        let mut headers = self.headers;
+        for (name, value) in &shared.headers {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        let context = self.context.or_else(CallContext::current);
+        let context = context.as_ref();
+        headers.insert(
+            REQUEST_ID,
+            context
+                .and_then(|c| c.request_id().cloned())
+                .unwrap_or_else(new_request_id),
+        );
+        let trace = context
+            .and_then(|c| c.trace())
+            .unwrap_or_else(TraceParent::new_root);
+        headers.insert(TRACEPARENT, trace.to_header_value());
+        *req.headers_mut() = headers;
+        let ours = self.deadline.map(|d| Deadline::at(Instant::now() + d));
+        let theirs = context.and_then(|c| c.deadline());
+        if let Some(deadline) = ours.into_iter().chain(theirs).min() {
+            req.extensions_mut().insert(deadline);
+        }
+
+        let response = self
+            .client
+            .stack
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(ClientError::from_stack)?;
+        let (parts, body) = response.into_parts();
+        let limit = shared.max_body_size;
+        let bytes = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<LengthLimitError>() => {
+                return Err(ClientError::BodyTooLarge { limit });
+            }
+            Err(e) => return Err(ClientError::Transport(e)),
+        };
+        Ok(Response::from_parts(parts, bytes))
+    }
+}
+
+fn success(response: Response<Bytes>) -> Result<Response<Bytes>, ClientError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| parse_retry_after(v.as_bytes(), std::time::SystemTime::now()));
+    let body = response.body();
+    let mut end = body.len().min(STATUS_BODY_LIMIT);
+    let text = loop {
+        // Cut at a character boundary (at most 3 bytes back).
+        match std::str::from_utf8(&body[..end]) {
+            Ok(t) => break t,
+            Err(e) if e.error_len().is_none() => end = e.valid_up_to(),
+            Err(_) => break "<binary>",
+        }
+    };
+    Err(ClientError::Status {
+        status,
+        body: text.to_string(),
+        retry_after,
+    })
+}
+
+fn decode<T: DeserializeOwned>(response: Response<Bytes>) -> Result<T, ClientError> {
+    let body = response.body();
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"null"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(ClientError::Decode)
+}
+
+impl ServiceClient {
+    /// Logs a failure and counts the call by outcome: by status when a
+    /// response came (`success`, `client_error`, `server_error`), else by
+    /// the error's kind.
+    fn record<T>(&self, result: &Result<T, ClientError>, ok: &'static str, started: Instant) {
+        let outcome = match result {
+            Ok(_) => ok,
+            Err(ClientError::Status { status, .. }) => status_outcome(*status),
+            Err(e) => e.kind(),
+        };
+        if let Err(e) = result {
+            tracing::debug!(service = %self.name(), outcome, error = %e, "call failed");
+        }
+        self.shared.metrics.record(outcome, started.elapsed());
+    }
+}
+
+fn status_outcome(status: StatusCode) -> &'static str {
+    if status.is_server_error() {
+        "server_error"
+    } else if status.is_client_error() {
+        "client_error"
+    } else {
+        "success"
+    }
+}

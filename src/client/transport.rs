@@ -1,0 +1,338 @@
+//! The bottom of the client stack: hyper-util's pooled client speaking to
+//! one endpoint, the discovery source, and the guard that turns "no
+//! endpoint at all" into an error instead of an endless wait.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use super::error::{InvalidUri, NoEndpoints};
+use super::propagation::DEADLINE;
+use crate::BoxError;
+use crate::discovery::{Change, Endpoint, StaticDiscovery};
+use crate::retry::Deadline;
+
+/// The request body every client call sends: buffered, so it can be sent
+/// again by a retry.
+pub(crate) type Body = Full<Bytes>;
+
+/// One pool of connections for every endpoint of every client that shares
+/// it; HTTP/1.1 over TCP, or TLS (rustls) for `https` endpoints.
+pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+pub(crate) fn http_client(idle: std::time::Duration, max_idle_per_host: usize) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .expect("ring supports the default protocol versions")
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_idle_timeout(idle)
+        .pool_max_idle_per_host(max_idle_per_host)
+        .build(https)
+}
+
+/// Sends requests whose URI is a path to one endpoint, over the shared pool,
+/// with the remaining deadline in the [`DEADLINE`] header.
+#[derive(Clone)]
+pub(crate) struct EndpointTransport {
+    client: HttpClient,
+    scheme: Scheme,
+    authority: Result<Authority, Arc<str>>,
+}
+
+impl fmt::Debug for EndpointTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointTransport")
+            .field("scheme", &self.scheme)
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EndpointTransport {
+    pub(crate) fn new(client: HttpClient, endpoint: &Endpoint) -> Self {
+        let base = endpoint.base_url();
+        let authority = base
+            .split_once("://")
+            .map_or(base.as_str(), |(_, rest)| rest)
+            .parse::<Authority>()
+            .map_err(|e| Arc::from(format!("{base}: {e}")));
+        let scheme = match endpoint.scheme() {
+            crate::discovery::Scheme::Http => Scheme::HTTP,
+            crate::discovery::Scheme::Https => Scheme::HTTPS,
+        };
+        EndpointTransport {
+            client,
+            scheme,
+            authority,
+        }
+    }
+}
+
+impl Service<Request<Body>> for EndpointTransport {
+    type Response = Response<Incoming>;
+    type Error = BoxError;
+    type Future = TransportFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // hyper-util's client queues for a pooled connection inside `call`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> TransportFuture {
+        let authority = match &self.authority {
+            Ok(a) => a.clone(),
+            Err(e) => return TransportFuture::failed(InvalidUri(e.to_string()).into()),
+        };
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(path);
+        match Uri::from_parts(parts) {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(e) => return TransportFuture::failed(InvalidUri(e.to_string()).into()),
+        }
+        if let Some(deadline) = req.extensions().get::<Deadline>() {
+            let ms = deadline.remaining().as_millis() as u64;
+            req.headers_mut().insert(DEADLINE, HeaderValue::from(ms));
+        }
+        TransportFuture::Sent {
+            inner: self.client.request(req),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`EndpointTransport`].
+    #[project = TransportProj]
+    pub(crate) enum TransportFuture {
+        /// On its way.
+        Sent { #[pin] inner: hyper_util::client::legacy::ResponseFuture },
+        /// Failed before it was sent.
+        Failed { error: Option<BoxError> },
+    }
+}
+
+impl TransportFuture {
+    fn failed(error: BoxError) -> Self {
+        TransportFuture::Failed { error: Some(error) }
+    }
+}
+
+impl fmt::Debug for TransportFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransportFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for TransportFuture {
+    type Output = Result<Response<Incoming>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            TransportProj::Sent { inner } => inner.poll(cx).map_err(Into::into),
+            TransportProj::Failed { error } => {
+                Poll::Ready(Err(error.take().expect("polled after completion")))
+            }
+        }
+    }
+}
+
+/// Where a client's endpoints come from.
+pub(crate) enum SourceKind {
+    Static(StaticDiscovery),
+    #[cfg(feature = "consul")]
+    Consul(crate::discovery::consul::ConsulDiscovery),
+    Custom(Pin<Box<dyn futures_core::Stream<Item = Result<Change, Infallible>> + Send>>),
+}
+
+/// A discovery stream that also says when its first answer is in.
+pub(crate) struct Source {
+    kind: SourceKind,
+    settled: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Source")
+            .field("settled", &self.settled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Source {
+    pub(crate) fn new(kind: SourceKind) -> Self {
+        let settled = match &kind {
+            // Its endpoints are all known (and yielded at the first poll).
+            SourceKind::Static(_) => Arc::new(AtomicBool::new(true)),
+            #[cfg(feature = "consul")]
+            SourceKind::Consul(c) => c.settled(),
+            SourceKind::Custom(_) => Arc::new(AtomicBool::new(false)),
+        };
+        Source { kind, settled }
+    }
+
+    pub(crate) fn settled(&self) -> Arc<AtomicBool> {
+        self.settled.clone()
+    }
+}
+
+impl futures_core::Stream for Source {
+    type Item = Result<Change, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match &mut this.kind {
+            SourceKind::Static(s) => Pin::new(s).poll_next(cx),
+            #[cfg(feature = "consul")]
+            SourceKind::Consul(c) => Pin::new(c).poll_next(cx),
+            SourceKind::Custom(s) => {
+                let next = s.as_mut().poll_next(cx);
+                if next.is_ready() {
+                    // A custom stream's first change (or end) settles it.
+                    this.settled.store(true, Ordering::Release);
+                }
+                next
+            }
+        }
+    }
+}
+
+/// The balancer's length, for [`EndpointsGuard`].
+pub(crate) trait Len {
+    fn len(&self) -> usize;
+}
+
+impl<D, Req> Len for tower::balance::p2c::Balance<D, Req>
+where
+    D: tower::discover::Discover + Unpin,
+    D::Key: std::hash::Hash + Clone,
+    D::Error: Into<BoxError>,
+    D::Service: Service<Req> + tower::load::Load,
+    <D::Service as tower::load::Load>::Metric: std::fmt::Debug,
+    <D::Service as Service<Req>>::Error: Into<BoxError>,
+{
+    fn len(&self) -> usize {
+        tower::balance::p2c::Balance::len(self)
+    }
+}
+
+/// Fails calls at once with [`NoEndpoints`] when discovery has answered
+/// and the balancer holds no endpoint (tower's balancer would wait for one
+/// forever). Not ready is not failed: a call waits while endpoints exist
+/// but none is ready (all busy, or ejected and probing).
+pub(crate) struct EndpointsGuard<S> {
+    inner: S,
+    settled: Arc<AtomicBool>,
+    reject: bool,
+}
+
+impl<S> fmt::Debug for EndpointsGuard<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointsGuard")
+            .field("reject", &self.reject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> EndpointsGuard<S> {
+    pub(crate) fn new(inner: S, settled: Arc<AtomicBool>) -> Self {
+        EndpointsGuard {
+            inner,
+            settled,
+            reject: false,
+        }
+    }
+}
+
+impl<S, Req> Service<Req> for EndpointsGuard<S>
+where
+    S: Service<Req, Error = BoxError> + Len,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = GuardFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(r) => {
+                self.reject = false;
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.inner.len() == 0 && self.settled.load(Ordering::Acquire) => {
+                // Ready to fail: an error from `poll_ready` would close the
+                // buffer in front of us for good.
+                self.reject = true;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        if std::mem::take(&mut self.reject) {
+            return GuardFuture::Rejected;
+        }
+        GuardFuture::Called {
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`EndpointsGuard`].
+    #[project = GuardProj]
+    pub(crate) enum GuardFuture<F> {
+        /// Sent to an endpoint.
+        Called { #[pin] inner: F },
+        /// There was none.
+        Rejected,
+    }
+}
+
+impl<F> fmt::Debug for GuardFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, T> Future for GuardFuture<F>
+where
+    F: Future<Output = Result<T, BoxError>>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            GuardProj::Called { inner } => inner.poll(cx),
+            GuardProj::Rejected => Poll::Ready(Err(NoEndpoints.into())),
+        }
+    }
+}

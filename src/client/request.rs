@@ -226,13 +226,16 @@ impl<'a> RequestBuilder<'a> {
             req.extensions_mut().insert(deadline);
         }
 
-        let response = self
-            .client
-            .stack
-            .clone()
-            .oneshot(req)
-            .await
-            .map_err(ClientError::from_stack)?;
+        // Boxed as `dyn Future + Send` here, where every lifetime is known:
+        // left unboxed, an axum handler awaiting this call fails to compile
+        // ("implementation of `From` is not general enough"): rustc cannot
+        // prove the stack's future `Send` once the lifetime inside its
+        // `Box<dyn Error>` error type is erased (rust-lang/rust#64552; tower's
+        // own `Retry` over a `BoxError` service hits it too). One allocation
+        // a call, next to a network round trip.
+        let call: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+            Box::pin(self.client.stack.clone().oneshot(req));
+        let response = call.await.map_err(ClientError::from_stack)?;
         let (parts, body) = response.into_parts();
         let limit = shared.max_body_size;
         let bytes = match Limited::new(body, limit).collect().await {

@@ -1,0 +1,158 @@
+//! Request ID, trace context and deadline propagated across two hops:
+//! test -> front (axum + PropagationLayer, calls back through a
+//! ServiceClient) -> back (axum + PropagationLayer, reports what it got).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Extension, Json};
+use meshguard::client::{CallContext, ClientError, PropagationLayer, ServiceClient, TraceParent};
+use serde::{Deserialize, Serialize};
+
+mod support;
+use support::http::{serve, url};
+
+/// What the back service saw.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Seen {
+    request_id: String,
+    traceparent: String,
+    deadline_ms: Option<u64>,
+    /// The trace ID of its own context, as the layer made it.
+    context_trace: String,
+}
+
+async fn back(hits: Arc<AtomicUsize>) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/seen",
+            get(
+                move |headers: HeaderMap, Extension(ctx): Extension<CallContext>| {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let text = |name: &str| {
+                            headers
+                                .get(name)
+                                .map(|v| v.to_str().unwrap().to_string())
+                                .unwrap_or_default()
+                        };
+                        Json(Seen {
+                            request_id: text("x-request-id"),
+                            traceparent: text("traceparent"),
+                            deadline_ms: headers
+                                .get("x-deadline-ms")
+                                .map(|v| v.to_str().unwrap().parse().unwrap()),
+                            context_trace: format!("{:032x}", ctx.trace().unwrap().trace_id()),
+                        })
+                    }
+                },
+            ),
+        )
+        .layer(PropagationLayer::new());
+    url(serve(app).await)
+}
+
+/// The front service: calls back and returns what back saw, with its own
+/// span's trace context in `x-front-trace`.
+async fn front(back_url: String) -> String {
+    let client = ServiceClient::builder("back")
+        .urls([back_url])
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/front",
+            get(|State(client): State<ServiceClient>| async move {
+                let me = CallContext::current().unwrap().trace().unwrap().to_string();
+                match client.get("/seen").send::<Seen>().await {
+                    Ok(seen) => Ok(([("x-front-trace", me)], Json(seen))),
+                    Err(ClientError::DeadlineExceeded) => Err(StatusCode::GATEWAY_TIMEOUT),
+                    Err(e) => panic!("{e}"),
+                }
+            }),
+        )
+        .with_state(client)
+        .layer(PropagationLayer::new());
+    url(serve(app).await)
+}
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+async fn call_front(headers: &[(&str, &str)]) -> (reqwest::Response, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let front = front(back(hits.clone()).await).await;
+    let mut req = reqwest::Client::new().get(format!("{front}/front"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    (req.send().await.unwrap(), hits)
+}
+
+#[tokio::test]
+async fn the_request_id_reaches_the_second_hop_and_comes_back() {
+    let (r, _) = call_front(&[("x-request-id", "req-42")]).await;
+    assert_eq!(r.headers()["x-request-id"], "req-42");
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.request_id, "req-42");
+}
+
+#[tokio::test]
+async fn a_request_without_an_id_gets_one_that_travels_on() {
+    let (r, _) = call_front(&[]).await;
+    let made = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(made.len(), 36, "a UUID: {made}");
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.request_id, made);
+}
+
+#[tokio::test]
+async fn the_trace_continues_with_the_front_span_as_parent() {
+    let incoming = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let (r, _) = call_front(&[("traceparent", &incoming)]).await;
+    let front_span = TraceParent::parse(r.headers()["x-front-trace"].as_bytes()).unwrap();
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let sent = TraceParent::parse(seen.traceparent.as_bytes()).unwrap();
+    assert_eq!(format!("{:032x}", sent.trace_id()), TRACE);
+    // The second hop's parent is the front's own span, not the caller's.
+    assert_eq!(sent, front_span);
+    assert_ne!(format!("{:016x}", sent.span_id()), CALLER_SPAN);
+    assert!(sent.sampled());
+    assert_eq!(seen.context_trace, TRACE);
+}
+
+#[tokio::test]
+async fn a_malformed_traceparent_starts_a_new_trace() {
+    let (r, _) = call_front(&[("traceparent", "00-nothex-00f067aa0ba902b7-01")]).await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let sent = TraceParent::parse(seen.traceparent.as_bytes()).unwrap();
+    assert_ne!(format!("{:032x}", sent.trace_id()), TRACE);
+}
+
+#[tokio::test]
+async fn the_deadline_shrinks_across_the_hop() {
+    let (r, _) = call_front(&[("x-deadline-ms", "5000")]).await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let left = seen.deadline_ms.unwrap();
+    // Time spent in the front comes off (whole milliseconds, rounded down).
+    assert!((4000..5000).contains(&left), "{left}");
+}
+
+#[tokio::test]
+async fn without_an_incoming_deadline_the_clients_own_is_sent() {
+    let (r, _) = call_front(&[]).await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    let left = seen.deadline_ms.unwrap();
+    // The front's client has the default 10 s deadline.
+    assert!((9000..10_000).contains(&left), "{left}");
+}
+
+#[tokio::test]
+async fn an_expired_incoming_deadline_fails_the_next_call_without_sending_it() {
+    let (r, back_hits) = call_front(&[("x-deadline-ms", "0")]).await;
+    assert_eq!(r.status(), 504);
+    assert_eq!(back_hits.load(Ordering::SeqCst), 0);
+}

@@ -296,6 +296,39 @@ async fn a_discovery_stream_that_answered_nothing_is_no_endpoints() {
     assert!(matches!(err, ClientError::NoEndpoints), "{err:?}");
 }
 
+#[tokio::test]
+async fn calls_made_before_discovery_answers_wait_and_all_complete() {
+    let base = users().await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    // No timers: a call left waiting would wait forever, not retry.
+    let users = ServiceClient::builder("users")
+        .discovery(UnboundedStream(rx))
+        .timeout(None)
+        .deadline(None)
+        .build()
+        .unwrap();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let users = users.clone();
+        calls.spawn(async move { users.get("/users/7").send::<User>().await });
+    }
+    // Let every call reach the balancer and wait there.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(calls.len(), 5);
+    assert!(calls.try_join_next().is_none());
+    let endpoint = Endpoint::from_url(&base).unwrap();
+    tx.send(Ok(meshguard::discovery::Change::Insert("a".into(), endpoint)))
+        .unwrap();
+    let all = tokio::time::timeout(Duration::from_secs(5), calls.join_all())
+        .await
+        .expect("every waiting call was woken");
+    for user in all {
+        assert_eq!(user.unwrap().id, 7);
+    }
+}
+
 struct UnboundedStream(
     tokio::sync::mpsc::UnboundedReceiver<
         Result<meshguard::discovery::Change, std::convert::Infallible>,

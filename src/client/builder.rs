@@ -9,9 +9,8 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use tower::Layer;
-use tower::buffer::Buffer;
 
-use super::transport::{self, EndpointTransport, EndpointsGuard, Source, SourceKind};
+use super::transport::{self, EndpointTransport, SharedBalancer, Source, SourceKind};
 use super::{ClientRetryOn, Connect, ServiceClient, Shared};
 use crate::ConfigError;
 use crate::balance::{BalanceConfig, balance};
@@ -38,7 +37,7 @@ enum Discovery {
 /// backoff included) after 10 s; [`RetryPolicy::default`] (3 attempts,
 /// idempotent requests only, a 20% budget); [`CircuitBreakerConfig::default`]
 /// for the service; [`BalanceConfig::default`] for the endpoints; response
-/// bodies up to 4 MiB; up to 1,024 calls queued for an endpoint.
+/// bodies up to 4 MiB.
 pub struct ServiceClientBuilder {
     name: String,
     discovery: Option<Discovery>,
@@ -49,7 +48,6 @@ pub struct ServiceClientBuilder {
     balance: BalanceConfig,
     headers: Vec<(String, String)>,
     max_body_size: usize,
-    queue: usize,
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
 }
@@ -80,7 +78,6 @@ impl ServiceClientBuilder {
             balance: BalanceConfig::default(),
             headers: Vec::new(),
             max_body_size: 4 << 20,
-            queue: 1024,
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 32,
         }
@@ -169,13 +166,6 @@ impl ServiceClientBuilder {
         self
     }
 
-    /// How many calls may wait for an endpoint to be ready (default 1,024);
-    /// more wait for room in the queue.
-    pub fn queue(mut self, calls: usize) -> Self {
-        self.queue = calls;
-        self
-    }
-
     /// How long an idle pooled connection is kept (default 90 s).
     pub fn pool_idle_timeout(mut self, idle: Duration) -> Self {
         self.pool_idle_timeout = idle;
@@ -189,7 +179,7 @@ impl ServiceClientBuilder {
     }
 
     /// Checks every setting and starts the client (its discovery watch and
-    /// the balancer's worker) on the current tokio runtime.
+    /// the connection pool's timer) on the current tokio runtime.
     ///
     /// # Panics
     ///
@@ -203,9 +193,6 @@ impl ServiceClientBuilder {
                 "max_body_size",
                 "must be greater than zero",
             ));
-        }
-        if self.queue == 0 {
-            return Err(ConfigError::new("queue", "must be greater than zero"));
         }
         for (field, value) in [("timeout", self.timeout), ("deadline", self.deadline)] {
             if value == Some(Duration::ZERO) {
@@ -273,14 +260,14 @@ impl ServiceClientBuilder {
             HttpClassifier::default(),
             self.balance,
         );
-        let buffered = Buffer::new(EndpointsGuard::new(lb, settled), self.queue);
+        let shared = SharedBalancer::new(lb, settled);
         let breaker =
             CircuitBreaker::new(self.name.clone(), self.breaker.clone().unwrap_or_default());
         if self.breaker.is_none() {
             breaker.disable();
         }
         let broken =
-            CircuitBreakerService::new(buffered, breaker.clone(), HttpClassifier::default());
+            CircuitBreakerService::new(shared, breaker.clone(), HttpClassifier::default());
         let stack = RetryLayer::new(policy)
             .name(self.name.as_str())
             .retry_on(ClientRetryOn::default())
@@ -369,9 +356,6 @@ pub struct ServiceClientConfig {
     /// The largest response body, in bytes.
     #[serde(default)]
     pub max_body_size: Option<usize>,
-    /// How many calls may wait for an endpoint.
-    #[serde(default)]
-    pub queue: Option<usize>,
 }
 
 /// The `consul` section of a [`ServiceClientConfig`].
@@ -451,9 +435,6 @@ impl ServiceClientConfig {
         }
         if let Some(n) = self.max_body_size {
             b = b.max_body_size(n);
-        }
-        if let Some(n) = self.queue {
-            b = b.queue(n);
         }
         Ok(b)
     }

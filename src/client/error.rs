@@ -151,8 +151,6 @@ impl ClientError {
         if let Some(invalid) = error.downcast_ref::<InvalidUri>() {
             return ClientError::InvalidRequest(invalid.to_string());
         }
-        // The buffer in front of the balancer wraps nothing it passes on
-        // from calls, but reports its own failures (a closed worker).
         ClientError::Transport(error)
     }
 }

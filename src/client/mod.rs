@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
-use tower::buffer::Buffer;
 
 pub use builder::{ConsulConfig, ServiceClientBuilder, ServiceClientConfig};
 pub use error::{ClientError, NoEndpoints, STATUS_BODY_LIMIT};
@@ -28,7 +27,7 @@ use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
 use crate::classify::HttpClassifier;
 use crate::discovery::Endpoint;
 use crate::retry::{HttpRetryOn, Retry, RetryOn, Verdict};
-use transport::{Body, EndpointTransport, EndpointsGuard, Source};
+use transport::{Body, EndpointTransport, SharedBalancer, Source};
 
 /// The `outcome` label values of `meshguard_client_requests_total`.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
@@ -47,9 +46,8 @@ pub(crate) const OUTCOMES: [&str; 11] = [
 ];
 
 type Connect = Box<dyn FnMut(&Endpoint) -> EndpointTransport + Send>;
-type Balanced = EndpointsGuard<Balancer<Source, Connect, HttpClassifier, Request<Body>>>;
-type Buffered = Buffer<Request<Body>, <Balanced as tower::Service<Request<Body>>>::Future>;
-type Stack = Retry<CircuitBreakerService<Buffered, HttpClassifier>, ClientRetryOn>;
+type Balanced = SharedBalancer<Balancer<Source, Connect, HttpClassifier, Request<Body>>>;
+type Stack = Retry<CircuitBreakerService<Balanced, HttpClassifier>, ClientRetryOn>;
 
 /// A client for one service: every call goes through a deadline, retries
 /// within a budget, the service's circuit breaker, and p2c balancing over

@@ -225,7 +225,7 @@ impl futures_core::Stream for Source {
     }
 }
 
-/// The balancer's length, for [`EndpointsGuard`].
+/// The balancer's length, for [`SharedBalancer`].
 pub(crate) trait Len {
     fn len(&self) -> usize;
 }
@@ -244,95 +244,198 @@ where
     }
 }
 
-/// Fails calls at once with [`NoEndpoints`] when discovery has answered
-/// and the balancer holds no endpoint (tower's balancer would wait for one
+/// The balancer, shared by every clone of a client: a call takes the lock
+/// only to pick an endpoint and start the request on it (`poll_ready` and
+/// `call` together, so no other caller can take the readiness in
+/// between), then runs unlocked.
+///
+/// Why not tower's `Buffer`, the usual way to share a service that is not
+/// `Clone`: it hands every request to a worker task and the response
+/// future back through a channel, a task switch and several allocations
+/// per call; measured in `benches/client.rs`, the lock costs less (the
+/// critical section is the p2c pick, well under a microsecond).
+///
+/// Fails calls at once with [`NoEndpoints`] when discovery has answered and
+/// the balancer holds no endpoint (tower's balancer would wait for one
 /// forever). Not ready is not failed: a call waits while endpoints exist
-/// but none is ready (all busy, or ejected and probing).
-pub(crate) struct EndpointsGuard<S> {
-    inner: S,
+/// but none is ready (all ejected and probing).
+pub(crate) struct SharedBalancer<S> {
+    shared: Arc<Locked<S>>,
+}
+
+struct Locked<S> {
+    inner: std::sync::Mutex<S>,
     settled: Arc<AtomicBool>,
-    reject: bool,
+    /// Callers waiting for an endpoint to be ready. p2c remembers only the
+    /// last caller's waker, so whoever it wakes passes the wake on to these
+    /// once it has taken the readiness (or gives up).
+    waiters: std::sync::Mutex<Vec<std::task::Waker>>,
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
-impl<S> fmt::Debug for EndpointsGuard<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EndpointsGuard")
-            .field("reject", &self.reject)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S> EndpointsGuard<S> {
-    pub(crate) fn new(inner: S, settled: Arc<AtomicBool>) -> Self {
-        EndpointsGuard {
-            inner,
-            settled,
-            reject: false,
+impl<S> Clone for SharedBalancer<S> {
+    fn clone(&self) -> Self {
+        SharedBalancer {
+            shared: self.shared.clone(),
         }
     }
 }
 
-impl<S, Req> Service<Req> for EndpointsGuard<S>
+impl<S> fmt::Debug for SharedBalancer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedBalancer").finish_non_exhaustive()
+    }
+}
+
+impl<S> SharedBalancer<S> {
+    pub(crate) fn new(inner: S, settled: Arc<AtomicBool>) -> Self {
+        SharedBalancer {
+            shared: Arc::new(Locked {
+                inner: std::sync::Mutex::new(inner),
+                settled,
+                waiters: std::sync::Mutex::new(Vec::new()),
+                waiting: std::sync::atomic::AtomicUsize::new(0),
+            }),
+        }
+    }
+}
+
+impl<S> Locked<S> {
+    fn wait(&self, waker: &std::task::Waker) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+            self.waiting.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Wakes every waiting caller; the common path is one atomic load.
+    #[inline]
+    fn wake_waiters(&self) {
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let waiters = {
+            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            self.waiting.store(0, Ordering::Release);
+            std::mem::take(&mut *w)
+        };
+        waiters.into_iter().for_each(std::task::Waker::wake);
+    }
+}
+
+impl<S, Req> Service<Req> for SharedBalancer<S>
 where
     S: Service<Req, Error = BoxError> + Len,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = GuardFuture<S::Future>;
+    type Future = SharedFuture<S, Req>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        match self.inner.poll_ready(cx) {
-            Poll::Ready(r) => {
-                self.reject = false;
-                Poll::Ready(r)
-            }
-            Poll::Pending if self.inner.len() == 0 && self.settled.load(Ordering::Acquire) => {
-                // Ready to fail: an error from `poll_ready` would close the
-                // buffer in front of us for good.
-                self.reject = true;
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Readiness is taken with the lock, when the call's future first runs.
+        Poll::Ready(Ok(()))
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        if std::mem::take(&mut self.reject) {
-            return GuardFuture::Rejected;
-        }
-        GuardFuture::Called {
-            inner: self.inner.call(req),
+        SharedFuture {
+            state: SharedState::Picking {
+                shared: self.shared.clone(),
+                req: Some(req),
+                waited: false,
+            },
         }
     }
 }
 
 pin_project! {
-    /// The future of [`EndpointsGuard`].
-    #[project = GuardProj]
-    pub(crate) enum GuardFuture<F> {
-        /// Sent to an endpoint.
-        Called { #[pin] inner: F },
-        /// There was none.
-        Rejected,
+    /// The future of [`SharedBalancer`].
+    pub(crate) struct SharedFuture<S: Service<Req>, Req> {
+        #[pin]
+        state: SharedState<S, Req>,
+    }
+
+    impl<S: Service<Req>, Req> PinnedDrop for SharedFuture<S, Req> {
+        fn drop(this: Pin<&mut Self>) {
+            // Cancelled while waiting: the wake p2c meant for us may have
+            // been ours to pass on.
+            if let SharedProj::Picking { shared, waited: true, .. } = this.project().state.project() {
+                shared.wake_waiters();
+            }
+        }
     }
 }
 
-impl<F> fmt::Debug for GuardFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GuardFuture").finish_non_exhaustive()
+pin_project! {
+    #[project = SharedProj]
+    enum SharedState<S: Service<Req>, Req> {
+        Picking { shared: Arc<Locked<S>>, req: Option<Req>, waited: bool },
+        Called { #[pin] inner: S::Future },
     }
 }
 
-impl<F, T> Future for GuardFuture<F>
+impl<S, Req> fmt::Debug for SharedFuture<S, Req>
 where
-    F: Future<Output = Result<T, BoxError>>,
+    S: Service<Req>,
 {
-    type Output = Result<T, BoxError>;
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S, Req> Future for SharedFuture<S, Req>
+where
+    S: Service<Req, Error = BoxError> + Len,
+{
+    type Output = Result<S::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            GuardProj::Called { inner } => inner.poll(cx),
-            GuardProj::Rejected => Poll::Ready(Err(NoEndpoints.into())),
+        let mut this = self.project();
+        loop {
+            let inner = match this.state.as_mut().project() {
+                SharedProj::Called { inner } => return inner.poll(cx),
+                SharedProj::Picking {
+                    shared,
+                    req,
+                    waited,
+                } => {
+                    let mut lb = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
+                    match lb.poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {
+                            let fut = lb.call(req.take().expect("polled after completion"));
+                            drop(lb);
+                            if std::mem::take(waited) {
+                                shared.wake_waiters();
+                            }
+                            fut
+                        }
+                        Poll::Ready(Err(e)) => {
+                            drop(lb);
+                            shared.wake_waiters();
+                            *waited = false;
+                            return Poll::Ready(Err(e));
+                        }
+                        Poll::Pending
+                            if lb.len() == 0 && shared.settled.load(Ordering::Acquire) =>
+                        {
+                            drop(lb);
+                            *waited = false;
+                            return Poll::Ready(Err(NoEndpoints.into()));
+                        }
+                        Poll::Pending => {
+                            // Listed before the lock is released: a caller
+                            // that takes the readiness after us will see us.
+                            shared.wait(cx.waker());
+                            drop(lb);
+                            *waited = true;
+                            return Poll::Pending;
+                        }
+                    }
+                }
+            };
+            this.state.set(SharedState::Called { inner });
         }
     }
 }

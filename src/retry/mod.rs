@@ -207,6 +207,8 @@ pin_project! {
     enum Kind<F> {
         Open { #[pin] call: F },
         Bounded { #[pin] call: F, timer: Pin<Box<tokio::time::Sleep>> },
+        // The deadline had passed before the attempt began: not sent.
+        Expired,
     }
 }
 
@@ -223,6 +225,7 @@ impl<F: Future> Kind<F> {
                 ready!(timer.as_mut().poll(cx));
                 Poll::Ready(Err(()))
             }
+            KindProj::Expired => Poll::Ready(Err(())),
         }
     }
 }
@@ -260,22 +263,32 @@ where
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let deadline = req.deadline();
-        let call = self.inner.call(req);
         if self.timeout == 0 && deadline.is_none() {
             return AttemptFuture {
-                kind: Kind::Open { call },
+                kind: Kind::Open {
+                    call: self.inner.call(req),
+                },
                 cut_by_deadline: false,
             };
         }
-        bounded(call, self.timeout, deadline)
+        let now = Instant::now();
+        if deadline.is_some_and(|d| d.instant() <= now) {
+            // Sending it could only load the upstream with work nobody
+            // waits for.
+            return AttemptFuture {
+                kind: Kind::Expired,
+                cut_by_deadline: true,
+            };
+        }
+        bounded(self.inner.call(req), now, self.timeout, deadline)
     }
 }
 
 /// An attempt with a timer: the attempt timeout or the deadline, whichever
 /// ends first.
 #[cold]
-fn bounded<F>(call: F, timeout: u64, deadline: Option<Deadline>) -> AttemptFuture<F> {
-    let by_timeout = (timeout != 0).then(|| Instant::now() + Duration::from_nanos(timeout));
+fn bounded<F>(call: F, now: Instant, timeout: u64, deadline: Option<Deadline>) -> AttemptFuture<F> {
+    let by_timeout = (timeout != 0).then(|| now + Duration::from_nanos(timeout));
     let (at, cut_by_deadline) = match (by_timeout, deadline) {
         (Some(t), Some(d)) if d.instant() < t => (d.instant(), true),
         (Some(t), _) => (t, false),

@@ -1,0 +1,183 @@
+//! Latency of a typed call through the whole `ServiceClient` stack
+//! (deadline, retry with budget, service breaker, p2c over PeakEwma with
+//! per-endpoint gate breakers, a buffer, hyper-util's pool, JSON decode,
+//! propagation headers) beside bare reqwest making the same calls (round
+//! robin over the same three endpoints, same JSON decode), and bare
+//! hyper-util (the transport alone), at 1 and 16 calls in flight.
+//!
+//! Run: `cargo bench --bench client --features client`. The three endpoints are axum
+//! servers on 127.0.0.1 on their own thread; the callers run on a
+//! current-thread runtime. A figure is the wall time of `iters` calls made
+//! by `concurrency` tasks, divided by `iters`: at concurrency 1 the latency
+//! of one call, at 16 the cost per call when 16 share the time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::routing::get;
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Empty};
+use meshguard::client::ServiceClient;
+use serde::{Deserialize, Serialize};
+
+mod support;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct User {
+    id: u64,
+    name: String,
+    email: String,
+}
+
+/// Three servers on one background thread; their addresses.
+fn servers() -> Vec<SocketAddr> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut addrs = Vec::new();
+            for _ in 0..3 {
+                let app = axum::Router::new().route(
+                    "/users/7",
+                    get(|| async {
+                        Json(User {
+                            id: 7,
+                            name: "Ada Lovelace".into(),
+                            email: "ada@example.com".into(),
+                        })
+                    }),
+                );
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addrs.push(listener.local_addr().unwrap());
+                tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            }
+            tx.send(addrs).unwrap();
+            std::future::pending::<()>().await
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// Runs `iters` calls of `call` spread over `concurrency` tasks; the wall
+/// time.
+async fn run<F, Fut>(iters: u64, concurrency: u64, call: F) -> Duration
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    for _ in 0..concurrency {
+        let (call, next) = (call.clone(), next.clone());
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as u64;
+                if i >= iters {
+                    break;
+                }
+                call(i).await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    start.elapsed()
+}
+
+fn client(c: &mut Criterion) {
+    let addrs = servers();
+    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let ours = rt.block_on(async {
+        ServiceClient::builder("users")
+            .urls(urls.clone())
+            .build()
+            .unwrap()
+    });
+    let reqwest = reqwest::Client::new();
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    let user_urls: Arc<Vec<String>> =
+        Arc::new(urls.iter().map(|u| format!("{u}/users/7")).collect());
+    let user_uris: Arc<Vec<http::Uri>> =
+        Arc::new(user_urls.iter().map(|u| u.parse().unwrap()).collect());
+
+    let mut group = c.benchmark_group("client");
+    for concurrency in [1u64, 16] {
+        group.bench_with_input(
+            BenchmarkId::new("bare_reqwest", concurrency),
+            &concurrency,
+            |b, &n| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let (client, urls) = (reqwest.clone(), user_urls.clone());
+                    run(iters, n, move |i| {
+                        let (client, urls) = (client.clone(), urls.clone());
+                        async move {
+                            let r = client.get(&urls[i as usize % 3]).send().await.unwrap();
+                            let body = r.bytes().await.unwrap();
+                            let user: User = serde_json::from_slice(&body).unwrap();
+                            std::hint::black_box(user);
+                        }
+                    })
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("bare_hyper_util", concurrency),
+            &concurrency,
+            |b, &n| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let (client, uris) = (hyper.clone(), user_uris.clone());
+                    run(iters, n, move |i| {
+                        let (client, uris) = (client.clone(), uris.clone());
+                        async move {
+                            let r = client.get(uris[i as usize % 3].clone()).await.unwrap();
+                            let body = r.into_body().collect().await.unwrap().to_bytes();
+                            let user: User = serde_json::from_slice(&body).unwrap();
+                            std::hint::black_box(user);
+                        }
+                    })
+                })
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("service_client", concurrency),
+            &concurrency,
+            |b, &n| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let client = ours.clone();
+                    run(iters, n, move |_| {
+                        let client = client.clone();
+                        async move {
+                            let user: User = client.get("/users/7").send().await.unwrap();
+                            std::hint::black_box(user);
+                        }
+                    })
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    // Longer than the other benches: a network round trip on this VM
+    // varies far more from moment to moment than an in-memory call.
+    config = support::config()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    targets = client
+}
+criterion_main!(benches);

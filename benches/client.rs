@@ -171,6 +171,101 @@ fn client(c: &mut Criterion) {
     group.finish();
 }
 
+/// `MESHGUARD_PAIRED=<rounds>`: instead of criterion, runs the three
+/// variants in turn (the order rotating each round), 2,000 calls each, and
+/// prints each variant's median cost per call and the median of the
+/// per-round ratios. Pairing rounds cancels the slow drifts of a shared VM
+/// that make separate criterion runs of the same code differ by 20%.
+fn paired(rounds: usize) {
+    let addrs = servers();
+    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ours = rt.block_on(async {
+        ServiceClient::builder("users")
+            .urls(urls.clone())
+            .build()
+            .unwrap()
+    });
+    let reqwest = reqwest::Client::new();
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    let user_urls: Arc<Vec<String>> =
+        Arc::new(urls.iter().map(|u| format!("{u}/users/7")).collect());
+    let user_uris: Arc<Vec<http::Uri>> =
+        Arc::new(user_urls.iter().map(|u| u.parse().unwrap()).collect());
+    const CALLS: u64 = 2000;
+    for concurrency in [1u64, 16] {
+        let mut times: [Vec<f64>; 3] = Default::default();
+        for round in 0..rounds {
+            for k in 0..3 {
+                let variant = (round + k) % 3;
+                let elapsed = rt.block_on(async {
+                    match variant {
+                        0 => {
+                            let (client, urls) = (reqwest.clone(), user_urls.clone());
+                            run(CALLS, concurrency, move |i| {
+                                let (client, urls) = (client.clone(), urls.clone());
+                                async move {
+                                    let r = client.get(&urls[i as usize % 3]).send().await.unwrap();
+                                    let body = r.bytes().await.unwrap();
+                                    let user: User = serde_json::from_slice(&body).unwrap();
+                                    std::hint::black_box(user);
+                                }
+                            })
+                            .await
+                        }
+                        1 => {
+                            let (client, uris) = (hyper.clone(), user_uris.clone());
+                            run(CALLS, concurrency, move |i| {
+                                let (client, uris) = (client.clone(), uris.clone());
+                                async move {
+                                    let r = client.get(uris[i as usize % 3].clone()).await.unwrap();
+                                    let body = r.into_body().collect().await.unwrap().to_bytes();
+                                    let user: User = serde_json::from_slice(&body).unwrap();
+                                    std::hint::black_box(user);
+                                }
+                            })
+                            .await
+                        }
+                        _ => {
+                            let client = ours.clone();
+                            run(CALLS, concurrency, move |_| {
+                                let client = client.clone();
+                                async move {
+                                    let user: User = client.get("/users/7").send().await.unwrap();
+                                    std::hint::black_box(user);
+                                }
+                            })
+                            .await
+                        }
+                    }
+                });
+                times[variant].push(elapsed.as_nanos() as f64 / CALLS as f64);
+            }
+        }
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[v.len() / 2]
+        };
+        let ratios = |a: usize, b: usize| -> Vec<f64> {
+            times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect()
+        };
+        println!(
+            "concurrency {concurrency}: median per call: bare reqwest {:.1} us, bare hyper-util {:.1} us, ServiceClient {:.1} us; \
+             median ratio ServiceClient/reqwest {:.3}, ServiceClient/hyper-util {:.3} ({rounds} rounds of {CALLS} calls)",
+            median(&times[0]) / 1000.0,
+            median(&times[1]) / 1000.0,
+            median(&times[2]) / 1000.0,
+            median(&ratios(2, 0)),
+            median(&ratios(2, 1)),
+        );
+    }
+}
+
 criterion_group! {
     name = benches;
     // Longer than the other benches: a network round trip on this VM
@@ -180,4 +275,66 @@ criterion_group! {
         .measurement_time(Duration::from_secs(5));
     targets = client
 }
-criterion_main!(benches);
+/// `MESHGUARD_COUNT=<reqwest|hyper|ours>:<calls> valgrind --tool=callgrind
+/// <bench binary>` makes that many calls one after another (after 100 to
+/// warm the pools) and exits: two call counts give the instructions per
+/// call, servers included, without the setup.
+fn count(spec: &str) {
+    let (which, calls) = spec.split_once(':').expect("MESHGUARD_COUNT=ours:1000");
+    let calls: u64 = calls.parse().expect("a call count");
+    let addrs = servers();
+    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ours = ServiceClient::builder("users")
+            .urls(urls.clone())
+            .build()
+            .unwrap();
+        let reqwest = reqwest::Client::new();
+        let hyper =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Empty<Bytes>>();
+        let user_urls: Vec<String> = urls.iter().map(|u| format!("{u}/users/7")).collect();
+        for i in 0..100 + calls {
+            let user: User = match which {
+                "reqwest" => {
+                    let r = reqwest
+                        .get(&user_urls[i as usize % 3])
+                        .send()
+                        .await
+                        .unwrap();
+                    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+                }
+                "hyper" => {
+                    let uri: http::Uri = user_urls[i as usize % 3].parse().unwrap();
+                    let r = hyper.get(uri).await.unwrap();
+                    let body = r.into_body().collect().await.unwrap().to_bytes();
+                    serde_json::from_slice(&body).unwrap()
+                }
+                _ => ours.get("/users/7").send().await.unwrap(),
+            };
+            std::hint::black_box(user);
+        }
+    });
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("MESHGUARD_COUNT") {
+        count(&spec);
+        return;
+    }
+    if let Some(rounds) = std::env::var("MESHGUARD_PAIRED")
+        .ok()
+        .and_then(|r| r.parse().ok())
+    {
+        paired(rounds);
+        return;
+    }
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}

@@ -319,8 +319,11 @@ async fn calls_made_before_discovery_answers_wait_and_all_complete() {
     assert_eq!(calls.len(), 5);
     assert!(calls.try_join_next().is_none());
     let endpoint = Endpoint::from_url(&base).unwrap();
-    tx.send(Ok(meshguard::discovery::Change::Insert("a".into(), endpoint)))
-        .unwrap();
+    tx.send(Ok(meshguard::discovery::Change::Insert(
+        "a".into(),
+        endpoint,
+    )))
+    .unwrap();
     let all = tokio::time::timeout(Duration::from_secs(5), calls.join_all())
         .await
         .expect("every waiting call was woken");

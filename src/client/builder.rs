@@ -266,8 +266,7 @@ impl ServiceClientBuilder {
         if self.breaker.is_none() {
             breaker.disable();
         }
-        let broken =
-            CircuitBreakerService::new(shared, breaker.clone(), HttpClassifier::default());
+        let broken = CircuitBreakerService::new(shared, breaker.clone(), HttpClassifier::default());
         let stack = RetryLayer::new(policy)
             .name(self.name.as_str())
             .retry_on(ClientRetryOn::default())

@@ -120,7 +120,16 @@ impl TraceParent {
 
     /// The header value.
     pub fn to_header_value(&self) -> HeaderValue {
-        HeaderValue::try_from(self.to_string()).expect("hex digits and dashes")
+        // By hand: `format!` with widths cost about 2,000 instructions a
+        // call here (callgrind), this about 150.
+        let mut out = [0u8; 55];
+        out[..3].copy_from_slice(b"00-");
+        hex_into(&mut out[3..35], self.trace_id);
+        out[35] = b'-';
+        hex_into(&mut out[36..52], self.span_id as u128);
+        out[52] = b'-';
+        hex_into(&mut out[53..55], self.flags as u128);
+        HeaderValue::from_bytes(&out).expect("hex digits and dashes")
     }
 }
 
@@ -151,6 +160,14 @@ fn hex(digits: &[u8]) -> Option<u128> {
         v = (v << 4) | n as u128;
     }
     Some(v)
+}
+
+/// Writes the low `out.len()` hex digits of `v` into `out`, lowercase.
+fn hex_into(out: &mut [u8], mut v: u128) {
+    for b in out.iter_mut().rev() {
+        *b = b"0123456789abcdef"[(v & 0xf) as usize];
+        v >>= 4;
+    }
 }
 
 fn nonzero_u64() -> u64 {
@@ -470,10 +487,32 @@ mod tests {
     }
 
     #[test]
+    fn the_header_value_is_the_display_form() {
+        let tp = TraceParent {
+            trace_id: 0x0af7651916cd43dd8448eb211c80319c,
+            span_id: 0xb7ad6b7169203331,
+            flags: 0x01,
+        };
+        assert_eq!(
+            tp.to_header_value(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+        assert_eq!(tp.to_string(), tp.to_header_value().to_str().unwrap());
+    }
+
+    #[test]
     fn request_ids_are_uuid_v4_text() {
         let id = new_request_id();
         let s = id.to_str().unwrap();
         assert_eq!(s.len(), 36);
+        assert_eq!(
+            s.char_indices()
+                .filter(|(_, c)| *c == '-')
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>(),
+            [8, 13, 18, 23]
+        );
+        assert!(s.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
         assert_eq!(&s[14..15], "4");
         assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"), "{s}");
     }

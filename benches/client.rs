@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::routing::get;
 use bytes::Bytes;
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, criterion_group};
 use http_body_util::{BodyExt, Empty};
 use meshguard::client::ServiceClient;
 use serde::{Deserialize, Serialize};

@@ -21,10 +21,15 @@
 //!   threshold) and endpoints ranked by recent failures.
 //! - [`discovery`] (feature `consul` for Consul): endpoints as
 //!   `tower::discover::Change`s, from a static list or a Consul health watch.
+//! - [`client`] (feature `client`): `ServiceClient`, one builder for the
+//!   whole stack over hyper-util's pooled client, typed JSON calls,
+//!   `ClientError`, and the propagation of request IDs, trace context and
+//!   deadlines (with `PropagationLayer` for servers).
 //! - `testing` (feature `test-util`): an in-process Consul-compatible
 //!   registry for tests.
 //!
-//! Later parts (the typed client) arrive as their own modules.
+//! Feature `metrics` reports through the `metrics` facade (names in
+//! `docs/observability.md`).
 //!
 //! # Quick start
 //!
@@ -64,9 +69,10 @@ pub mod testing;
 
 pub use error::{BoxError, ConfigError};
 
-/// The README's examples, compiled as doctests so they stay true.
+/// The README's examples, compiled as doctests so they stay true (with the
+/// features they use; CI tests with all of them).
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "client"))]
 pub struct ReadmeDoctests;
 
 /// docs/balancing.md's examples, compiled as doctests.

@@ -293,6 +293,7 @@ impl ServiceClientBuilder {
 /// ```
 /// use meshguard::client::{ServiceClient, ServiceClientConfig};
 ///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let config: ServiceClientConfig = toml::from_str(r#"
 ///     service = "user-service"
 ///     urls = ["http://127.0.0.1:8081", "http://127.0.0.1:8082"]
@@ -310,11 +311,6 @@ impl ServiceClientBuilder {
 ///     [balance]
 ///     max_ejection_percent = 50
 /// "#).unwrap();
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// # let config: ServiceClientConfig = toml::from_str(r#"
-/// #     service = "user-service"
-/// #     urls = ["http://127.0.0.1:8081"]
-/// # "#).unwrap();
 /// let users = ServiceClient::from_config(config).unwrap();
 /// assert_eq!(users.name(), "user-service");
 /// # }

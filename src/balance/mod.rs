@@ -420,6 +420,7 @@ pin_project! {
         next_key: u64,
         // The discovery stream has ended: tower keeps asking, answer at once.
         ended: bool,
+        view: BalanceView,
     }
 }
 
@@ -496,10 +497,14 @@ where
                     breaker,
                     penalty: this.failure_penalty.as_nanos().min(u64::MAX as u128) as u64,
                 };
+                this.view.insert(id, endpoint, ranked.breaker.clone());
                 Poll::Ready(Some(Ok(tower::discover::Change::Insert(key, ranked))))
             }
             Poll::Ready(Some(Ok(Change::Remove(id)))) => match this.keys.remove(&id) {
-                Some(key) => Poll::Ready(Some(Ok(tower::discover::Change::Remove(key)))),
+                Some(key) => {
+                    this.view.remove(&id);
+                    Poll::Ready(Some(Ok(tower::discover::Change::Remove(key))))
+                }
                 // Never inserted: nothing to remove; look for the next change.
                 None => {
                     cx.waker().wake_by_ref();
@@ -644,6 +649,25 @@ where
     S::Error: Into<crate::BoxError>,
     C: Classify<S::Response, S::Error> + Clone,
 {
+    balance_with_view(name, discover, connect, classify, config).0
+}
+
+/// As [`balance`], with a [`BalanceView`] of the endpoints it holds.
+pub fn balance_with_view<D, F, C, S, Req>(
+    name: &str,
+    discover: D,
+    connect: F,
+    classify: C,
+    config: BalanceConfig,
+) -> (Balancer<D, F, C, Req>, BalanceView)
+where
+    D: futures_core::Stream<Item = Result<Change, std::convert::Infallible>>,
+    F: FnMut(&Endpoint) -> S,
+    S: Service<Req>,
+    S::Error: Into<crate::BoxError>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    let view = BalanceView::default();
     let pool = Arc::new(EjectionPool::new(name, &config));
     let ejection = config.ejection.map(|mut c| {
         c.rejection = Rejection::Gate;
@@ -662,8 +686,50 @@ where
         keys: std::collections::HashMap::new(),
         next_key: 0,
         ended: false,
+        view: view.clone(),
     };
-    Balance::new(endpoints)
+    (Balance::new(endpoints), view)
+}
+
+/// The endpoints a balancer holds, with their breakers: for dashboards and
+/// tests. Updated when discovery inserts or removes one (a lock taken
+/// there and by [`endpoints`](Self::endpoints), never per request).
+#[derive(Debug, Clone, Default)]
+pub struct BalanceView {
+    inner: Arc<std::sync::Mutex<Vec<EndpointStatus>>>,
+}
+
+/// One endpoint of a [`BalanceView`].
+#[derive(Debug, Clone)]
+pub struct EndpointStatus {
+    /// The instance id.
+    pub id: String,
+    /// Where it is.
+    pub endpoint: Endpoint,
+    /// Its breaker (gate mode): `state()` is `Open` while it is ejected.
+    pub breaker: CircuitBreaker,
+}
+
+impl BalanceView {
+    /// The endpoints now, in the order they were inserted.
+    pub fn endpoints(&self) -> Vec<EndpointStatus> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn insert(&self, id: String, endpoint: Endpoint, breaker: CircuitBreaker) {
+        let mut list = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|e| e.id != id);
+        list.push(EndpointStatus {
+            id,
+            endpoint,
+            breaker,
+        });
+    }
+
+    fn remove(&self, id: &str) {
+        let mut list = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|e| e.id != id);
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tower::Layer;
 use super::transport::{self, EndpointTransport, SharedBalancer, Source, SourceKind};
 use super::{ClientRetryOn, Connect, ServiceClient, Shared};
 use crate::ConfigError;
-use crate::balance::{BalanceConfig, balance};
+use crate::balance::{BalanceConfig, balance_with_view};
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerService};
 use crate::classify::HttpClassifier;
 use crate::discovery::{Change, Endpoint, StaticDiscovery};
@@ -253,7 +253,7 @@ impl ServiceClientBuilder {
         let http = transport::http_client(self.pool_idle_timeout, self.pool_max_idle_per_host);
         let connect: Connect =
             Box::new(move |e: &Endpoint| EndpointTransport::new(http.clone(), e));
-        let lb = balance(
+        let (lb, view) = balance_with_view(
             &self.name,
             source,
             connect,
@@ -278,6 +278,7 @@ impl ServiceClientBuilder {
                 headers,
                 max_body_size: self.max_body_size,
                 breaker,
+                view,
             }),
             stack,
         })

@@ -85,6 +85,7 @@ struct Shared {
     headers: HeaderMap,
     max_body_size: usize,
     breaker: CircuitBreaker,
+    view: crate::balance::BalanceView,
     metrics: crate::telemetry::ClientMetrics,
 }
 
@@ -116,6 +117,12 @@ impl ServiceClient {
     /// The service-level circuit breaker, to read or force its state.
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.shared.breaker
+    }
+
+    /// The instances the client balances over now, each with its ejecting
+    /// breaker (`State::Open` while ejected).
+    pub fn endpoints(&self) -> Vec<crate::balance::EndpointStatus> {
+        self.shared.view.endpoints()
     }
 
     /// A `GET` of `path` (with its query, if any), relative to the instance.

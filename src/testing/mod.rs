@@ -23,8 +23,13 @@
 //! subset in [`ConsulRegistry`]'s docs (others get 400, never a wrong
 //! answer).
 //!
-//! The fault-injection layer arrives with its issue.
+//! # `FaultLayer`
+//!
+//! Faults switched at run time through a [`FaultHandle`]: a delay before
+//! each request or a status answered at once, for chaos tests and demos.
 
+mod fault;
 mod registry;
 
+pub use fault::{Fault, FaultHandle, FaultLayer, FaultService};
 pub use registry::{CheckStatus, ConsulRegistry};

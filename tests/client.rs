@@ -624,3 +624,54 @@ async fn the_config_file_form_sets_headers_and_the_body_limit_as_the_builder() {
     assert_eq!(run(built).await, expected);
     assert_eq!(run(filed).await, expected);
 }
+
+#[tokio::test]
+async fn a_500_is_retried_only_when_asked_for() {
+    async fn attempts(make: impl FnOnce(String) -> ServiceClient) -> usize {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().route(
+            "/",
+            get(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async { StatusCode::INTERNAL_SERVER_ERROR }
+            }),
+        );
+        let svc = make(url(serve(app).await));
+        let err = svc.get("/").send::<()>().await.unwrap_err();
+        assert_eq!(err.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+        hits.load(Ordering::SeqCst)
+    }
+    let quick = || {
+        RetryPolicy::builder()
+            .backoff(Backoff::constant(Duration::from_millis(1)))
+            .build()
+            .unwrap()
+    };
+    let default = attempts(|base| {
+        ServiceClient::builder("s")
+            .urls([base])
+            .retry(quick())
+            .build()
+            .unwrap()
+    })
+    .await;
+    let asked = attempts(|base| {
+        ServiceClient::builder("s")
+            .urls([base])
+            .retry(quick())
+            .retry_on_status(StatusCode::INTERNAL_SERVER_ERROR, true)
+            .build()
+            .unwrap()
+    })
+    .await;
+    let filed = attempts(|base| {
+        let config: ServiceClientConfig = toml::from_str(&format!(
+            "service = \"s\"\nurls = [\"{base}\"]\nretry_statuses = [500]\n[retry]\nbackoff = {{ kind = \"constant\", base = \"1ms\" }}"
+        ))
+        .unwrap();
+        ServiceClient::from_config(config).unwrap()
+    })
+    .await;
+    assert_eq!((default, asked, filed), (1, 3, 3));
+}

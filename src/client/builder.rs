@@ -50,6 +50,7 @@ pub struct ServiceClientBuilder {
     max_body_size: usize,
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
+    retry_on: crate::retry::HttpRetryOn,
 }
 
 impl fmt::Debug for ServiceClientBuilder {
@@ -80,6 +81,7 @@ impl ServiceClientBuilder {
             max_body_size: 4 << 20,
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 32,
+            retry_on: crate::retry::HttpRetryOn::default(),
         }
     }
 
@@ -137,6 +139,14 @@ impl ServiceClientBuilder {
     /// How calls are retried.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// Whether responses with `status` are retried (default: 429, 502,
+    /// 503 and 504 are). Retrying a 500 is only right if the service's
+    /// handlers are idempotent and its 500s transient.
+    pub fn retry_on_status(mut self, status: http::StatusCode, retry: bool) -> Self {
+        self.retry_on = self.retry_on.status(status, retry);
         self
     }
 
@@ -269,7 +279,7 @@ impl ServiceClientBuilder {
         let broken = CircuitBreakerService::new(shared, breaker.clone(), HttpClassifier::default());
         let stack = RetryLayer::new(policy)
             .name(self.name.as_str())
-            .retry_on(ClientRetryOn::default())
+            .retry_on(ClientRetryOn::new(self.retry_on))
             .layer(broken);
         Ok(ServiceClient {
             shared: Arc::new(Shared {
@@ -337,6 +347,9 @@ pub struct ServiceClientConfig {
     /// The retry policy.
     #[serde(default)]
     pub retry: Option<RetryPolicy>,
+    /// Statuses retried besides 429, 502, 503 and 504 (e.g. `[500]`).
+    #[serde(default)]
+    pub retry_statuses: Vec<u16>,
     /// The service-level breaker.
     #[serde(default)]
     pub circuit_breaker: Option<CircuitBreakerConfig>,
@@ -416,6 +429,18 @@ impl ServiceClientConfig {
         }
         if let Some(r) = self.retry {
             b = b.retry(r);
+        }
+        for code in self.retry_statuses {
+            let status = http::StatusCode::from_u16(code)
+                .ok()
+                .filter(|s| s.is_client_error() || s.is_server_error())
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "retry_statuses",
+                        format!("{code} is not a 4xx or 5xx status"),
+                    )
+                })?;
+            b = b.retry_on_status(status, true);
         }
         if let Some(c) = self.circuit_breaker {
             b = b.circuit_breaker(Some(c));

@@ -160,6 +160,12 @@ pub(crate) struct ClientRetryOn {
     http: HttpRetryOn,
 }
 
+impl ClientRetryOn {
+    pub(crate) fn new(http: HttpRetryOn) -> Self {
+        ClientRetryOn { http }
+    }
+}
+
 impl RetryOn<Response<Incoming>> for ClientRetryOn {
     #[inline]
     fn verdict(&self, result: &Result<Response<Incoming>, BoxError>) -> Verdict {

@@ -1,0 +1,72 @@
+//! The order service.
+//!
+//! ```sh
+//! cargo run --example order_service --all-features
+//! curl -s localhost:8082/orders -H 'content-type: application/json' \
+//!      -d '{"user_id":1,"item":"book","quantity":2}'
+//! ```
+//!
+//! Environment: `PORT` (8082), `CONSUL_HTTP_ADDR` (find user-service there
+//! and register itself), else `USER_SERVICE_URLS` (http://127.0.0.1:8081);
+//! `REDIS_URL` (consume `user.created` as group `order-service`);
+//! `SERVICE_ADDRESS`, `INSTANCE_ID`. See examples/services/README.md.
+
+#[path = "services/mod.rs"]
+mod services;
+
+use std::time::Duration;
+
+use meshguard::discovery::registration::Registration;
+use services::clients::{UserClient, service_client};
+use services::config::{Upstream, env_num, env_opt, env_or, with_scheme};
+use services::order::{OrderState, app};
+use services::server::{serve, shutdown_signal};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    services::telemetry::init_logs();
+    services::telemetry::prometheus();
+    let port: u16 = env_num("PORT", 8082);
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    let upstream = Upstream::from_env("user-service", "USER_SERVICE_URLS", "http://127.0.0.1:8081");
+    let state = OrderState::new(UserClient(service_client("user-service", &upstream)));
+    if let Some(url) = env_opt("REDIS_URL") {
+        let view = state.clone();
+        let consumer = env_or("INSTANCE_ID", &format!("order-service-{port}"));
+        tokio::spawn(services::events::consume(
+            url,
+            "order-service",
+            consumer,
+            move |e| view.apply(e),
+        ));
+    }
+    let registration = match env_opt("CONSUL_HTTP_ADDR") {
+        Some(agent) => {
+            let address = env_or("SERVICE_ADDRESS", "127.0.0.1");
+            let id = env_or("INSTANCE_ID", &format!("order-service-{port}"));
+            Some(
+                Registration::builder(
+                    with_scheme(&agent),
+                    "order-service",
+                    id,
+                    address.clone(),
+                    port,
+                )
+                .http_check(
+                    format!("http://{address}:{port}/health"),
+                    Duration::from_secs(5),
+                    Duration::from_secs(2),
+                )
+                .register()
+                .await?,
+            )
+        }
+        None => None,
+    };
+    tracing::info!(port, "order-service listening");
+    serve(listener, app(state), shutdown_signal()).await?;
+    if let Some(guard) = registration {
+        guard.deregister().await?;
+    }
+    Ok(())
+}

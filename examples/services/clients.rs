@@ -1,0 +1,105 @@
+//! Typed clients of the user and order services, on `ServiceClient`, and
+//! the mapping of a `ClientError` to an HTTP answer.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use meshguard::balance::BalanceConfig;
+use meshguard::client::{ClientError, ServiceClient, ServiceClientBuilder};
+use meshguard::discovery::consul::ConsulDiscovery;
+
+use super::config::Upstream;
+use super::order::{NewOrder, Order};
+use super::user::{NewUser, User, error};
+
+/// A client of `upstream` with the settings the examples share: retries
+/// also on 500 (the example handlers are idempotent), and up to two of
+/// three instances ejectable.
+pub fn service_client(name: &str, upstream: &Upstream) -> ServiceClient {
+    let b = ServiceClient::builder(name)
+        .timeout(Some(Duration::from_millis(500)))
+        .deadline(Some(Duration::from_secs(3)))
+        .retry_on_status(StatusCode::INTERNAL_SERVER_ERROR, true)
+        .balance(
+            BalanceConfig::builder()
+                .max_ejection_percent(67.0)
+                .panic_threshold(30.0)
+                .build()
+                .expect("valid"),
+        );
+    with_upstream(b, upstream)
+        .build()
+        .unwrap_or_else(|e| panic!("{name} client: {e}"))
+}
+
+fn with_upstream(b: ServiceClientBuilder, upstream: &Upstream) -> ServiceClientBuilder {
+    match upstream {
+        Upstream::Urls(urls) => b.urls(urls.clone()),
+        Upstream::Consul { address, service } => b.consul(
+            ConsulDiscovery::builder(address.clone(), service.clone())
+                .wait(Duration::from_secs(10))
+                .min_interval(Duration::from_millis(50)),
+        ),
+    }
+}
+
+/// The user service, as its callers see it.
+#[derive(Clone)]
+pub struct UserClient(pub ServiceClient);
+
+impl UserClient {
+    pub async fn get(&self, id: u64) -> Result<Option<User>, ClientError> {
+        self.0.get(format!("/users/{id}")).send_opt().await
+    }
+
+    pub async fn create(&self, user: &NewUser) -> Result<User, ClientError> {
+        self.0.post("/users").json(user).send().await
+    }
+}
+
+/// The order service, as the gateway sees it.
+#[derive(Clone)]
+pub struct OrderClient(pub ServiceClient);
+
+impl OrderClient {
+    pub async fn get(&self, id: u64) -> Result<Option<Order>, ClientError> {
+        self.0.get(format!("/orders/{id}")).send_opt().await
+    }
+
+    pub async fn create(&self, order: &NewOrder) -> Result<Order, ClientError> {
+        self.0.post("/orders").json(order).send().await
+    }
+}
+
+/// The answer for a failed upstream call: the upstream's own 4xx passes
+/// through; an open circuit is 503 with `Retry-After`; a timeout or spent
+/// deadline 504; no instance or a broken connection 503; an upstream 5xx
+/// or a garbled answer 502.
+pub fn error_response(service: &str, e: &ClientError) -> Response {
+    let (status, message) = match e {
+        ClientError::Status { status, body, .. } if status.is_client_error() => {
+            return (*status, body.clone()).into_response();
+        }
+        ClientError::CircuitOpen { retry_after } => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{service} is unavailable"),
+            );
+            let secs = retry_after.map_or(1, |d| d.as_secs().max(1));
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+            return r;
+        }
+        ClientError::Timeout | ClientError::DeadlineExceeded => (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("{service} did not answer in time"),
+        ),
+        ClientError::NoEndpoints | ClientError::Transport(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{service} is unreachable"),
+        ),
+        _ => (StatusCode::BAD_GATEWAY, format!("{service} failed: {e}")),
+    };
+    error(status, message)
+}

@@ -1,0 +1,66 @@
+//! Configuration from the environment, with defaults that run locally.
+
+use std::time::Duration;
+
+/// A variable, or `default` when unset or empty.
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// A variable that may be unset.
+pub fn env_opt(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A number, or `default`; a malformed value stops the service with a
+/// message naming the variable.
+pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match env_opt(name) {
+        None => default,
+        Some(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a valid number")),
+    }
+}
+
+/// Where a service finds another: Consul when `CONSUL_HTTP_ADDR` is set,
+/// else the static URLs in `<SERVICE>_URLS` (comma-separated), else
+/// `fallback`.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    Consul { address: String, service: String },
+    Urls(Vec<String>),
+}
+
+impl Upstream {
+    pub fn from_env(service: &str, urls_var: &str, fallback: &str) -> Upstream {
+        match env_opt("CONSUL_HTTP_ADDR") {
+            Some(address) => Upstream::Consul {
+                address: with_scheme(&address),
+                service: service.to_string(),
+            },
+            None => Upstream::Urls(
+                env_or(urls_var, fallback)
+                    .split(',')
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// `CONSUL_HTTP_ADDR` may be `host:port`, as Consul's own tools accept.
+pub fn with_scheme(address: &str) -> String {
+    if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    }
+}
+
+/// The time a service waits for in-flight requests at shutdown.
+pub const DRAIN: Duration = Duration::from_secs(10);

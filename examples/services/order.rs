@@ -1,0 +1,127 @@
+//! The order service: `POST /orders` (checks the user through the user
+//! service), `GET /orders/{id}`, `GET /known-users/{id}` (its view of the
+//! users, built from `user.created` events), `GET /health`, `GET /metrics`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use meshguard::client::PropagationLayer;
+use serde::{Deserialize, Serialize};
+
+use super::clients::{UserClient, error_response};
+use super::events::UserCreated;
+use super::telemetry;
+use super::user::error;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: u64,
+    pub user_id: u64,
+    pub item: String,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewOrder {
+    pub user_id: u64,
+    pub item: String,
+    pub quantity: u32,
+}
+
+#[derive(Clone)]
+pub struct OrderState {
+    pub users: UserClient,
+    orders: Arc<RwLock<HashMap<u64, Order>>>,
+    next: Arc<AtomicU64>,
+    /// Users as the events told us: id to name.
+    pub known_users: Arc<RwLock<HashMap<u64, String>>>,
+}
+
+impl OrderState {
+    pub fn new(users: UserClient) -> Self {
+        OrderState {
+            users,
+            orders: Arc::default(),
+            next: Arc::default(),
+            known_users: Arc::default(),
+        }
+    }
+
+    /// Applies a `user.created` event to the local view.
+    pub fn apply(&self, event: UserCreated) {
+        self.known_users
+            .write()
+            .unwrap()
+            .insert(event.id, event.name);
+    }
+}
+
+pub fn app(state: OrderState) -> Router {
+    Router::new()
+        .route("/orders", post(create_order))
+        .route("/orders/{id}", get(get_order))
+        .route("/known-users/{id}", get(known_user))
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(telemetry::metrics_handler))
+        .with_state(state)
+        .layer(PropagationLayer::new())
+}
+
+async fn create_order(
+    State(state): State<OrderState>,
+    body: Result<Json<NewOrder>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(new) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    if new.item.trim().is_empty() || new.quantity == 0 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "item must be named and quantity at least 1",
+        );
+    }
+    match state.users.get(new.user_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("unknown user {}", new.user_id),
+            );
+        }
+        Err(e) => return error_response("user-service", &e),
+    }
+    let id = state.next.fetch_add(1, Ordering::Relaxed) + 1;
+    let order = Order {
+        id,
+        user_id: new.user_id,
+        item: new.item,
+        quantity: new.quantity,
+    };
+    state.orders.write().unwrap().insert(id, order.clone());
+    tracing::info!(order = id, user = order.user_id, "order placed");
+    (StatusCode::CREATED, Json(order)).into_response()
+}
+
+async fn get_order(State(state): State<OrderState>, Path(id): Path<u64>) -> Response {
+    match state.orders.read().unwrap().get(&id) {
+        Some(order) => Json(order.clone()).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("order {id} not found")),
+    }
+}
+
+async fn known_user(State(state): State<OrderState>, Path(id): Path<u64>) -> Response {
+    match state.known_users.read().unwrap().get(&id) {
+        Some(name) => Json(serde_json::json!({ "id": id, "name": name })).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no user.created event for {id} yet"),
+        ),
+    }
+}

@@ -1,0 +1,96 @@
+//! Serving an axum app: until Ctrl-C or SIGTERM (draining in-flight
+//! requests), or as a killable in-process instance for demos and tests.
+
+use std::net::SocketAddr;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tower::Service;
+
+/// Resolves on Ctrl-C or SIGTERM (what Kubernetes and Docker send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
+
+/// Serves `app` until `shutdown` resolves, then lets in-flight requests
+/// finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A server that can be killed like a crashed process: aborting it closes
+/// the listener and every open connection mid-request.
+pub struct Instance {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Instance {
+    /// Serves `app` on `127.0.0.1:0`.
+    pub async fn start(app: axum::Router) -> Instance {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let addr = listener.local_addr().expect("bound");
+        let task = tokio::spawn(async move {
+            // Connections live in this task's set, so aborting the task
+            // drops them all (axum::serve spawns them detached).
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let app = app.clone();
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let mut app = app.clone();
+                        async move { app.call(req).await }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        Instance { addr, task }
+    }
+
+    /// Kills it: the port refuses connections and open ones are cut.
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,71 @@
+//! The user service.
+//!
+//! ```sh
+//! cargo run --example user_service --all-features
+//! curl -s localhost:8081/users -H 'content-type: application/json' \
+//!      -d '{"name":"Ada","email":"ada@example.com"}'
+//! curl -s localhost:8081/users/1
+//! ```
+//!
+//! Environment: `PORT` (8081), `CONSUL_HTTP_ADDR` (register there, with an
+//! HTTP check on /health; deregister on Ctrl-C or SIGTERM),
+//! `SERVICE_ADDRESS` (the address Consul gives callers; 127.0.0.1),
+//! `INSTANCE_ID` (user-service-<port>), `REDIS_URL` (publish
+//! `user.created` events there). See examples/services/README.md.
+
+#[path = "services/mod.rs"]
+mod services;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshguard::discovery::registration::Registration;
+use services::config::{env_num, env_opt, env_or, with_scheme};
+use services::events::Publisher;
+use services::server::{serve, shutdown_signal};
+use services::user::{MemoryStore, UserState, app};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    services::telemetry::init_logs();
+    services::telemetry::prometheus();
+    let port: u16 = env_num("PORT", 8081);
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    let events = env_opt("REDIS_URL")
+        .map(|url| Publisher::start(&url))
+        .transpose()?;
+    let state = UserState {
+        store: Arc::new(MemoryStore::default()),
+        events,
+    };
+    let registration = match env_opt("CONSUL_HTTP_ADDR") {
+        Some(agent) => {
+            let address = env_or("SERVICE_ADDRESS", "127.0.0.1");
+            let id = env_or("INSTANCE_ID", &format!("user-service-{port}"));
+            let guard = Registration::builder(
+                with_scheme(&agent),
+                "user-service",
+                id,
+                address.clone(),
+                port,
+            )
+            .http_check(
+                format!("http://{address}:{port}/health"),
+                Duration::from_secs(5),
+                Duration::from_secs(2),
+            )
+            .register()
+            .await?;
+            tracing::info!(id = guard.id(), "registered in consul");
+            Some(guard)
+        }
+        None => None,
+    };
+    tracing::info!(port, "user-service listening");
+    serve(listener, app(state), shutdown_signal()).await?;
+    if let Some(guard) = registration {
+        guard.deregister().await?;
+        tracing::info!("deregistered from consul");
+    }
+    Ok(())
+}

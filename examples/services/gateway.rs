@@ -1,6 +1,6 @@
 //! The API gateway: bearer-token (JWT, HS256) authentication, a rate limit
 //! per client, `/api/users/*` and `/api/orders/*` routed to the services
-//! found through discovery, and `GET /api/orders/{id}/full`, an order with
+//! found through discovery, and `GET /api/order-details/{id}`, an order with
 //! its user that degrades to the order alone when the user service fails.
 
 use std::num::NonZeroU32;
@@ -78,7 +78,7 @@ pub fn app(state: GatewayState) -> Router {
         .route("/api/users", any(forward_users))
         .route("/api/users/{*rest}", any(forward_users))
         .route("/api/orders", any(forward_orders))
-        .route("/api/orders/{id}/full", get(order_with_user))
+        .route("/api/order-details/{id}", get(order_with_user))
         .route("/api/orders/{*rest}", any(forward_orders))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()

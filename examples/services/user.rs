@@ -72,13 +72,24 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
+/// The service: its API with the operational routes.
 pub fn app(state: UserState) -> Router {
+    with_operations(routes(state))
+}
+
+/// The API alone: `GET /users/{id}`, `POST /users`.
+pub fn routes(state: UserState) -> Router {
     Router::new()
         .route("/users/{id}", get(get_user))
         .route("/users", axum::routing::post(create_user))
-        .route("/health", get(|| async { "ok" }))
-        .route("/metrics", get(telemetry::metrics_handler))
         .with_state(state)
+}
+
+/// Adds `GET /health` and `GET /metrics` to `api`, and propagation (request
+/// ID, trace context, deadline) to everything.
+pub fn with_operations(api: Router) -> Router {
+    api.route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(telemetry::metrics_handler))
         .layer(PropagationLayer::new())
 }
 

@@ -37,6 +37,9 @@ use services::server::Instance;
 use services::user::{MemoryStore, UserState};
 
 const SECRET: &[u8] = b"mesh-demo-secret";
+
+/// What a phase does to the instances as it starts.
+type Inject = Box<dyn Fn(&[UserInstance])>;
 const USERS: u64 = 20;
 
 /// What one instance served in the current second, and in all.
@@ -242,7 +245,7 @@ async fn main() {
         });
     }
 
-    let phases: [(&str, Box<dyn Fn(&[UserInstance])>); 5] = [
+    let phases: [(&str, Inject); 5] = [
         ("steady traffic", Box::new(|_| {})),
         (
             "user-2 slow (300 ms)",

@@ -1,0 +1,452 @@
+//! The example system end to end, in process: the Consul-compatible
+//! registry, three user-service instances, the order service and the
+//! gateway on 127.0.0.1:0, and a real redis-server started by the test on a
+//! free port (append-only file on, so a restart keeps the stream).
+//!
+//! Real time throughout: these are real servers and a real Redis; waits
+//! poll with a bound and fail with a message.
+
+#[path = "../examples/services/mod.rs"]
+mod services;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use meshguard::testing::ConsulRegistry;
+use serde_json::Value;
+use services::clients::{UserClient, service_client};
+use services::config::Upstream;
+use services::events::Publisher;
+use services::gateway::{GatewayState, token};
+use services::order::OrderState;
+use services::server::Instance;
+use services::user::{MemoryStore, UserState};
+
+const SECRET: &[u8] = b"e2e-secret";
+
+/// A redis-server of our own, restartable on the same port and data.
+struct Redis {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("meshguard-e2e-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Redis {
+            port,
+            dir,
+            child: None,
+        };
+        redis.up().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    async fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/run installs it)");
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).unwrap();
+        eventually("redis answers PING", async || {
+            match client.get_multiplexed_async_connection().await {
+                Ok(mut c) => redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            }
+        })
+        .await;
+    }
+
+    /// Kills it like a crash (SIGKILL); the append-only file keeps what it
+    /// acknowledged.
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.down();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `f` every 20 ms for up to 10 s.
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    for _ in 0..500 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("not reached in 10 s: {what}");
+}
+
+struct System {
+    _consul: ConsulRegistry,
+    users: Vec<Instance>,
+    orders: Instance,
+    order_state: OrderState,
+    gateway: Instance,
+    publishers: Vec<Publisher>,
+    http: reqwest::Client,
+    auth: String,
+}
+
+impl System {
+    async fn start(redis: Option<&Redis>) -> System {
+        services::telemetry::prometheus();
+        let consul = ConsulRegistry::start().await;
+        let upstream = |service: &str| Upstream::Consul {
+            address: consul.url(),
+            service: service.into(),
+        };
+        let store = Arc::new(MemoryStore::default());
+        let (mut users, mut publishers) = (Vec::new(), Vec::new());
+        for n in 1..=3 {
+            let events = redis.map(|r| Publisher::start(&r.url()).unwrap());
+            publishers.extend(events.clone());
+            let app = services::user::app(UserState {
+                store: store.clone(),
+                events,
+            });
+            let instance = Instance::start(app).await;
+            consul.register_passing(
+                "user-service",
+                &format!("user-{n}"),
+                "127.0.0.1",
+                instance.addr.port(),
+            );
+            users.push(instance);
+        }
+        let order_state = OrderState::new(UserClient(service_client(
+            "user-service",
+            &upstream("user-service"),
+        )));
+        if let Some(r) = redis {
+            let view = order_state.clone();
+            tokio::spawn(services::events::consume(
+                r.url(),
+                "order-service",
+                "order-1".into(),
+                move |e| view.apply(e),
+            ));
+        }
+        let orders = Instance::start(services::order::app(order_state.clone())).await;
+        consul.register_passing("order-service", "order-1", "127.0.0.1", orders.addr.port());
+        let gateway = Instance::start(services::gateway::app(GatewayState::new(
+            service_client("user-service", &upstream("user-service")),
+            service_client("order-service", &upstream("order-service")),
+            SECRET,
+            10_000,
+        )))
+        .await;
+        System {
+            _consul: consul,
+            users,
+            orders,
+            order_state,
+            gateway,
+            publishers,
+            http: reqwest::Client::new(),
+            auth: format!("Bearer {}", token(SECRET, "e2e")),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.gateway.url()))
+            .header("authorization", &self.auth);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let r = req.send().await.expect("the gateway answers");
+        let status = r.status().as_u16();
+        let bytes = r.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn create_user(&self, name: &str) -> u64 {
+        let (status, user) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/users",
+                Some(serde_json::json!({ "name": name, "email": format!("{name}@example.com") })),
+            )
+            .await;
+        assert_eq!(status, 201, "{user}");
+        user["id"].as_u64().unwrap()
+    }
+
+    fn knows(&self, id: u64) -> bool {
+        self.order_state
+            .known_users
+            .read()
+            .unwrap()
+            .contains_key(&id)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_created_through_the_gateway_reaches_the_order_service_and_orders() {
+    let redis = Redis::start().await;
+    let system = System::start(Some(&redis)).await;
+    let id = system.create_user("ada").await;
+
+    // The user.created event reaches the order service's view...
+    eventually("order-service consumed user.created", async || {
+        system.knows(id)
+    })
+    .await;
+    let known = system
+        .http
+        .get(format!("{}/known-users/{id}", system.orders.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(known.status(), 200);
+
+    // ...and an order for the user goes through the gateway.
+    let (status, order) = system
+        .call(
+            reqwest::Method::POST,
+            "/api/orders",
+            Some(serde_json::json!({ "user_id": id, "item": "book", "quantity": 2 })),
+        )
+        .await;
+    assert_eq!(status, 201, "{order}");
+    let (status, details) = system
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/order-details/{}", order["id"]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(details["user"]["name"], "ada");
+    assert_eq!(details["degraded"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_user_instance_mid_traffic_fails_no_idempotent_request() {
+    let system = Arc::new(System::start(None).await);
+    let ids: Vec<u64> = {
+        let mut ids = Vec::new();
+        for n in 0..10 {
+            ids.push(system.create_user(&format!("user{n}")).await);
+        }
+        ids
+    };
+    let (sent, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut traffic = tokio::task::JoinSet::new();
+    for t in 0..4 {
+        let (system, ids, sent, failed) =
+            (system.clone(), ids.clone(), sent.clone(), failed.clone());
+        traffic.spawn(async move {
+            for n in 0..150usize {
+                let id = ids[(n + t) % ids.len()];
+                let (status, body) = system
+                    .call(reqwest::Method::GET, &format!("/api/users/{id}"), None)
+                    .await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                if status != 200 || body["id"] != id {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    // Mid-traffic: one instance dies, connections and all, still listed in
+    // Consul (no check caught it yet).
+    eventually("traffic under way", async || {
+        sent.load(Ordering::Relaxed) >= 150
+    })
+    .await;
+    system.users[0].kill();
+    while traffic.join_next().await.is_some() {}
+    assert_eq!(sent.load(Ordering::Relaxed), 600);
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_published_across_a_redis_restart_are_not_lost() {
+    let mut redis = Redis::start().await;
+    let system = System::start(Some(&redis)).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(system.create_user(&format!("before{n}")).await);
+    }
+    eventually("the first events consumed", async || {
+        ids.iter().all(|id| system.knows(*id))
+    })
+    .await;
+
+    // Redis crashes; users are still created (201), their events wait.
+    redis.down();
+    for n in 0..5 {
+        ids.push(system.create_user(&format!("during{n}")).await);
+    }
+    assert!(
+        system
+            .publishers
+            .iter()
+            .map(Publisher::pending)
+            .sum::<usize>()
+            > 0
+    );
+
+    // Redis comes back with its append-only file: every event arrives.
+    redis.up().await;
+    for n in 0..5 {
+        ids.push(system.create_user(&format!("after{n}")).await);
+    }
+    eventually("all 15 events consumed", async || {
+        ids.iter().all(|id| system.knows(*id))
+    })
+    .await;
+    assert_eq!(
+        system
+            .publishers
+            .iter()
+            .map(Publisher::pending)
+            .sum::<usize>(),
+        0
+    );
+    assert_eq!(system.order_state.known_users.read().unwrap().len(), 15);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_for_an_unknown_user_is_422() {
+    let system = System::start(None).await;
+    let (status, body) = system
+        .call(
+            reqwest::Method::POST,
+            "/api/orders",
+            Some(serde_json::json!({ "user_id": 999, "item": "book", "quantity": 1 })),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "unknown user 999");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_details_degrade_when_the_user_service_is_down() {
+    let system = System::start(None).await;
+    let id = system.create_user("grace").await;
+    let (_, order) = system
+        .call(
+            reqwest::Method::POST,
+            "/api/orders",
+            Some(serde_json::json!({ "user_id": id, "item": "pen", "quantity": 1 })),
+        )
+        .await;
+    for u in &system.users {
+        u.kill();
+    }
+    let (status, details) = system
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/order-details/{}", order["id"]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(details["degraded"], true);
+    assert_eq!(details["user"], Value::Null);
+    assert_eq!(details["order"]["item"], "pen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_rejects_a_missing_or_forged_token() {
+    let system = System::start(None).await;
+    let url = format!("{}/api/users/1", system.gateway.url());
+    let none = system.http.get(&url).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    let forged = system
+        .http
+        .get(&url)
+        .header(
+            "authorization",
+            format!("Bearer {}", token(b"another key", "mallory")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_limits_each_clients_rate() {
+    let system = System::start(None).await;
+    let gateway = Instance::start(services::gateway::app(GatewayState::new(
+        service_client("user-service", &Upstream::Urls(vec![system.users[1].url()])),
+        service_client("order-service", &Upstream::Urls(vec![system.orders.url()])),
+        SECRET,
+        2,
+    )))
+    .await;
+    let url = format!("{}/api/users/1", gateway.url());
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let r = system
+            .http
+            .get(&url)
+            .header("authorization", &system.auth)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    // Two a second (404: no user 1 yet), then 429.
+    assert_eq!(statuses, [404, 404, 429]);
+    // Another client has its own allowance.
+    let other = system
+        .http
+        .get(&url)
+        .header(
+            "authorization",
+            format!("Bearer {}", token(SECRET, "other")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+}

@@ -9,9 +9,9 @@
 //! Environment: `PORT` (8082), `CONSUL_HTTP_ADDR` (find user-service there
 //! and register itself), else `USER_SERVICE_URLS` (http://127.0.0.1:8081);
 //! `REDIS_URL` (consume `user.created` as group `order-service`);
-//! `SERVICE_ADDRESS`, `INSTANCE_ID`. See examples/services/README.md.
+//! `SERVICE_ADDRESS`, `INSTANCE_ID`. See examples/order_service/README.md.
 
-#[path = "services/mod.rs"]
+#[path = "../services/mod.rs"]
 mod services;
 
 use std::time::Duration;

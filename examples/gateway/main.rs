@@ -9,9 +9,9 @@
 //! default, printed as a warning), `RATE_LIMIT_PER_SECOND` (50 per
 //! client), `CONSUL_HTTP_ADDR` (find the services there), else
 //! `USER_SERVICE_URLS` / `ORDER_SERVICE_URLS`. Prints a token for the
-//! development key at start. See examples/services/README.md.
+//! development key at start. See examples/gateway/README.md.
 
-#[path = "services/mod.rs"]
+#[path = "../services/mod.rs"]
 mod services;
 
 use services::clients::service_client;

@@ -16,7 +16,7 @@
 //!
 //! `MESH_DEMO_PHASE_SECS` sets each phase's length (default 4 s).
 
-#[path = "services/mod.rs"]
+#[path = "../services/mod.rs"]
 mod services;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -11,9 +11,9 @@
 //! HTTP check on /health; deregister on Ctrl-C or SIGTERM),
 //! `SERVICE_ADDRESS` (the address Consul gives callers; 127.0.0.1),
 //! `INSTANCE_ID` (user-service-<port>), `REDIS_URL` (publish
-//! `user.created` events there). See examples/services/README.md.
+//! `user.created` events there). See examples/user_service/README.md.
 
-#[path = "services/mod.rs"]
+#[path = "../services/mod.rs"]
 mod services;
 
 use std::sync::Arc;

@@ -450,3 +450,71 @@ async fn the_gateway_limits_each_clients_rate() {
         .unwrap();
     assert_eq!(other.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_while_the_user_services_breaker_is_open_is_503_with_retry_after() {
+    let system = System::start(None).await;
+    system.order_state.users.0.breaker().force_open();
+    let r = system
+        .http
+        .post(format!("{}/orders", system.orders.url()))
+        .header("content-type", "application/json")
+        .body(r#"{"user_id":1,"item":"book","quantity":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_while_no_user_instance_answers_is_503() {
+    let system = System::start(None).await;
+    for u in &system.users {
+        u.kill();
+    }
+    let (status, body) = system
+        .call(
+            reqwest::Method::POST,
+            "/api/orders",
+            Some(serde_json::json!({ "user_id": 1, "item": "book", "quantity": 1 })),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "user-service is unreachable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_input_is_400_with_a_clear_message() {
+    let system = System::start(None).await;
+    let (status, body) = system
+        .call(
+            reqwest::Method::POST,
+            "/api/users",
+            Some(serde_json::json!({ "name": "Ada", "email": "not-an-address" })),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "email \"not-an-address\" is not an address");
+    let (status, body) = system
+        .call(
+            reqwest::Method::POST,
+            "/api/orders",
+            Some(serde_json::json!({ "user_id": 1, "item": "", "quantity": 1 })),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "item must be named and quantity at least 1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_registers_itself_and_deregisters_at_shutdown() {
+    let consul = ConsulRegistry::start().await;
+    let guard =
+        services::server::register(&consul.url(), "user-service", "user-7", "127.0.0.1", 8081)
+            .await
+            .unwrap();
+    assert!(consul.is_registered("user-7"));
+    guard.deregister().await.unwrap();
+    assert!(!consul.is_registered("user-7"));
+}

@@ -14,13 +14,10 @@
 #[path = "../services/mod.rs"]
 mod services;
 
-use std::time::Duration;
-
-use meshguard::discovery::registration::Registration;
 use services::clients::{UserClient, service_client};
-use services::config::{Upstream, env_num, env_opt, env_or, with_scheme};
+use services::config::{Upstream, env_num, env_opt, env_or};
 use services::order::{OrderState, app};
-use services::server::{serve, shutdown_signal};
+use services::server::{register, serve, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -44,22 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(agent) => {
             let address = env_or("SERVICE_ADDRESS", "127.0.0.1");
             let id = env_or("INSTANCE_ID", &format!("order-service-{port}"));
-            Some(
-                Registration::builder(
-                    with_scheme(&agent),
-                    "order-service",
-                    id,
-                    address.clone(),
-                    port,
-                )
-                .http_check(
-                    format!("http://{address}:{port}/health"),
-                    Duration::from_secs(5),
-                    Duration::from_secs(2),
-                )
-                .register()
-                .await?,
-            )
+            Some(register(&agent, "order-service", &id, &address, port).await?)
         }
         None => None,
     };

@@ -3,7 +3,10 @@
 
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use meshguard::discovery::registration::{Registration, RegistrationError, RegistrationGuard};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tower::Service;
@@ -29,6 +32,34 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: draining in-flight requests");
+}
+
+/// Registers `service` instance `id` at `address:port` with the Consul
+/// agent at `agent`, with an HTTP check of `/health` every 5 s. Deregister
+/// with the guard's `deregister()` at shutdown (dropping it does too).
+pub async fn register(
+    agent: &str,
+    service: &str,
+    id: &str,
+    address: &str,
+    port: u16,
+) -> Result<RegistrationGuard, RegistrationError> {
+    let guard = Registration::builder(
+        super::config::with_scheme(agent),
+        service,
+        id,
+        address,
+        port,
+    )
+    .http_check(
+        format!("http://{address}:{port}/health"),
+        Duration::from_secs(5),
+        Duration::from_secs(2),
+    )
+    .register()
+    .await?;
+    tracing::info!(service, id, "registered in consul");
+    Ok(guard)
 }
 
 /// Serves `app` until `shutdown` resolves, then lets in-flight requests

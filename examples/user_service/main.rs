@@ -16,14 +16,11 @@
 #[path = "../services/mod.rs"]
 mod services;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use meshguard::discovery::registration::Registration;
-use services::config::{env_num, env_opt, env_or, with_scheme};
+use services::config::{env_num, env_opt, env_or};
 use services::events::Publisher;
-use services::server::{serve, shutdown_signal};
+use services::server::{register, serve, shutdown_signal};
 use services::user::{MemoryStore, UserState, app};
+use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,22 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(agent) => {
             let address = env_or("SERVICE_ADDRESS", "127.0.0.1");
             let id = env_or("INSTANCE_ID", &format!("user-service-{port}"));
-            let guard = Registration::builder(
-                with_scheme(&agent),
-                "user-service",
-                id,
-                address.clone(),
-                port,
-            )
-            .http_check(
-                format!("http://{address}:{port}/health"),
-                Duration::from_secs(5),
-                Duration::from_secs(2),
-            )
-            .register()
-            .await?;
-            tracing::info!(id = guard.id(), "registered in consul");
-            Some(guard)
+            Some(register(&agent, "user-service", &id, &address, port).await?)
         }
         None => None,
     };

@@ -91,82 +91,94 @@ where
     start.elapsed()
 }
 
-fn client(c: &mut Criterion) {
-    let addrs = servers();
-    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+/// The three ways of making the call, over the same three servers.
+#[derive(Clone)]
+struct Callers {
+    reqwest: reqwest::Client,
+    hyper: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Empty<Bytes>,
+    >,
+    ours: ServiceClient,
+    urls: Arc<Vec<String>>,
+    uris: Arc<Vec<http::Uri>>,
+}
 
-    let ours = rt.block_on(async {
-        ServiceClient::builder("users")
-            .urls(urls.clone())
+/// The variants, in the order of [`Callers::call`]'s `which`.
+const VARIANTS: [&str; 3] = ["bare_reqwest", "bare_hyper_util", "service_client"];
+
+impl Callers {
+    /// Starts the servers and a current-thread runtime, and builds the
+    /// three clients in it.
+    fn new() -> (Callers, tokio::runtime::Runtime) {
+        let urls: Vec<String> = servers().iter().map(|a| format!("http://{a}")).collect();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
-            .unwrap()
-    });
-    let reqwest = reqwest::Client::new();
-    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
-    let user_urls: Arc<Vec<String>> =
-        Arc::new(urls.iter().map(|u| format!("{u}/users/7")).collect());
-    let user_uris: Arc<Vec<http::Uri>> =
-        Arc::new(user_urls.iter().map(|u| u.parse().unwrap()).collect());
+            .unwrap();
+        let ours = rt.block_on(async {
+            ServiceClient::builder("users")
+                .urls(urls.clone())
+                .build()
+                .unwrap()
+        });
+        let user_urls: Vec<String> = urls.iter().map(|u| format!("{u}/users/7")).collect();
+        let callers = Callers {
+            reqwest: reqwest::Client::new(),
+            hyper:
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http(),
+            ours,
+            uris: Arc::new(user_urls.iter().map(|u| u.parse().unwrap()).collect()),
+            urls: Arc::new(user_urls),
+        };
+        (callers, rt)
+    }
 
+    /// Call `i` of variant `which`: fetch user 7 and decode it.
+    async fn call(&self, which: usize, i: u64) -> User {
+        let at = i as usize % 3;
+        match which {
+            0 => {
+                let r = self.reqwest.get(&self.urls[at]).send().await.unwrap();
+                serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+            }
+            1 => {
+                let r = self.hyper.get(self.uris[at].clone()).await.unwrap();
+                let body = r.into_body().collect().await.unwrap().to_bytes();
+                serde_json::from_slice(&body).unwrap()
+            }
+            _ => self.ours.get("/users/7").send().await.unwrap(),
+        }
+    }
+
+    /// `iters` calls of variant `which` by `concurrency` tasks; the wall time.
+    async fn run(&self, which: usize, iters: u64, concurrency: u64) -> Duration {
+        let callers = self.clone();
+        run(iters, concurrency, move |i| {
+            let callers = callers.clone();
+            async move {
+                std::hint::black_box(callers.call(which, i).await);
+            }
+        })
+        .await
+    }
+}
+
+fn client(c: &mut Criterion) {
+    let (callers, rt) = Callers::new();
     let mut group = c.benchmark_group("client");
     for concurrency in [1u64, 16] {
-        group.bench_with_input(
-            BenchmarkId::new("bare_reqwest", concurrency),
-            &concurrency,
-            |b, &n| {
-                b.to_async(&rt).iter_custom(|iters| {
-                    let (client, urls) = (reqwest.clone(), user_urls.clone());
-                    run(iters, n, move |i| {
-                        let (client, urls) = (client.clone(), urls.clone());
-                        async move {
-                            let r = client.get(&urls[i as usize % 3]).send().await.unwrap();
-                            let body = r.bytes().await.unwrap();
-                            let user: User = serde_json::from_slice(&body).unwrap();
-                            std::hint::black_box(user);
-                        }
-                    })
-                })
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("bare_hyper_util", concurrency),
-            &concurrency,
-            |b, &n| {
-                b.to_async(&rt).iter_custom(|iters| {
-                    let (client, uris) = (hyper.clone(), user_uris.clone());
-                    run(iters, n, move |i| {
-                        let (client, uris) = (client.clone(), uris.clone());
-                        async move {
-                            let r = client.get(uris[i as usize % 3].clone()).await.unwrap();
-                            let body = r.into_body().collect().await.unwrap().to_bytes();
-                            let user: User = serde_json::from_slice(&body).unwrap();
-                            std::hint::black_box(user);
-                        }
-                    })
-                })
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("service_client", concurrency),
-            &concurrency,
-            |b, &n| {
-                b.to_async(&rt).iter_custom(|iters| {
-                    let client = ours.clone();
-                    run(iters, n, move |_| {
-                        let client = client.clone();
-                        async move {
-                            let user: User = client.get("/users/7").send().await.unwrap();
-                            std::hint::black_box(user);
-                        }
-                    })
-                })
-            },
-        );
+        for (which, name) in VARIANTS.iter().enumerate() {
+            group.bench_with_input(
+                BenchmarkId::new(*name, concurrency),
+                &concurrency,
+                |b, &n| {
+                    b.to_async(&rt)
+                        .iter_custom(|iters| callers.run(which, iters, n))
+                },
+            );
+        }
     }
     group.finish();
 }
@@ -177,73 +189,15 @@ fn client(c: &mut Criterion) {
 /// per-round ratios. Pairing rounds cancels the slow drifts of a shared VM
 /// that make separate criterion runs of the same code differ by 20%.
 fn paired(rounds: usize) {
-    let addrs = servers();
-    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let ours = rt.block_on(async {
-        ServiceClient::builder("users")
-            .urls(urls.clone())
-            .build()
-            .unwrap()
-    });
-    let reqwest = reqwest::Client::new();
-    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
-    let user_urls: Arc<Vec<String>> =
-        Arc::new(urls.iter().map(|u| format!("{u}/users/7")).collect());
-    let user_uris: Arc<Vec<http::Uri>> =
-        Arc::new(user_urls.iter().map(|u| u.parse().unwrap()).collect());
+    let (callers, rt) = Callers::new();
     const CALLS: u64 = 2000;
     for concurrency in [1u64, 16] {
         let mut times: [Vec<f64>; 3] = Default::default();
         for round in 0..rounds {
             for k in 0..3 {
-                let variant = (round + k) % 3;
-                let elapsed = rt.block_on(async {
-                    match variant {
-                        0 => {
-                            let (client, urls) = (reqwest.clone(), user_urls.clone());
-                            run(CALLS, concurrency, move |i| {
-                                let (client, urls) = (client.clone(), urls.clone());
-                                async move {
-                                    let r = client.get(&urls[i as usize % 3]).send().await.unwrap();
-                                    let body = r.bytes().await.unwrap();
-                                    let user: User = serde_json::from_slice(&body).unwrap();
-                                    std::hint::black_box(user);
-                                }
-                            })
-                            .await
-                        }
-                        1 => {
-                            let (client, uris) = (hyper.clone(), user_uris.clone());
-                            run(CALLS, concurrency, move |i| {
-                                let (client, uris) = (client.clone(), uris.clone());
-                                async move {
-                                    let r = client.get(uris[i as usize % 3].clone()).await.unwrap();
-                                    let body = r.into_body().collect().await.unwrap().to_bytes();
-                                    let user: User = serde_json::from_slice(&body).unwrap();
-                                    std::hint::black_box(user);
-                                }
-                            })
-                            .await
-                        }
-                        _ => {
-                            let client = ours.clone();
-                            run(CALLS, concurrency, move |_| {
-                                let client = client.clone();
-                                async move {
-                                    let user: User = client.get("/users/7").send().await.unwrap();
-                                    std::hint::black_box(user);
-                                }
-                            })
-                            .await
-                        }
-                    }
-                });
-                times[variant].push(elapsed.as_nanos() as f64 / CALLS as f64);
+                let which = (round + k) % 3;
+                let elapsed = rt.block_on(callers.run(which, CALLS, concurrency));
+                times[which].push(elapsed.as_nanos() as f64 / CALLS as f64);
             }
         }
         let median = |v: &[f64]| {
@@ -266,6 +220,26 @@ fn paired(rounds: usize) {
     }
 }
 
+/// `MESHGUARD_COUNT=<reqwest|hyper|ours>:<calls> valgrind --tool=callgrind
+/// <bench binary>` makes that many calls one after another (after 100 to
+/// warm the pools) and exits: two call counts give the instructions per
+/// call, servers included, without the setup.
+fn count(spec: &str) {
+    let (which, calls) = spec.split_once(':').expect("MESHGUARD_COUNT=ours:1000");
+    let calls: u64 = calls.parse().expect("a call count");
+    let which = match which {
+        "reqwest" => 0,
+        "hyper" => 1,
+        _ => 2,
+    };
+    let (callers, rt) = Callers::new();
+    rt.block_on(async {
+        for i in 0..100 + calls {
+            std::hint::black_box(callers.call(which, i).await);
+        }
+    });
+}
+
 criterion_group! {
     name = benches;
     // Longer than the other benches: a network round trip on this VM
@@ -275,52 +249,6 @@ criterion_group! {
         .measurement_time(Duration::from_secs(5));
     targets = client
 }
-/// `MESHGUARD_COUNT=<reqwest|hyper|ours>:<calls> valgrind --tool=callgrind
-/// <bench binary>` makes that many calls one after another (after 100 to
-/// warm the pools) and exits: two call counts give the instructions per
-/// call, servers included, without the setup.
-fn count(spec: &str) {
-    let (which, calls) = spec.split_once(':').expect("MESHGUARD_COUNT=ours:1000");
-    let calls: u64 = calls.parse().expect("a call count");
-    let addrs = servers();
-    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ours = ServiceClient::builder("users")
-            .urls(urls.clone())
-            .build()
-            .unwrap();
-        let reqwest = reqwest::Client::new();
-        let hyper =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Empty<Bytes>>();
-        let user_urls: Vec<String> = urls.iter().map(|u| format!("{u}/users/7")).collect();
-        for i in 0..100 + calls {
-            let user: User = match which {
-                "reqwest" => {
-                    let r = reqwest
-                        .get(&user_urls[i as usize % 3])
-                        .send()
-                        .await
-                        .unwrap();
-                    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
-                }
-                "hyper" => {
-                    let uri: http::Uri = user_urls[i as usize % 3].parse().unwrap();
-                    let r = hyper.get(uri).await.unwrap();
-                    let body = r.into_body().collect().await.unwrap().to_bytes();
-                    serde_json::from_slice(&body).unwrap()
-                }
-                _ => ours.get("/users/7").send().await.unwrap(),
-            };
-            std::hint::black_box(user);
-        }
-    });
-}
-
 fn main() {
     if let Ok(spec) = std::env::var("MESHGUARD_COUNT") {
         count(&spec);

@@ -217,6 +217,15 @@ impl System {
         user["id"].as_u64().unwrap()
     }
 
+    async fn place_order(&self, user_id: u64, item: &str) -> (u16, Value) {
+        self.call(
+            reqwest::Method::POST,
+            "/api/orders",
+            Some(serde_json::json!({ "user_id": user_id, "item": item, "quantity": 1 })),
+        )
+        .await
+    }
+
     fn knows(&self, id: u64) -> bool {
         self.order_state
             .known_users
@@ -356,13 +365,7 @@ async fn events_published_across_a_redis_restart_are_not_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_for_an_unknown_user_is_422() {
     let system = System::start(None).await;
-    let (status, body) = system
-        .call(
-            reqwest::Method::POST,
-            "/api/orders",
-            Some(serde_json::json!({ "user_id": 999, "item": "book", "quantity": 1 })),
-        )
-        .await;
+    let (status, body) = system.place_order(999, "book").await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"], "unknown user 999");
 }
@@ -371,13 +374,7 @@ async fn an_order_for_an_unknown_user_is_422() {
 async fn order_details_degrade_when_the_user_service_is_down() {
     let system = System::start(None).await;
     let id = system.create_user("grace").await;
-    let (_, order) = system
-        .call(
-            reqwest::Method::POST,
-            "/api/orders",
-            Some(serde_json::json!({ "user_id": id, "item": "pen", "quantity": 1 })),
-        )
-        .await;
+    let (_, order) = system.place_order(id, "pen").await;
     for u in &system.users {
         u.kill();
     }
@@ -473,13 +470,7 @@ async fn an_order_while_no_user_instance_answers_is_503() {
     for u in &system.users {
         u.kill();
     }
-    let (status, body) = system
-        .call(
-            reqwest::Method::POST,
-            "/api/orders",
-            Some(serde_json::json!({ "user_id": 1, "item": "book", "quantity": 1 })),
-        )
-        .await;
+    let (status, body) = system.place_order(1, "book").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "user-service is unreachable");
 }
@@ -496,13 +487,7 @@ async fn invalid_input_is_400_with_a_clear_message() {
         .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "email \"not-an-address\" is not an address");
-    let (status, body) = system
-        .call(
-            reqwest::Method::POST,
-            "/api/orders",
-            Some(serde_json::json!({ "user_id": 1, "item": "", "quantity": 1 })),
-        )
-        .await;
+    let (status, body) = system.place_order(1, "").await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "item must be named and quantity at least 1");
 }

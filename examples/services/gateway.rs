@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -121,24 +121,12 @@ async fn authenticate(State(state): State<GatewayState>, req: Request, next: Nex
     next.run(req).await
 }
 
-async fn forward_users(
-    State(state): State<GatewayState>,
-    method: Method,
-    headers: HeaderMap,
-    req: Request,
-) -> Response {
-    let path = rest_of(&req, "/api");
-    forward(&state.users, "user-service", method, &path, &headers, req).await
+async fn forward_users(State(state): State<GatewayState>, req: Request) -> Response {
+    forward(&state.users, "user-service", req).await
 }
 
-async fn forward_orders(
-    State(state): State<GatewayState>,
-    method: Method,
-    headers: HeaderMap,
-    req: Request,
-) -> Response {
-    let path = rest_of(&req, "/api");
-    forward(&state.orders, "order-service", method, &path, &headers, req).await
+async fn forward_orders(State(state): State<GatewayState>, req: Request) -> Response {
+    forward(&state.orders, "order-service", req).await
 }
 
 /// The request's path and query without `prefix`.
@@ -147,20 +135,17 @@ fn rest_of(req: &Request, prefix: &str) -> String {
     pq.strip_prefix(prefix).unwrap_or(pq).to_string()
 }
 
-async fn forward(
-    client: &ServiceClient,
-    service: &str,
-    method: Method,
-    path: &str,
-    headers: &HeaderMap,
-    req: Request,
-) -> Response {
-    let body: Bytes = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
+/// Sends the request on to `service` without the `/api` prefix: method,
+/// path, query, body and content type; the answer comes back as it is.
+async fn forward(client: &ServiceClient, service: &str, req: Request) -> Response {
+    let path = rest_of(&req, "/api");
+    let (parts, body) = req.into_parts();
+    let body: Bytes = match axum::body::to_bytes(body, 1 << 20).await {
         Ok(b) => b,
         Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body over 1 MiB"),
     };
-    let mut call = client.request(method, path.to_string()).body(body);
-    if let Some(ct) = headers.get("content-type") {
+    let mut call = client.request(parts.method, path).body(body);
+    if let Some(ct) = parts.headers.get("content-type") {
         call = call.header("content-type", ct.clone());
     }
     match call.send_raw().await {

@@ -26,7 +26,10 @@
 //!   `ClientError`, and the propagation of request IDs, trace context and
 //!   deadlines (with `PropagationLayer` for servers).
 //! - `testing` (feature `test-util`): an in-process Consul-compatible
-//!   registry for tests.
+//!   registry and a fault-injection layer for tests and demos.
+//!
+//! The example services (a user service, an order service, a gateway)
+//! and the mesh demo are in `examples/`.
 //!
 //! Feature `metrics` reports through the `metrics` facade (names in
 //! `docs/observability.md`).

@@ -82,6 +82,16 @@ fn client(base: &str) -> ServiceClient {
         .unwrap()
 }
 
+/// A client of `base` with this attempt timeout and call deadline.
+fn timed(base: String, timeout: Option<Duration>, deadline: Option<Duration>) -> ServiceClient {
+    ServiceClient::builder("users")
+        .urls([base])
+        .timeout(timeout)
+        .deadline(deadline)
+        .build()
+        .unwrap()
+}
+
 fn header<'a>(pairs: &'a [(String, String)], name: &str) -> Vec<&'a str> {
     pairs
         .iter()
@@ -232,13 +242,7 @@ async fn an_attempt_that_outlives_its_timeout_is_a_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn a_call_that_outlives_its_deadline_is_deadline_exceeded() {
-    let base = users().await;
-    let users = ServiceClient::builder("users")
-        .urls([base])
-        .timeout(None)
-        .deadline(Some(Duration::from_secs(2)))
-        .build()
-        .unwrap();
+    let users = timed(users().await, None, Some(Duration::from_secs(2)));
     let started = tokio::time::Instant::now();
     let err = users.get("/hang").send::<()>().await.unwrap_err();
     assert!(matches!(err, ClientError::DeadlineExceeded), "{err:?}");
@@ -248,13 +252,7 @@ async fn a_call_that_outlives_its_deadline_is_deadline_exceeded() {
 
 #[tokio::test(start_paused = true)]
 async fn a_per_call_deadline_shorter_than_the_clients_wins() {
-    let base = users().await;
-    let users = ServiceClient::builder("users")
-        .urls([base])
-        .timeout(None)
-        .deadline(Some(Duration::from_secs(10)))
-        .build()
-        .unwrap();
+    let users = timed(users().await, None, Some(Duration::from_secs(10)));
     let started = tokio::time::Instant::now();
     let err = users
         .get("/hang")

@@ -29,6 +29,14 @@ fn watch(consul: &ConsulRegistry) -> meshguard::discovery::consul::ConsulDiscove
         .error_backoff(Backoff::constant(Duration::from_millis(20)))
 }
 
+/// A client of "users" through the registry, with defaults.
+fn client_of(consul: &ConsulRegistry) -> ServiceClient {
+    ServiceClient::builder("users")
+        .consul(watch(consul))
+        .build()
+        .unwrap()
+}
+
 /// Waits (real time, bounded) until `f` holds.
 async fn eventually(mut f: impl AsyncFnMut() -> bool) {
     for _ in 0..500 {
@@ -44,10 +52,7 @@ async fn eventually(mut f: impl AsyncFnMut() -> bool) {
 async fn calls_reach_the_instances_consul_lists() {
     let consul = ConsulRegistry::start().await;
     consul.register_passing("users", "a", "127.0.0.1", instance("a").await);
-    let users = ServiceClient::builder("users")
-        .consul(watch(&consul))
-        .build()
-        .unwrap();
+    let users = client_of(&consul);
     assert_eq!(whoami(&users).await.unwrap(), "a");
 
     // Replaced by a second instance: calls follow Consul's list.
@@ -97,10 +102,7 @@ async fn a_failing_instance_leaves_the_set_and_calls_go_to_the_other() {
 async fn no_instance_left_in_consul_is_no_endpoints() {
     let consul = ConsulRegistry::start().await;
     consul.register_passing("users", "a", "127.0.0.1", instance("a").await);
-    let users = ServiceClient::builder("users")
-        .consul(watch(&consul))
-        .build()
-        .unwrap();
+    let users = client_of(&consul);
     assert_eq!(whoami(&users).await.unwrap(), "a");
     consul.deregister("a");
     eventually(async || matches!(whoami(&users).await, Err(ClientError::NoEndpoints))).await;
@@ -109,10 +111,7 @@ async fn no_instance_left_in_consul_is_no_endpoints() {
 #[tokio::test]
 async fn a_service_consul_has_never_heard_of_is_no_endpoints() {
     let consul = ConsulRegistry::start().await;
-    let users = ServiceClient::builder("users")
-        .consul(watch(&consul))
-        .build()
-        .unwrap();
+    let users = client_of(&consul);
     let err = whoami(&users).await.unwrap_err();
     assert!(matches!(err, ClientError::NoEndpoints), "{err:?}");
 }

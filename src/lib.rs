@@ -83,6 +83,11 @@ pub struct ReadmeDoctests;
 #[cfg(doctest)]
 pub struct BalancingDoctests;
 
+/// docs/testing.md's examples, compiled as doctests.
+#[doc = include_str!("../docs/testing.md")]
+#[cfg(all(doctest, feature = "test-util", feature = "client", feature = "consul"))]
+pub struct TestingDoctests;
+
 /// docs/discovery.md's examples, compiled as doctests.
 #[doc = include_str!("../docs/discovery.md")]
 #[cfg(all(doctest, feature = "consul"))]

@@ -129,7 +129,8 @@ async fn a_failing_endpoint_is_avoided_ejected_and_readmitted_when_it_recovers()
         let r = lb.ready().await.unwrap().call(get()).await.unwrap();
         assert_eq!(r.status(), 200);
     }
-    assert!(hits(1) > 3, "{} {} {}", hits(0), hits(1), hits(2));
+    // The probe and at least one request after it.
+    assert!(hits(1) >= 3 + 2, "{} {} {}", hits(0), hits(1), hits(2));
 }
 
 #[tokio::test(start_paused = true)]

@@ -15,8 +15,8 @@ use hyper::body::Incoming;
 pub use builder::{ConsulConfig, ServiceClientBuilder, ServiceClientConfig};
 pub use error::{ClientError, NoEndpoints, STATUS_BODY_LIMIT};
 pub use propagation::{
-    CallContext, ContextFuture, ContextService, ContextSpan, DEADLINE, PropagationLayer,
-    PropagationService, REQUEST_ID, TRACEPARENT, TraceParent,
+    CallContext, ContextService, ContextSpan, DEADLINE, PropagationLayer, PropagationService,
+    REQUEST_ID, TRACEPARENT, TraceParent,
 };
 pub use request::RequestBuilder;
 

@@ -11,12 +11,10 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
-use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 use tower_http::request_id::{
@@ -382,7 +380,8 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = ContextFuture<S::Future>;
+    // tokio's task-local scope is the whole future: nothing to add to it.
+    type Future = tokio::task::futures::TaskLocalFuture<CallContext, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -394,31 +393,7 @@ where
             req.extensions_mut().insert(deadline);
         }
         req.extensions_mut().insert(ctx.clone());
-        ContextFuture {
-            inner: ctx.scope(self.inner.call(req)),
-        }
-    }
-}
-
-pin_project! {
-    /// The future of [`ContextService`].
-    pub struct ContextFuture<F: Future> {
-        #[pin]
-        inner: tokio::task::futures::TaskLocalFuture<CallContext, F>,
-    }
-}
-
-impl<F: Future> fmt::Debug for ContextFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ContextFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F: Future> Future for ContextFuture<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.project().inner.poll(cx)
+        ctx.scope(self.inner.call(req))
     }
 }
 

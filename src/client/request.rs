@@ -226,6 +226,12 @@ impl<'a> RequestBuilder<'a> {
             req.extensions_mut().insert(deadline);
         }
 
+        // Not `oneshot`: its future holds the service and the request and
+        // then the call's future, 1,280 bytes moved around on every call.
+        let mut stack = self.client.stack.clone();
+        std::future::poll_fn(|cx| stack.poll_ready(cx))
+            .await
+            .map_err(ClientError::from_stack)?;
         // Boxed as `dyn Future + Send` here, where every lifetime is known:
         // left unboxed, an axum handler awaiting this call fails to compile
         // ("implementation of `From` is not general enough"): rustc cannot
@@ -233,12 +239,6 @@ impl<'a> RequestBuilder<'a> {
         // `Box<dyn Error>` error type is erased (rust-lang/rust#64552; tower's
         // own `Retry` over a `BoxError` service hits it too). One allocation
         // a call, next to a network round trip.
-        // Not `oneshot`: its future holds the service and the request and
-        // then the call's future, 1,280 bytes moved around on every call.
-        let mut stack = self.client.stack.clone();
-        std::future::poll_fn(|cx| stack.poll_ready(cx))
-            .await
-            .map_err(ClientError::from_stack)?;
         let call: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
             Box::pin(stack.call(req));
         let response = call.await.map_err(ClientError::from_stack)?;

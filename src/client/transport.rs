@@ -1,6 +1,7 @@
 //! The bottom of the client stack: hyper-util's pooled client speaking to
-//! one endpoint, the discovery source, and the guard that turns "no
-//! endpoint at all" into an error instead of an endless wait.
+//! one endpoint, the discovery source, and the balancer shared by a
+//! client's clones (which also turns "no endpoint at all" into an error
+//! instead of an endless wait).
 
 use std::convert::Infallible;
 use std::fmt;

@@ -2,7 +2,7 @@
 //! and outlier ejection.
 //!
 //! A [`Backoff`] is a constant or exponential schedule with a cap and one of
-//! four kinds of [`Jitter`]. Jitter matters: without it every client that saw
+//! five kinds of [`Jitter`]. Jitter matters: without it every client that saw
 //! the same failure retries (or probes) at the same instant, and the
 //! recovering service meets a synchronized wave. The kinds are the ones
 //! compared in Marc Brooker's "Exponential Backoff And Jitter" (AWS
@@ -44,6 +44,11 @@ pub enum Jitter {
     /// Uniform in `[base, 3 × previous delay]`, capped: each delay depends on
     /// the last one rather than on the attempt number.
     Decorrelated,
+    /// Uniform in `[d, 1.5 d]`, capped: never shorter than the schedule, so
+    /// a growing schedule really grows (Linkerd's failure accrual, jitter
+    /// 0.5). The default for breakers' open periods: a probe never comes
+    /// sooner than the schedule says, and at most half a step later.
+    Upward,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -224,6 +229,7 @@ impl Backoff {
             Jitter::None => d,
             Jitter::Full => uniform(rng, Duration::ZERO, d),
             Jitter::Equal => uniform(rng, d / 2, d),
+            Jitter::Upward => uniform(rng, d, (d + d / 2).min(self.max).max(d)),
             Jitter::Decorrelated => {
                 let prev = previous.unwrap_or(self.base);
                 let hi = prev.saturating_mul(3).min(self.max);
@@ -314,6 +320,23 @@ mod tests {
             let n = b.nominal(i as u32);
             assert!(d >= n / 2 && d <= n, "attempt {i}: {d:?}");
         }
+    }
+
+    #[test]
+    fn upward_jitter_stays_within_nominal_and_one_and_a_half_times_it_capped() {
+        let b = Backoff::exponential(MS(100), MS(1000))
+            .unwrap()
+            .with_jitter(Jitter::Upward);
+        let delays: Vec<_> = b.delays(7).take(200).collect();
+        for (i, d) in delays.iter().enumerate() {
+            let n = b.nominal(i as u32);
+            let hi = (n + n / 2).min(MS(1000)).max(n);
+            assert!(*d >= n && *d <= hi, "attempt {i}: {d:?}");
+        }
+        // Past the cap, the cap exactly.
+        assert!(delays[4..].iter().all(|d| *d == MS(1000)));
+        // Jittered: the first delays are not all the nominal ones.
+        assert_ne!(delays[..4], [100, 200, 400, 800].map(MS));
     }
 
     #[test]

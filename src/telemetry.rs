@@ -105,6 +105,28 @@ mod imp {
         }
     }
 
+    /// Per client: attempts sent to an instance (first tries, retries and
+    /// hedges; not calls failed before reaching one), beside
+    /// `meshguard_client_requests_total` so retry amplification shows.
+    #[cfg(feature = "client")]
+    #[derive(Clone)]
+    pub(crate) struct AttemptMetrics(Counter);
+
+    #[cfg(feature = "client")]
+    impl AttemptMetrics {
+        pub(crate) fn new(service: &str) -> Self {
+            AttemptMetrics(counter!(
+                "meshguard_client_attempts_total",
+                "service" => service.to_string()
+            ))
+        }
+
+        #[inline]
+        pub(crate) fn sent(&self) {
+            self.0.increment(1);
+        }
+    }
+
     /// Per client: calls by outcome and their latency.
     #[cfg(feature = "client")]
     pub(crate) struct ClientMetrics {
@@ -180,6 +202,21 @@ mod imp {
 
         #[inline(always)]
         pub(crate) fn set(&self, _: usize, _: usize) {}
+    }
+
+    #[cfg(feature = "client")]
+    #[derive(Clone)]
+    pub(crate) struct AttemptMetrics;
+
+    #[cfg(feature = "client")]
+    impl AttemptMetrics {
+        #[inline(always)]
+        pub(crate) fn new(_: &str) -> Self {
+            AttemptMetrics
+        }
+
+        #[inline(always)]
+        pub(crate) fn sent(&self) {}
     }
 
     #[cfg(feature = "client")]

@@ -10,7 +10,7 @@ use meshguard::circuit_breaker::{
 };
 use support::{Call, MS, SECS, call, rejected, wrap};
 use tokio::time::{Instant, advance};
-use tower::{Service, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 fn rate_config(window: u32, min_calls: u32, threshold: f64) -> CircuitBreakerConfig {
     CircuitBreakerConfig::builder()
@@ -577,6 +577,114 @@ async fn gate_mode_wakes_on_reset() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn gate_mode_wakes_a_parked_task_when_a_cancelled_probe_gives_its_permit_back() {
+    let config = opens_on_one_failure(1)
+        .rejection(Rejection::Gate)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut prober = wrap(&breaker);
+    let mut parked = prober.clone();
+    let _ = call(&mut prober, Call::Fail).await;
+    advance(SECS(10)).await;
+    let probe = prober.ready().await.unwrap().call(Call::Hang);
+    assert_eq!(breaker.state(), State::HalfOpen);
+
+    let task = support::Task::default();
+    assert!(task.poll(|cx| parked.poll_ready(cx)).is_pending());
+    // An attempt timeout (or a hedge, or a caller giving up) drops the probe.
+    drop(probe);
+    assert!(task.is_woken(), "the parked task was never woken");
+    assert!(task.poll(|cx| parked.poll_ready(cx)).is_ready());
+    assert_eq!(parked.call(Call::Ok).await, Ok("ok"));
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gate_mode_wakes_a_parked_task_when_the_half_open_wait_ends() {
+    let config = opens_on_one_failure(1)
+        .rejection(Rejection::Gate)
+        .max_wait_in_half_open(SECS(5))
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut prober = wrap(&breaker);
+    let mut parked = prober.clone();
+    let _ = call(&mut prober, Call::Fail).await;
+    advance(SECS(10)).await;
+    let _hung = prober.ready().await.unwrap().call(Call::Hang);
+
+    let task = support::Task::default();
+    assert!(task.poll(|cx| parked.poll_ready(cx)).is_pending());
+    advance(SECS(5) - MS(1)).await;
+    assert!(!task.is_woken());
+    advance(MS(1)).await;
+    assert!(task.is_woken(), "no timer was armed for the half-open wait");
+    // The wait re-opened the breaker; its next open period has a timer too.
+    assert!(task.poll(|cx| parked.poll_ready(cx)).is_pending());
+    assert_eq!(breaker.state(), State::Open);
+    let started = Instant::now();
+    parked.ready().await.unwrap();
+    assert_eq!(started.elapsed(), SECS(10));
+    assert_eq!(breaker.state(), State::HalfOpen);
+}
+
+/// A service that is never ready, counting how often it is asked.
+#[derive(Clone, Default)]
+struct NeverReady(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Service<Call> for NeverReady {
+    type Response = &'static str;
+    type Error = &'static str;
+    type Future = std::future::Ready<Result<&'static str, &'static str>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), &'static str>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::task::Poll::Pending
+    }
+
+    fn call(&mut self, _: Call) -> Self::Future {
+        panic!("called without being ready")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_fail_fast_breaker_answers_ready_without_polling_the_inner_service() {
+    let breaker = CircuitBreaker::new("t", opens_on_one_failure(1).build().unwrap());
+    let inner = NeverReady::default();
+    let mut svc = breaker.layer().layer(inner.clone());
+    breaker.force_open();
+    let ready = tokio::time::timeout(SECS(1), svc.ready()).await;
+    let svc = ready.expect("poll_ready waited for the inner service").unwrap();
+    match svc.call(Call::Ok).await {
+        Err(BreakerError::Open(open)) => assert_eq!(open.state(), State::ForcedOpen),
+        _ => panic!("the call was not rejected"),
+    }
+    assert_eq!(inner.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_fail_fast_breaker_keeps_its_decision_until_the_call() {
+    // Open for 10 s; ready is asked just before the period ends and the call
+    // made just after: the call fails as ready said, and the inner service,
+    // never polled, is never called.
+    let config = opens_on_one_failure(1).build().unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut failing = wrap(&breaker);
+    let _ = call(&mut failing, Call::Fail).await;
+    let mut svc = breaker.layer().layer(NeverReady::default());
+    advance(SECS(10) - MS(1)).await;
+    let ready = tokio::time::timeout(MS(1), svc.ready()).await;
+    let svc = ready.expect("poll_ready waited for the inner service").unwrap();
+    advance(MS(1)).await;
+    assert!(matches!(svc.call(Call::Ok).await, Err(BreakerError::Open(_))));
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
 async fn per_service_layer_gives_each_service_its_own_breaker() {
     use meshguard::circuit_breaker::CircuitBreakerLayer;
     let layer = CircuitBreakerLayer::per_service("endpoint", rate_config(1, 1, 50.0));
@@ -614,4 +722,45 @@ async fn rejections_downcast_from_a_boxed_error() {
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "boom");
+}
+
+/// Not on paused time: what is tested is the scheduler's real behaviour. On
+/// paused time the clock only moves while every task is idle, which tasks
+/// hammering an open breaker never are.
+#[tokio::test(flavor = "current_thread")]
+async fn rejections_yield_to_the_scheduler_so_timers_keep_their_schedule() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let breaker = CircuitBreaker::new("t", CircuitBreakerConfig::default());
+    breaker.force_open();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Each hammer stops by itself after 2 s of real time, so a starved
+    // runtime makes the test fail rather than hang.
+    let hammers: Vec<_> = (0..16)
+        .map(|_| {
+            let mut svc = wrap(&breaker);
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let until = std::time::Instant::now() + Duration::from_secs(2);
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                    assert!(rejected(&mut svc, Call::Ok).await);
+                }
+            })
+        })
+        .collect();
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let due = Instant::now() + MS(10);
+        tokio::time::sleep_until(due).await;
+        worst = worst.max(Instant::now() - due);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in hammers {
+        h.await.unwrap();
+    }
+    assert!(
+        worst < MS(100),
+        "a 10 ms timer fired {worst:?} late while tasks hammered an open breaker"
+    );
 }

@@ -673,3 +673,163 @@ async fn a_500_is_retried_only_when_asked_for() {
     .await;
     assert_eq!((default, asked, filed), (1, 3, 3));
 }
+
+/// A server whose `/stall` answers 200 with the first chunk of its body and
+/// then never sends the rest.
+async fn stalling() -> String {
+    let app = axum::Router::new().route(
+        "/stall",
+        get(|| async {
+            let first = futures_util_once(bytes::Bytes::from_static(b"{\"id\":"));
+            axum::body::Body::from_stream(first)
+        }),
+    );
+    url(serve(app).await)
+}
+
+/// One chunk, then a stream that never ends.
+fn futures_util_once(
+    chunk: bytes::Bytes,
+) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send {
+    struct Once(Option<bytes::Bytes>);
+    impl futures_core::Stream for Once {
+        type Item = Result<bytes::Bytes, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            match self.0.take() {
+                Some(c) => std::task::Poll::Ready(Some(Ok(c))),
+                None => std::task::Poll::Pending,
+            }
+        }
+    }
+    Once(Some(chunk))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_stalls_after_the_headers_ends_with_the_attempt_timeout() {
+    let users = ServiceClient::builder("users")
+        .urls([stalling().await])
+        .timeout(Some(Duration::from_secs(1)))
+        .deadline(None)
+        .retry(RetryPolicy::builder().max_attempts(1).build().unwrap())
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let sent = users.get("/stall").send::<User>();
+    let err = tokio::time::timeout(Duration::from_secs(60), sent)
+        .await
+        .expect("the call outlived every timeout")
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Timeout), "{err:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_body_counts_against_the_instance() {
+    let users = ServiceClient::builder("users")
+        .urls([stalling().await])
+        .timeout(Some(Duration::from_secs(1)))
+        .deadline(None)
+        .retry(RetryPolicy::builder().max_attempts(1).build().unwrap())
+        .circuit_breaker(None)
+        .balance(
+            meshguard::balance::BalanceConfig::builder()
+                .ejection(Some(
+                    CircuitBreakerConfig::builder()
+                        .consecutive_failures(1)
+                        .rejection(meshguard::circuit_breaker::Rejection::Gate)
+                        .build()
+                        .unwrap(),
+                ))
+                .max_ejection_percent(100.0)
+                .panic_threshold(0.0)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let sent = users.get("/stall").send_raw();
+    let err = tokio::time::timeout(Duration::from_secs(60), sent)
+        .await
+        .expect("the call outlived every timeout")
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Timeout), "{err:?}");
+    let endpoints = users.endpoints();
+    assert_eq!(endpoints.len(), 1);
+    assert_eq!(
+        endpoints[0].breaker.state(),
+        meshguard::circuit_breaker::State::Open
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_callers_deadline_bounds_a_stalled_body() {
+    let users = timed(stalling().await, None, None);
+    let started = tokio::time::Instant::now();
+    let sent = users
+        .get("/stall")
+        .deadline(Duration::from_millis(300))
+        .send::<User>();
+    let err = tokio::time::timeout(Duration::from_secs(60), sent)
+        .await
+        .expect("the call outlived its deadline")
+        .unwrap_err();
+    assert!(matches!(err, ClientError::DeadlineExceeded), "{err:?}");
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
+}
+
+/// A raw HTTP/1.1 server that promises 100 bytes, sends 10 and closes the
+/// connection, counting the requests it reads.
+async fn truncating() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = url(listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut read = 0;
+                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf[read..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read += n,
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let head = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789";
+                let _ = socket.write_all(head).await;
+                // Dropped: the connection closes 90 bytes short.
+            });
+        }
+    });
+    (base, requests)
+}
+
+#[tokio::test]
+async fn a_body_cut_off_midway_is_a_transport_error_retried_for_idempotent_requests() {
+    let (base, requests) = truncating().await;
+    let users = ServiceClient::builder("users")
+        .urls([base])
+        .retry(
+            RetryPolicy::builder()
+                .max_attempts(3)
+                .backoff(Backoff::constant(Duration::from_millis(1)))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let err = users.get("/users/7").send_raw().await.unwrap_err();
+    assert!(matches!(err, ClientError::Transport(_)), "{err:?}");
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+
+    let err = users.post("/users").send_raw().await.unwrap_err();
+    assert!(matches!(err, ClientError::Transport(_)), "{err:?}");
+    assert_eq!(requests.load(Ordering::SeqCst), 4, "a POST was replayed");
+}

@@ -37,7 +37,6 @@ use tower::load::peak_ewma::Cost;
 use tower::load::{CompleteOnResponse, Load, PeakEwma};
 
 use crate::ConfigError;
-use crate::backoff::{Backoff, Jitter};
 use crate::circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerService, EjectionGuard, Rejection, Slot,
 };
@@ -87,10 +86,12 @@ impl Default for BalanceConfig {
 impl BalanceConfig {
     /// Defaults: PeakEwma with a 30 ms first estimate decaying over 10 s
     /// (linkerd's), ejection after 5 consecutive failures (Envoy's
-    /// `consecutive_5xx`) for 30 s doubling per repeated ejection up to
-    /// 300 s with equal jitter (Envoy's base and maximum ejection time; it
-    /// grows linearly), one probe to come back, at most 10% ejected (at
-    /// least one endpoint), panic below 50% (Envoy's defaults).
+    /// `consecutive_5xx`) for 1 s, doubling per repeated ejection up to
+    /// 1 min, each period up to half again as long (Linkerd's failure
+    /// accrual: 1 s to 1 min, jitter 0.5; a recovered instance is back
+    /// within about a second, a dead one costs a probe a minute), one probe
+    /// to come back, at most 10% ejected (at least one endpoint), panic
+    /// below 50% (Envoy's defaults).
     pub fn builder() -> BalanceConfigBuilder {
         BalanceConfigBuilder {
             config: BalanceConfig {
@@ -129,11 +130,9 @@ impl BalanceConfig {
 fn default_ejection() -> CircuitBreakerConfig {
     CircuitBreakerConfig::builder()
         .consecutive_failures(5)
-        .open_duration(
-            Backoff::exponential(Duration::from_secs(30), Duration::from_secs(300))
-                .expect("valid")
-                .with_jitter(Jitter::Equal),
-        )
+        // The breaker's default: ejected for 1 s, then 2, 4, ... up to 1 min
+        // while probes keep failing, each up to half again as long.
+        .open_duration(crate::circuit_breaker::default_open_duration())
         .half_open_calls(1)
         .rejection(Rejection::Gate)
         .build()

@@ -170,10 +170,15 @@ impl Default for CircuitBreakerConfig {
     }
 }
 
-fn default_open_duration() -> Backoff {
-    Backoff::exponential(Duration::from_secs(30), Duration::from_secs(300))
+/// 1 s, doubling on each re-open up to 1 min, each period up to half again
+/// as long (Linkerd's failure accrual: 1 s to 1 min, jitter 0.5). A short
+/// first period keeps a brief outage brief: traffic is probed back within
+/// about a second of the upstream's return, and a long outage still costs
+/// the upstream no more than a few probes a minute.
+pub(crate) fn default_open_duration() -> Backoff {
+    Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60))
         .expect("valid default")
-        .with_jitter(Jitter::Equal)
+        .with_jitter(Jitter::Upward)
 }
 
 impl CircuitBreakerConfig {

@@ -68,9 +68,16 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match this.kind.project() {
-            KindProj::Rejected { error } => Poll::Ready(Err(BreakerError::Open(
-                error.take().expect("polled after completion"),
-            ))),
+            KindProj::Rejected { error } => {
+                // A rejection touches no tokio resource, so without this a
+                // task calling in a loop against an open breaker would never
+                // yield and could starve its worker thread. It spends the
+                // task's budget as tokio's own resources do.
+                ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+                Poll::Ready(Err(BreakerError::Open(
+                    error.take().expect("polled after completion"),
+                )))
+            }
             KindProj::Called { future } => {
                 let result = ready!(future.poll(cx));
                 if this.recorder.admission.role != Role::Pass {

@@ -21,6 +21,7 @@ pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreakerService;
 pub use state::Metrics;
 
+pub(crate) use config::default_open_duration;
 use state::{Core, Owner};
 pub(crate) use state::{EjectionGuard, Slot};
 

@@ -8,7 +8,7 @@ use tower::Service;
 use super::config::Rejection;
 use super::future::{Recorder, ResponseFuture};
 use super::state::{self, Admission, Core, Role, Slot};
-use super::{BreakerError, CircuitBreaker};
+use super::{BreakerError, CircuitBreaker, CircuitOpen};
 use crate::classify::{Classify, ErrorsAreFailures};
 
 /// Wraps a service in a [`CircuitBreaker`]; made by
@@ -20,12 +20,24 @@ pub struct CircuitBreakerService<S, C = ErrorsAreFailures> {
     gate: Gate,
 }
 
-/// Gate mode's waiting state. Allocated only while a gate waits.
+/// What `poll_ready` decided for the next call, and gate mode's waiting
+/// state. Empty (and allocation-free) while the breaker is closed.
 #[derive(Default)]
 struct Gate {
     reserved: Option<Reserved>,
+    /// Fail-fast mode: `poll_ready` found the breaker open and answered
+    /// Ready without polling the inner service; the next `call` fails with
+    /// this.
+    rejected: Option<CircuitOpen>,
     sleep: Option<Pin<Box<Sleep>>>,
     notified: Option<Pin<Box<OwnedNotified>>>,
+}
+
+impl Gate {
+    #[inline]
+    fn is_idle(&self) -> bool {
+        self.reserved.is_none() && self.rejected.is_none() && self.notified.is_none()
+    }
 }
 
 /// A call admitted by `poll_ready` and not yet made.
@@ -82,25 +94,40 @@ impl<S, C> CircuitBreakerService<S, C> {
         self.inner
     }
 
-    /// Gate mode: `Ready` once the breaker admits a call, reserving it.
-    #[inline]
-    fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        // The common case, inline: closed, nothing reserved or armed.
-        if self.gate.reserved.is_none()
-            && self.gate.notified.is_none()
-            && state::kind(self.breaker.owner.slot.word()) == state::CLOSED
-        {
-            return Poll::Ready(());
+    /// Fail-fast mode, breaker not closed: decides the next call now. An
+    /// open breaker answers Ready at once, without polling the inner service
+    /// (which may itself be waiting: a full buffer or limit), and the call
+    /// then fails with [`CircuitOpen`]; an admitted call is reserved, so the
+    /// inner service's readiness is polled for a call that will be made.
+    #[inline(never)]
+    fn decide(&mut self) {
+        if self.gate.reserved.is_some() || self.gate.rejected.is_some() {
+            return;
         }
-        self.poll_gate_slow(cx)
+        let owner = &self.breaker.owner;
+        match owner.core.admit(owner.slot) {
+            Ok(admission) => {
+                self.gate.reserved = Some(Reserved {
+                    admission,
+                    slot: owner.slot,
+                })
+            }
+            Err(open) => self.gate.rejected = Some(open),
+        }
     }
 
+    /// Gate mode: `Ready` once the breaker admits a call, reserving it.
+    /// While it cannot, the task is registered to be woken by every event
+    /// that may let a call through: a transition, a half-open permit given
+    /// back, and a timer for the end of the open period or of the half-open
+    /// wait. Nothing here relies on being polled again by someone else.
     #[inline(never)]
-    fn poll_gate_slow(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let owner = &self.breaker.owner;
         let (slot, core) = (owner.slot, &owner.core);
         loop {
             if self.gate.reserved.is_some() {
+                self.gate.notified = None;
                 return Poll::Ready(());
             }
             let word = slot.word();
@@ -121,25 +148,19 @@ impl<S, C> CircuitBreakerService<S, C> {
             match core.admit(slot) {
                 Ok(admission) => {
                     self.gate.reserved = Some(Reserved { admission, slot });
-                    self.gate.notified = None;
-                    return Poll::Ready(());
+                    continue;
                 }
                 Err(_) => {
-                    if let Some(until) = core.open_until(slot, slot.word()) {
-                        match &mut self.gate.sleep {
-                            Some(sleep) => {
-                                if sleep.deadline() != until {
-                                    sleep.as_mut().reset(until);
-                                }
-                            }
-                            None => {
-                                self.gate.sleep = Some(Box::pin(tokio::time::sleep_until(until)))
-                            }
+                    if let Some(until) = core.wait_until(slot, slot.word()) {
+                        let sleep = self
+                            .gate
+                            .sleep
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+                        if sleep.deadline() != until {
+                            sleep.as_mut().reset(until);
                         }
-                        if let Some(sleep) = &mut self.gate.sleep {
-                            if sleep.as_mut().poll(cx).is_ready() {
-                                continue;
-                            }
+                        if sleep.as_mut().poll(cx).is_ready() {
+                            continue;
                         }
                     }
                     let notified = self.gate.notified.as_mut().expect("armed above");
@@ -186,10 +207,19 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.breaker.owner.slot.flags() & state::FLAG_GATE != 0
-            && self.poll_gate(cx).is_pending()
-        {
-            return Poll::Pending;
+        let slot = self.breaker.owner.slot;
+        // The common case, inline: closed, nothing decided or armed.
+        if !(self.gate.is_idle() && state::kind(slot.word()) == state::CLOSED) {
+            if slot.flags() & state::FLAG_GATE != 0 {
+                if self.poll_gate(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            } else {
+                self.decide();
+                if self.gate.rejected.is_some() {
+                    return Poll::Ready(Ok(()));
+                }
+            }
         }
         self.inner.poll_ready(cx).map_err(BreakerError::Inner)
     }
@@ -199,7 +229,10 @@ where
         let owner = &self.breaker.owner;
         let admission = match self.gate.reserved.take() {
             Some(r) => Ok(r.take()),
-            None => owner.core.admit(owner.slot),
+            None => match self.gate.rejected.take() {
+                Some(open) => Err(open),
+                None => owner.core.admit(owner.slot),
+            },
         };
         match admission {
             Ok(admission) => {

@@ -639,7 +639,10 @@ impl Core {
         }
     }
 
-    /// Returns an unused half-open permit (a cancelled or ignored probe).
+    /// Returns an unused half-open permit (a cancelled or ignored probe) and
+    /// wakes whoever waits for one: a gate parked in `poll_ready` is polled
+    /// again only when woken (tower's p2c never re-polls a pending endpoint
+    /// on its own), so a permit given back in silence would strand it.
     #[cold]
     pub(crate) fn release_permit(slot: &Slot, generation_: u32) {
         let mut word = slot.word();
@@ -650,7 +653,12 @@ impl Core {
                 AcqRel,
                 Acquire,
             ) {
-                Ok(_) => return,
+                Ok(_) => {
+                    if let Some(core) = &*slot.core() {
+                        core.notify.notify_waiters();
+                    }
+                    return;
+                }
                 Err(actual) => word = actual,
             }
         }
@@ -1138,12 +1146,18 @@ impl Core {
         self.notify.notify_waiters();
     }
 
-    /// When the open period of the current generation ends, if it is known.
-    pub(crate) fn open_until(&self, slot: &Slot, word: u64) -> Option<Instant> {
-        if kind(word) == OPEN && slot.state.deadline_gen.load(Acquire) == generation(word) as u64 {
-            Some(clock::instant(slot.state.deadline.load(Relaxed)))
-        } else {
-            None
+    /// When the state of `word` ends by itself, if it is known: the end of
+    /// the open period, or of the half-open wait (`max_wait_in_half_open`).
+    /// A caller that waits for the breaker arms a timer for it.
+    pub(crate) fn wait_until(&self, slot: &Slot, word: u64) -> Option<Instant> {
+        if !matches!(kind(word), OPEN | HALF_OPEN)
+            || slot.state.deadline_gen.load(Acquire) != generation(word) as u64
+        {
+            return None;
+        }
+        match slot.state.deadline.load(Relaxed) {
+            u64::MAX => None,
+            at => Some(clock::instant(at)),
         }
     }
 }

@@ -255,14 +255,25 @@ impl ServiceClientBuilder {
             Some(Discovery::Stream(kind)) => kind,
         };
         let mut policy = self.retry;
-        policy.attempt_timeout = self.timeout;
+        // The attempt timeout is kept at the bottom of the stack (the shared
+        // balancer while it waits for an endpoint, then the endpoint's
+        // transport until the whole body is in), where a timed-out attempt
+        // is recorded by the instance's breaker; the retry layer keeps only
+        // the overall deadline.
+        policy.attempt_timeout = None;
         policy.deadline = self.deadline;
+        let limits = transport::Limits {
+            timeout: self.timeout,
+            max_body_size: self.max_body_size,
+        };
 
         let source = Source::new(kind);
         let settled = source.settled();
         let http = transport::http_client(self.pool_idle_timeout, self.pool_max_idle_per_host);
-        let connect: Connect =
-            Box::new(move |e: &Endpoint| EndpointTransport::new(http.clone(), e));
+        let attempts = crate::telemetry::AttemptMetrics::new(&self.name);
+        let connect: Connect = Box::new(move |e: &Endpoint| {
+            EndpointTransport::new(http.clone(), e, limits, attempts.clone())
+        });
         let (lb, view) = balance_with_view(
             &self.name,
             source,
@@ -270,7 +281,7 @@ impl ServiceClientBuilder {
             HttpClassifier::default(),
             self.balance,
         );
-        let shared = SharedBalancer::new(lb, settled);
+        let shared = SharedBalancer::new(lb, settled, self.timeout);
         let breaker =
             CircuitBreaker::new(self.name.clone(), self.breaker.clone().unwrap_or_default());
         if self.breaker.is_none() {
@@ -286,7 +297,6 @@ impl ServiceClientBuilder {
                 metrics: crate::telemetry::ClientMetrics::new(&self.name),
                 name: self.name.into(),
                 headers,
-                max_body_size: self.max_body_size,
                 breaker,
                 view,
             }),

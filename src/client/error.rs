@@ -145,6 +145,9 @@ impl ClientError {
         if error.is::<tower::timeout::error::Elapsed>() {
             return ClientError::Timeout;
         }
+        if let Some(too_large) = error.downcast_ref::<super::transport::BodyTooLarge>() {
+            return ClientError::BodyTooLarge { limit: too_large.0 };
+        }
         if error.is::<NoEndpoints>() {
             return ClientError::NoEndpoints;
         }

@@ -10,7 +10,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::{HeaderMap, Method, Request, Response};
-use hyper::body::Incoming;
 
 pub use builder::{ConsulConfig, ServiceClientBuilder, ServiceClientConfig};
 pub use error::{ClientError, NoEndpoints, STATUS_BODY_LIMIT};
@@ -83,7 +82,6 @@ pub struct ServiceClient {
 struct Shared {
     name: Arc<str>,
     headers: HeaderMap,
-    max_body_size: usize,
     breaker: CircuitBreaker,
     view: crate::balance::BalanceView,
     metrics: crate::telemetry::ClientMetrics,
@@ -151,10 +149,11 @@ impl ServiceClient {
     }
 }
 
-/// What the client retries: [`HttpRetryOn`]'s statuses and errors, and a
+/// What the client retries: [`HttpRetryOn`]'s statuses and errors, a
 /// pooled connection that the server closed before answering (hyper's
-/// "incomplete message": the instance went away; the request may be
-/// replayed only if it is idempotent, which the policy checks).
+/// "incomplete message") and a response body cut off before its end: the
+/// instance went away; the request may be replayed only if it is
+/// idempotent, which the policy checks.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ClientRetryOn {
     http: HttpRetryOn,
@@ -166,9 +165,9 @@ impl ClientRetryOn {
     }
 }
 
-impl RetryOn<Response<Incoming>> for ClientRetryOn {
+impl RetryOn<Response<bytes::Bytes>> for ClientRetryOn {
     #[inline]
-    fn verdict(&self, result: &Result<Response<Incoming>, BoxError>) -> Verdict {
+    fn verdict(&self, result: &Result<Response<bytes::Bytes>, BoxError>) -> Verdict {
         match self.http.verdict(result) {
             Verdict::Done => match result {
                 Err(e) if closed_early(e.as_ref()) => Verdict::Retry {
@@ -186,12 +185,21 @@ fn closed_early(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
         if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            return h.is_incomplete_message() || h.is_canceled();
+            if h.is_incomplete_message() || h.is_canceled() {
+                return true;
+            }
         }
         if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
             if h.is_connect() {
                 return true;
             }
+        }
+        // A body cut off before its end (hyper's `IncompleteBody`): the
+        // instance went away mid-response.
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+        {
+            return true;
         }
         current = e.source();
     }

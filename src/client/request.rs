@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -241,17 +241,8 @@ impl<'a> RequestBuilder<'a> {
         // a call, next to a network round trip.
         let call: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
             Box::pin(stack.call(req));
-        let response = call.await.map_err(ClientError::from_stack)?;
-        let (parts, body) = response.into_parts();
-        let limit = shared.max_body_size;
-        let bytes = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<LengthLimitError>() => {
-                return Err(ClientError::BodyTooLarge { limit });
-            }
-            Err(e) => return Err(ClientError::Transport(e)),
-        };
-        Ok(Response::from_parts(parts, bytes))
+        // The body was read inside the attempt, up to the client's limit.
+        call.await.map_err(ClientError::from_stack)
     }
 }
 

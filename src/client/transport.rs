@@ -9,16 +9,19 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
-use http_body_util::Full;
+use http_body_util::combinators::Collect;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
 use tower::Service;
 
 use super::error::{InvalidUri, NoEndpoints};
@@ -55,25 +58,56 @@ pub(crate) fn http_client(idle: std::time::Duration, max_idle_per_host: usize) -
 }
 
 /// Sends requests whose URI is a path to one endpoint, over the shared pool,
-/// with the remaining deadline in the [`DEADLINE`] header.
+/// with the remaining deadline in the [`DEADLINE`] header, and reads the
+/// response body (up to the client's limit) before it answers.
+///
+/// The body is read here, under the endpoint's breaker and inside the
+/// attempt, because that is where its failures belong: a body that stalls
+/// ends with the attempt's timeout and one cut off mid-way is a transport
+/// error (retried for idempotent requests), and both count against the
+/// instance. Read above the stack, a stalled body hung the call past every
+/// timeout while the instance's breaker had already recorded a success.
 #[derive(Clone)]
 pub(crate) struct EndpointTransport {
     client: HttpClient,
     scheme: Scheme,
     authority: Result<Authority, Arc<str>>,
+    limits: Limits,
+    attempts: crate::telemetry::AttemptMetrics,
 }
+
+/// What bounds one exchange with an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// The attempt timeout: headers and body, from the call.
+    pub(crate) timeout: Option<Duration>,
+    /// The largest response body read.
+    pub(crate) max_body_size: usize,
+}
+
+/// When an attempt that waited for an endpoint must end: the transport's
+/// timer then counts from the attempt's start, not from the send. Put in
+/// the request only by a call that had to wait (see [`SharedFuture`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttemptEnd(pub(crate) Instant);
 
 impl fmt::Debug for EndpointTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EndpointTransport")
             .field("scheme", &self.scheme)
             .field("authority", &self.authority)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
 impl EndpointTransport {
-    pub(crate) fn new(client: HttpClient, endpoint: &Endpoint) -> Self {
+    pub(crate) fn new(
+        client: HttpClient,
+        endpoint: &Endpoint,
+        limits: Limits,
+        attempts: crate::telemetry::AttemptMetrics,
+    ) -> Self {
         let base = endpoint.base_url();
         let authority = base
             .split_once("://")
@@ -88,12 +122,14 @@ impl EndpointTransport {
             client,
             scheme,
             authority,
+            limits,
+            attempts,
         }
     }
 }
 
 impl Service<Request<Body>> for EndpointTransport {
-    type Response = Response<Incoming>;
+    type Response = Response<Bytes>;
     type Error = BoxError;
     type Future = TransportFuture;
 
@@ -120,22 +156,72 @@ impl Service<Request<Body>> for EndpointTransport {
             Ok(uri) => *req.uri_mut() = uri,
             Err(e) => return TransportFuture::failed(InvalidUri(e.to_string()).into()),
         }
-        if let Some(deadline) = req.extensions().get::<Deadline>() {
+        let deadline = req.extensions().get::<Deadline>().copied();
+        if let Some(deadline) = deadline {
             let ms = deadline.remaining().as_millis() as u64;
             req.headers_mut().insert(DEADLINE, HeaderValue::from(ms));
         }
-        TransportFuture::Sent {
-            inner: self.client.request(req),
+        // The attempt's end, if it comes before the deadline: past the
+        // deadline the layer above cancels the attempt (the caller's budget
+        // ran out, which says nothing about this instance), before it the
+        // attempt fails here with a timeout that this instance's breaker
+        // records.
+        let timer = self.limits.timeout.and_then(|timeout| {
+            let mut end = Instant::now() + timeout;
+            if let Some(AttemptEnd(at)) = req.extensions().get::<AttemptEnd>() {
+                end = end.min(*at);
+            }
+            match deadline {
+                Some(d) if d.instant() <= end => None,
+                _ => Some(Box::pin(tokio::time::sleep_until(end))),
+            }
+        });
+        self.attempts.sent();
+        TransportFuture {
+            state: TransportState::Sent {
+                inner: self.client.request(req),
+            },
+            timer,
+            limit: self.limits.max_body_size,
         }
     }
 }
 
+/// A response body over the client's limit; becomes
+/// [`ClientError::BodyTooLarge`](super::ClientError::BodyTooLarge).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTooLarge(pub(crate) usize);
+
+impl fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "response body larger than {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
 pin_project! {
-    /// The future of [`EndpointTransport`].
+    /// The future of [`EndpointTransport`]: the response's head, then its
+    /// body, both before the attempt's timer.
+    pub(crate) struct TransportFuture {
+        #[pin]
+        state: TransportState,
+        timer: Option<Pin<Box<Sleep>>>,
+        limit: usize,
+    }
+}
+
+pin_project! {
     #[project = TransportProj]
-    pub(crate) enum TransportFuture {
+    enum TransportState {
         /// On its way.
         Sent { #[pin] inner: hyper_util::client::legacy::ResponseFuture },
+        /// The head is in; reading the body.
+        Reading {
+            parts: Option<http::response::Parts>,
+            #[pin]
+            body: Collect<Limited<Incoming>>,
+        },
         /// Failed before it was sent.
         Failed { error: Option<BoxError> },
     }
@@ -143,7 +229,11 @@ pin_project! {
 
 impl TransportFuture {
     fn failed(error: BoxError) -> Self {
-        TransportFuture::Failed { error: Some(error) }
+        TransportFuture {
+            state: TransportState::Failed { error: Some(error) },
+            timer: None,
+            limit: 0,
+        }
     }
 }
 
@@ -154,15 +244,48 @@ impl fmt::Debug for TransportFuture {
 }
 
 impl Future for TransportFuture {
-    type Output = Result<Response<Incoming>, BoxError>;
+    type Output = Result<Response<Bytes>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            TransportProj::Sent { inner } => inner.poll(cx).map_err(Into::into),
-            TransportProj::Failed { error } => {
-                Poll::Ready(Err(error.take().expect("polled after completion")))
+        let mut this = self.project();
+        loop {
+            let body = match this.state.as_mut().project() {
+                TransportProj::Sent { inner } => match inner.poll(cx) {
+                    Poll::Ready(Ok(response)) => {
+                        let (parts, body) = response.into_parts();
+                        (parts, Limited::new(body, *this.limit).collect())
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                    Poll::Pending => break,
+                },
+                TransportProj::Reading { parts, body } => match body.poll(cx) {
+                    Poll::Ready(Ok(collected)) => {
+                        let parts = parts.take().expect("polled after completion");
+                        return Poll::Ready(Ok(Response::from_parts(parts, collected.to_bytes())));
+                    }
+                    Poll::Ready(Err(e)) if e.is::<LengthLimitError>() => {
+                        return Poll::Ready(Err(BodyTooLarge(*this.limit).into()));
+                    }
+                    // Cut off (hyper's "incomplete message") or reset.
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
+                },
+                TransportProj::Failed { error } => {
+                    ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+                    return Poll::Ready(Err(error.take().expect("polled after completion")));
+                }
+            };
+            this.state.set(TransportState::Reading {
+                parts: Some(body.0),
+                body: body.1,
+            });
+        }
+        if let Some(timer) = this.timer {
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(tower::timeout::error::Elapsed::new().into()));
             }
         }
+        Poll::Pending
     }
 }
 
@@ -262,6 +385,8 @@ where
 /// but none is ready (all ejected and probing).
 pub(crate) struct SharedBalancer<S> {
     shared: Arc<Locked<S>>,
+    /// The attempt timeout, which also bounds the wait for an endpoint.
+    timeout: Option<Duration>,
 }
 
 struct Locked<S> {
@@ -278,6 +403,7 @@ impl<S> Clone for SharedBalancer<S> {
     fn clone(&self) -> Self {
         SharedBalancer {
             shared: self.shared.clone(),
+            timeout: self.timeout,
         }
     }
 }
@@ -289,8 +415,9 @@ impl<S> fmt::Debug for SharedBalancer<S> {
 }
 
 impl<S> SharedBalancer<S> {
-    pub(crate) fn new(inner: S, settled: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(inner: S, settled: Arc<AtomicBool>, timeout: Option<Duration>) -> Self {
         SharedBalancer {
+            timeout,
             shared: Arc::new(Locked {
                 inner: std::sync::Mutex::new(inner),
                 settled,
@@ -325,13 +452,13 @@ impl<S> Locked<S> {
     }
 }
 
-impl<S, Req> Service<Req> for SharedBalancer<S>
+impl<S, B> Service<Request<B>> for SharedBalancer<S>
 where
-    S: Service<Req, Error = BoxError> + Len,
+    S: Service<Request<B>, Error = BoxError> + Len,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = SharedFuture<S, Req>;
+    type Future = SharedFuture<S, Request<B>>;
 
     #[inline]
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
@@ -340,12 +467,14 @@ where
     }
 
     #[inline]
-    fn call(&mut self, req: Req) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         SharedFuture {
             state: SharedState::Picking {
                 shared: self.shared.clone(),
                 req: Some(req),
                 waited: false,
+                timeout: self.timeout,
+                timer: None,
             },
         }
     }
@@ -372,7 +501,14 @@ pin_project! {
 pin_project! {
     #[project = SharedProj]
     enum SharedState<S: Service<Req>, Req> {
-        Picking { shared: Arc<Locked<S>>, req: Option<Req>, waited: bool },
+        Picking {
+            shared: Arc<Locked<S>>,
+            req: Option<Req>,
+            waited: bool,
+            timeout: Option<Duration>,
+            // Armed only when the call has to wait: the attempt timeout.
+            timer: Option<Pin<Box<Sleep>>>,
+        },
         Called { #[pin] inner: S::Future },
     }
 }
@@ -386,9 +522,9 @@ where
     }
 }
 
-impl<S, Req> Future for SharedFuture<S, Req>
+impl<S, B> Future for SharedFuture<S, Request<B>>
 where
-    S: Service<Req, Error = BoxError> + Len,
+    S: Service<Request<B>, Error = BoxError> + Len,
 {
     type Output = Result<S::Response, BoxError>;
 
@@ -401,6 +537,8 @@ where
                     shared,
                     req,
                     waited,
+                    timeout,
+                    timer,
                 } => {
                     let mut lb = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
                     match lb.poll_ready(cx) {
@@ -423,6 +561,8 @@ where
                         {
                             drop(lb);
                             *waited = false;
+                            // Fails without touching a tokio resource.
+                            ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
                             return Poll::Ready(Err(NoEndpoints.into()));
                         }
                         Poll::Pending => {
@@ -431,6 +571,24 @@ where
                             shared.wait(cx.waker());
                             drop(lb);
                             *waited = true;
+                            if timer.is_none() {
+                                if let Some(timeout) = *timeout {
+                                    let end = Instant::now() + timeout;
+                                    if let Some(req) = req.as_mut() {
+                                        req.extensions_mut().insert(AttemptEnd(end));
+                                    }
+                                    *timer = Some(Box::pin(tokio::time::sleep_until(end)));
+                                }
+                            }
+                            if let Some(t) = timer {
+                                if t.as_mut().poll(cx).is_ready() {
+                                    *waited = false;
+                                    shared.wake_waiters();
+                                    return Poll::Ready(Err(
+                                        tower::timeout::error::Elapsed::new().into()
+                                    ));
+                                }
+                            }
                             return Poll::Pending;
                         }
                     }

@@ -211,6 +211,42 @@ async fn errors_and_malformed_answers_keep_the_last_good_set() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_stalls_mid_body_fails_the_query_within_its_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Headers and the first byte of the body, then nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = vec![0; 16 * 1024];
+            let _ = stream.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        x-consul-index: 7\r\ncontent-length: 1000\r\n\r\n[";
+            let _ = stream.write_all(head.as_bytes()).await;
+            held.push(stream);
+        }
+    });
+    let d = ConsulDiscovery::builder(url, "users").build().unwrap();
+    let mut status = d.status_watch();
+    let start = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(60), status.wait_for(|s| s.failures >= 1))
+        .await
+        .expect("the stalled query failed within a minute")
+        .expect("status lives");
+    let took = start.elapsed();
+    // The first query does not block: it gets the 5 s margin.
+    assert!(
+        took >= Duration::from_secs(5) && took <= Duration::from_millis(5002),
+        "{took:?}"
+    );
+    assert_eq!(
+        d.status().last_error.as_deref(),
+        Some("no complete answer within 5s")
+    );
+}
+
 #[tokio::test]
 async fn an_index_going_backwards_restarts_the_watch_from_zero() {
     let consul = ConsulRegistry::start().await;

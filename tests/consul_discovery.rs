@@ -1,6 +1,6 @@
 //! Discovery through the Consul health API, against the in-process
-//! Consul-compatible registry on 127.0.0.1:0. Real time: propagation is
-//! measured, with short waits.
+//! Consul-compatible registry on 127.0.0.1:0. Real time where propagation
+//! is measured, with short waits; paused time where a timeout is the point.
 
 use std::time::{Duration, Instant};
 
@@ -231,10 +231,13 @@ async fn an_answer_that_stalls_mid_body_fails_the_query_within_its_timeout() {
     let d = ConsulDiscovery::builder(url, "users").build().unwrap();
     let mut status = d.status_watch();
     let start = tokio::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(60), status.wait_for(|s| s.failures >= 1))
-        .await
-        .expect("the stalled query failed within a minute")
-        .expect("status lives");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        status.wait_for(|s| s.failures >= 1),
+    )
+    .await
+    .expect("the stalled query failed within a minute")
+    .expect("status lives");
     let took = start.elapsed();
     // The first query does not block: it gets the 5 s margin.
     assert!(

@@ -126,8 +126,10 @@ async fn an_unreachable_agent_is_an_error_not_a_panic() {
         other => panic!("{other:?}"),
     }
     assert!(
-        err.to_string()
-            .starts_with(&format!("consul agent {} unreachable during register: ", consul.url())),
+        err.to_string().starts_with(&format!(
+            "consul agent {} unreachable during register: ",
+            consul.url()
+        )),
         "{err}"
     );
 }
@@ -212,7 +214,10 @@ struct StubAgent {
 }
 
 async fn stub_agent() -> StubAgent {
-    let (hang, beats) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let (hang, beats) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     let (h, b) = (hang.clone(), beats.clone());
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
         let (hang, beats) = (h.clone(), b.clone());
@@ -253,7 +258,11 @@ async fn registering_with_an_agent_that_never_answers_times_out_naming_agent_and
     .unwrap_err();
     let took = start.elapsed();
     match &err {
-        RegistrationError::Timeout { agent: a, step, after } => {
+        RegistrationError::Timeout {
+            agent: a,
+            step,
+            after,
+        } => {
             assert_eq!(
                 (a, *step, *after),
                 (&agent, RegistrationStep::Register, Duration::from_secs(3))
@@ -283,10 +292,18 @@ async fn deregistering_from_an_agent_that_never_answers_times_out_naming_agent_a
     let err = within_a_minute(guard.deregister()).await.unwrap_err();
     let took = start.elapsed();
     match &err {
-        RegistrationError::Timeout { agent: a, step, after } => {
+        RegistrationError::Timeout {
+            agent: a,
+            step,
+            after,
+        } => {
             assert_eq!(
                 (a, *step, *after),
-                (&agent.url, RegistrationStep::Deregister, Duration::from_secs(5))
+                (
+                    &agent.url,
+                    RegistrationStep::Deregister,
+                    Duration::from_secs(5)
+                )
             );
         }
         other => panic!("{other:?}"),
@@ -372,7 +389,11 @@ async fn reading_an_error_answer_stops_at_the_limit() {
     )
     .await
     .unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
     match err {
         RegistrationError::Rejected { status, body, .. } => {
             assert_eq!(status, 500);
@@ -458,7 +479,11 @@ async fn a_connect_that_never_completes_times_out_after_the_connect_timeout() {
     .unwrap_err();
     let took = start.elapsed();
     match &err {
-        RegistrationError::Timeout { agent: a, step, after } => {
+        RegistrationError::Timeout {
+            agent: a,
+            step,
+            after,
+        } => {
             assert_eq!(
                 (a, *step, *after),
                 (&agent, RegistrationStep::Register, Duration::from_secs(1))
@@ -470,4 +495,20 @@ async fn a_connect_that_never_completes_times_out_after_the_connect_timeout() {
         took >= Duration::from_secs(1) && took <= Duration::from_millis(1002),
         "{took:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_name_the_agent_without_its_credentials() {
+    let agent = erroring_agent("no".into()).await;
+    let with_credentials = agent.replacen("http://", "http://ops:s3cr3t@", 1);
+    let err = Registration::builder(&with_credentials, "web", "web-1", "127.0.0.1", 8080)
+        .token(ConsulToken::new("t0k3n"))
+        .register()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("consul agent {agent} rejected register with 500: no")
+    );
+    assert!(!format!("{err:?}").contains("s3cr3t") && !format!("{err:?}").contains("t0k3n"));
 }

@@ -265,11 +265,16 @@ async fn an_id_in_a_path_is_the_rest_of_the_path_percent_decoded() {
         consul.register_passing("web", id, "10.0.0.1", 80);
     }
     assert_eq!(
-        api.put("/v1/agent/service/deregister/a%25b%20c", "").await.0,
+        api.put("/v1/agent/service/deregister/a%25b%20c", "")
+            .await
+            .0,
         200
     );
     assert!(!consul.is_registered("a%b c"));
-    assert_eq!(api.put("/v1/agent/service/deregister/web/1", "").await.0, 200);
+    assert_eq!(
+        api.put("/v1/agent/service/deregister/web/1", "").await.0,
+        200
+    );
     assert!(!consul.is_registered("web/1"));
 }
 

@@ -340,7 +340,11 @@ impl Watch {
         // query, body included, so an agent that stalls mid-answer cannot
         // hold the watch. A blocking query needs longer than the wait plus
         // Consul's jitter of up to wait/16; both get 5 s for the rest.
-        let blocking = if index > 0 { self.wait + self.wait / 16 } else { Duration::ZERO };
+        let blocking = if index > 0 {
+            self.wait + self.wait / 16
+        } else {
+            Duration::ZERO
+        };
         let timeout = blocking + QUERY_MARGIN;
         match tokio::time::timeout(timeout, self.query_nodes(index, timeout)).await {
             Ok(result) => result.map_err(|e| e.to_string()),

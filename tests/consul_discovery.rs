@@ -1,6 +1,6 @@
 //! Discovery through the Consul health API, against the in-process
-//! Consul-compatible registry on 127.0.0.1:0. Real time: propagation is
-//! measured, with short waits.
+//! Consul-compatible registry on 127.0.0.1:0. Real time where propagation
+//! is measured, with short waits; paused time where a timeout is the point.
 
 use std::time::{Duration, Instant};
 
@@ -208,6 +208,45 @@ async fn errors_and_malformed_answers_keep_the_last_good_set() {
         tokio::time::timeout(Duration::from_millis(200), next(&mut d))
             .await
             .is_err()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_stalls_mid_body_fails_the_query_within_its_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Headers and the first byte of the body, then nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = vec![0; 16 * 1024];
+            let _ = stream.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                        x-consul-index: 7\r\ncontent-length: 1000\r\n\r\n[";
+            let _ = stream.write_all(head.as_bytes()).await;
+            held.push(stream);
+        }
+    });
+    let d = ConsulDiscovery::builder(url, "users").build().unwrap();
+    let mut status = d.status_watch();
+    let start = tokio::time::Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        status.wait_for(|s| s.failures >= 1),
+    )
+    .await
+    .expect("the stalled query failed within a minute")
+    .expect("status lives");
+    let took = start.elapsed();
+    // The first query does not block: it gets the 5 s margin.
+    assert!(
+        took >= Duration::from_secs(5) && took <= Duration::from_millis(5002),
+        "{took:?}"
+    );
+    assert_eq!(
+        d.status().last_error.as_deref(),
+        Some("no complete answer within 5s")
     );
 }
 

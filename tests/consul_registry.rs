@@ -255,6 +255,29 @@ async fn deregistering_an_unknown_id_is_404() {
     assert!(!consul.is_registered("users-1"));
 }
 
+#[tokio::test]
+async fn an_id_in_a_path_is_the_rest_of_the_path_percent_decoded() {
+    // As Consul's agent: the suffix of the decoded path, so an escaped
+    // `/` or `%` is part of the id, and so is an unescaped `/`.
+    let consul = ConsulRegistry::start().await;
+    let api = Api::new(&consul);
+    for id in ["web/1", "a%b c"] {
+        consul.register_passing("web", id, "10.0.0.1", 80);
+    }
+    assert_eq!(
+        api.put("/v1/agent/service/deregister/a%25b%20c", "")
+            .await
+            .0,
+        200
+    );
+    assert!(!consul.is_registered("a%b c"));
+    assert_eq!(
+        api.put("/v1/agent/service/deregister/web/1", "").await.0,
+        200
+    );
+    assert!(!consul.is_registered("web/1"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn ttl_checks_are_set_by_pass_warn_fail_and_expire() {
     let consul = ConsulRegistry::start().await;

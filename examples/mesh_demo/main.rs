@@ -189,7 +189,13 @@ async fn main() {
     println!("registry {}  gateway {}", consul.url(), base);
 
     // Some users and an order to read.
-    let http = reqwest::Client::new();
+    // Timeouts on every call (reqwest has none by default): the gateway's
+    // own deadline is 3 s, so 5 s only ends a call the gateway lost.
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("a client");
     let auth = format!("Bearer {}", token(SECRET, "setup"));
     for i in 1..=USERS {
         let r = http

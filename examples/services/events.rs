@@ -29,6 +29,16 @@ pub struct UserCreated {
     pub email: String,
 }
 
+/// Every connection has a connect and a response timeout: without them
+/// redis-rs waits forever on a server that accepts and never answers. The
+/// response timeout is above the consumer's 1 s `BLOCK`, and each read is
+/// bounded to 100 entries (`COUNT`).
+fn connection_config() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(5))
+}
+
 fn backoff() -> Backoff {
     Backoff::exponential(Duration::from_millis(50), Duration::from_secs(2))
         .expect("valid")
@@ -97,7 +107,11 @@ async fn append(
     body: &str,
 ) -> redis::RedisResult<()> {
     if conn.is_none() {
-        *conn = Some(client.get_multiplexed_async_connection().await?);
+        *conn = Some(
+            client
+                .get_multiplexed_async_connection_with_config(&connection_config())
+                .await?,
+        );
     }
     let c = conn.as_mut().expect("connected");
     let _: String = c.xadd(USER_CREATED, "*", &[("data", body)]).await?;
@@ -137,7 +151,9 @@ async fn consume_once(
     apply: &(impl Fn(UserCreated) + Send),
 ) -> redis::RedisResult<()> {
     let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&connection_config())
+        .await?;
     // From the start of the stream, so events published before this group
     // existed are seen; an existing group keeps its position.
     let created: redis::RedisResult<()> =

@@ -334,7 +334,29 @@ impl Watch {
         }
     }
 
-    async fn query(&self, index: u64) -> Result<(Vec<Endpoint>, u64), ConsulError> {
+    async fn query(&self, index: u64) -> Result<(Vec<Endpoint>, u64), String> {
+        // rs-consul's `timeout` covers the answer's headers only; its body
+        // is read after, unbounded in time. This timeout covers the whole
+        // query, body included, so an agent that stalls mid-answer cannot
+        // hold the watch. A blocking query needs longer than the wait plus
+        // Consul's jitter of up to wait/16; both get 5 s for the rest.
+        let blocking = if index > 0 {
+            self.wait + self.wait / 16
+        } else {
+            Duration::ZERO
+        };
+        let timeout = blocking + QUERY_MARGIN;
+        match tokio::time::timeout(timeout, self.query_nodes(index, timeout)).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no complete answer within {timeout:?}")),
+        }
+    }
+
+    async fn query_nodes(
+        &self,
+        index: u64,
+        timeout: Duration,
+    ) -> Result<(Vec<Endpoint>, u64), ConsulError> {
         let request = GetServiceNodesRequest {
             service: &self.service,
             near: None,
@@ -344,9 +366,7 @@ impl Watch {
         let options = QueryOptions {
             namespace: None,
             datacenter: self.datacenter.clone(),
-            // rs-consul's default is 5 s: a blocking query needs longer
-            // than the wait plus Consul's jitter of up to wait/16.
-            timeout: Some(self.wait + self.wait / 16 + Duration::from_secs(5)),
+            timeout: Some(timeout),
             index: (index > 0).then_some(index),
             wait: (index > 0).then_some(self.wait),
         };
@@ -443,7 +463,7 @@ impl Watch {
                     let mut rng = fastrand::Rng::new();
                     let delay = self.backoff.delay(failures - 1, previous_delay, &mut rng);
                     previous_delay = Some(delay);
-                    let error = e.to_string();
+                    let error = e;
                     tracing::warn!(
                         service = %self.service,
                         failures,
@@ -468,6 +488,10 @@ impl Watch {
         }
     }
 }
+
+/// Time a query gets beyond a blocking query's wait: to connect, and to
+/// send and read the answer.
+const QUERY_MARGIN: Duration = Duration::from_secs(5);
 
 /// The loop's rate limit: `burst` queries at once, then one per `every`.
 struct TokenBucket {

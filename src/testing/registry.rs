@@ -173,10 +173,13 @@ impl ConsulRegistry {
             .route("/v1/health/service/{name}", get(health_service))
             .route("/v1/health/service/", get(missing_name))
             .route("/v1/agent/service/register", put(register))
-            .route("/v1/agent/service/deregister/{id}", put(deregister))
-            .route("/v1/agent/service/maintenance/{id}", put(maintenance))
-            .route("/v1/agent/check/update/{id}", put(check_update))
-            .route("/v1/agent/check/{action}/{id}", put(check_set))
+            // An id is the rest of the path, percent-decoded, as Consul's
+            // agent takes it (the suffix of Go's decoded `URL.Path`): an
+            // escaped `/`, `?` or `%` is part of the id.
+            .route("/v1/agent/service/deregister/{*id}", put(deregister))
+            .route("/v1/agent/service/maintenance/{*id}", put(maintenance))
+            .route("/v1/agent/check/update/{*id}", put(check_update))
+            .route("/v1/agent/check/{action}/{*id}", put(check_set))
             .with_state(self.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)

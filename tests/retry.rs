@@ -8,8 +8,8 @@ use meshguard::BoxError;
 use meshguard::backoff::Backoff;
 use meshguard::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitOpen};
 use meshguard::retry::{
-    Deadline, DeadlineExceeded, HedgeLayer, ReplayBody, RetryBudget, RetryBudgetConfig, RetryLayer,
-    RetryPolicy, RetryPolicyBuilder,
+    Deadline, DeadlineExceeded, ErrorsOnly, HedgeLayer, NoReplay, Replay, ReplayBody, RetryBudget,
+    RetryBudgetConfig, RetryLayer, RetryPolicy, RetryPolicyBuilder,
 };
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
@@ -218,6 +218,27 @@ async fn an_attempt_outliving_the_deadline_fails_with_deadline_exceeded() {
     let layer = RetryLayer::new(policy().deadline(SECS(2)).build().unwrap());
     let start = Instant::now();
     let err = send(&layer, &upstream, get()).await.unwrap_err();
+    assert!(err.is::<DeadlineExceeded>(), "{err}");
+    assert_eq!(start.elapsed(), SECS(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_cannot_carry_the_deadline_is_cut_at_it_all_the_same() {
+    /// A request whose `Replay` keeps the default, no-op `set_deadline`.
+    #[derive(Debug, Clone, Copy)]
+    struct Job;
+    impl Replay for Job {
+        fn replay(&self, _: bool) -> Result<Self, NoReplay> {
+            Ok(Job)
+        }
+    }
+    let slow = tower::service_fn(|_: Job| async {
+        tokio::time::sleep(SECS(5)).await;
+        Ok::<_, BoxError>("done")
+    });
+    let layer = RetryLayer::new(policy().deadline(SECS(2)).build().unwrap()).retry_on(ErrorsOnly);
+    let start = Instant::now();
+    let err = layer.layer(slow).oneshot(Job).await.unwrap_err();
     assert!(err.is::<DeadlineExceeded>(), "{err}");
     assert_eq!(start.elapsed(), SECS(2));
 }

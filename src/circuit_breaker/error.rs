@@ -102,8 +102,9 @@ impl std::error::Error for CircuitOpen {}
 ///
 /// It is not itself a `std::error::Error` (the conversions could not
 /// flatten it if it were), so `?` takes it into a [`BoxError`], a
-/// `Box<dyn Error>` or, with feature `anyhow`, an `anyhow::Error`, each
-/// downcasting to [`CircuitOpen`] or the inner error. In a `thiserror` enum,
+/// `Box<dyn Error>` or, with feature `anyhow` and an inner error that
+/// converts into one, an `anyhow::Error`, each downcasting to
+/// [`CircuitOpen`] or the inner error. In a `thiserror` enum,
 /// hold the [`BoxError`] (`#[error(transparent)] Upstream(#[from] BoxError)`)
 /// and convert with `.map_err(BoxError::from)?`.
 ///
@@ -192,13 +193,17 @@ impl<E: Into<BoxError>> From<BreakerError<E>> for Box<dyn std::error::Error + Se
     }
 }
 
+// `E: Into<anyhow::Error>` rather than `Into<BoxError>`: anyhow keeps a
+// boxed error as one opaque box (`from_boxed`), so `is::<io::Error>()` would
+// quietly answer false. An inner `BoxError` goes through
+// `.map_err(BoxError::from)` and `anyhow::Error::from_boxed` instead.
 #[cfg(feature = "anyhow")]
 #[cfg_attr(docsrs, doc(cfg(feature = "anyhow")))]
-impl<E: Into<BoxError>> From<BreakerError<E>> for anyhow::Error {
+impl<E: Into<anyhow::Error>> From<BreakerError<E>> for anyhow::Error {
     fn from(err: BreakerError<E>) -> Self {
         match err {
             BreakerError::Open(o) => anyhow::Error::new(o),
-            BreakerError::Inner(e) => anyhow::Error::from_boxed(e.into()),
+            BreakerError::Inner(e) => e.into(),
         }
     }
 }

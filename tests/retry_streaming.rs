@@ -1,6 +1,7 @@
-//! Requests with streaming bodies through the retry layer: sent once and
-//! never replayed, where a buffered body is retried. Real axum and hyper
-//! servers on 127.0.0.1:0 forward the requests they receive.
+//! Requests with streaming bodies through the retry and hedge layers: sent
+//! once and never replayed, where a buffered body is retried and hedged.
+//! Real axum and hyper servers on 127.0.0.1:0 forward the requests they
+//! receive.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use meshguard::retry::{ReplayBody, RetryLayer, RetryPolicy};
-use tower::{Layer, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 /// An upstream that always answers 503, counting its calls.
 #[derive(Clone, Default)]
@@ -154,4 +155,55 @@ async fn a_hyper_server_forwards_the_request_it_received_through_the_retry_layer
         .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(upstream.calls(), 1);
+}
+
+/// Teaches a hedge layer (p90, 20 latencies, 1 s periods) that 10 ms is
+/// normal, then sends one request that takes 100 ms; returns the calls the
+/// upstream saw, and how long that request took.
+async fn calls_when_hedging<B: ReplayBody + Send + 'static>(
+    body: impl Fn() -> B,
+) -> (usize, std::time::Duration) {
+    use meshguard::retry::{HedgeLayer, RetryBudget, RetryBudgetConfig};
+    use std::time::Duration;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let upstream = {
+        let calls = calls.clone();
+        tower::service_fn(move |_: Request<B>| {
+            let n = calls.fetch_add(1, SeqCst);
+            async move {
+                let ms = if n < 20 { 10 } else { 100 };
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok::<_, Infallible>(Response::new(()))
+            }
+        })
+    };
+    let budget = RetryBudget::new(RetryBudgetConfig::default());
+    let mut svc = HedgeLayer::new(budget)
+        .min_data_points(20)
+        .period(Duration::from_secs(1))
+        .layer(upstream);
+    for _ in 0..20 {
+        svc.ready().await.unwrap().call(get(body())).await.unwrap();
+    }
+    // tower's hedge reads the latencies of the previous period.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let start = tokio::time::Instant::now();
+    svc.ready().await.unwrap().call(get(body())).await.unwrap();
+    (calls.load(SeqCst), start.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_request_with_an_axum_body_is_not_hedged() {
+    let (calls, took) = calls_when_hedging(|| axum::body::Body::from("order 7")).await;
+    assert_eq!(calls, 21);
+    assert_eq!(took, std::time::Duration::from_millis(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_request_with_a_buffered_body_is_hedged() {
+    let (calls, took) = calls_when_hedging(|| Full::new(Bytes::from_static(b"order 7"))).await;
+    // The hedge left at the p90 (10 ms); the 22nd call also takes 100 ms,
+    // so the original answers first.
+    assert_eq!(calls, 22);
+    assert_eq!(took, std::time::Duration::from_millis(100));
 }

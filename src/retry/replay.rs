@@ -56,7 +56,8 @@ pub trait Replay: Sized {
 /// Buffered bodies (`String`, `Vec<u8>`, `Bytes`, `Full`, `Empty`, `()`)
 /// return a copy. Streaming bodies return `None`: a request carrying one
 /// goes through the retry and hedge layers once, is neither retried nor
-/// hedged, and a `debug` event says why ("the body cannot be replayed").
+/// hedged, and the retry layer's `debug` event says why ("the body cannot
+/// be replayed").
 /// Those are http-body-util's `BoxBody`, `UnsyncBoxBody` and `StreamBody`,
 /// axum's `Body` (feature `axum`) and hyper's `Incoming` (feature `hyper`,
 /// on with `client`). Buffer a streaming body first (for example with

@@ -58,7 +58,9 @@ async fn a_request_with_an_axum_body_goes_out_once() {
 #[tokio::test(start_paused = true)]
 async fn requests_with_http_body_util_streaming_bodies_go_out_once() {
     let boxed = Unavailable::default();
-    boxed.through_retry(get(Full::new(Bytes::new()).boxed())).await;
+    boxed
+        .through_retry(get(Full::new(Bytes::new()).boxed()))
+        .await;
     assert_eq!(boxed.calls(), 1);
     let unsync = Unavailable::default();
     unsync

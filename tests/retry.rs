@@ -223,7 +223,7 @@ async fn an_attempt_outliving_the_deadline_fails_with_deadline_exceeded() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_request_that_cannot_carry_the_deadline_is_cut_at_it_all_the_same() {
+async fn a_request_that_cannot_carry_the_deadline_is_bounded_by_the_attempt_timeout_only() {
     /// A request whose `Replay` keeps the default, no-op `set_deadline`.
     #[derive(Debug, Clone, Copy)]
     struct Job;
@@ -236,11 +236,20 @@ async fn a_request_that_cannot_carry_the_deadline_is_cut_at_it_all_the_same() {
         tokio::time::sleep(SECS(5)).await;
         Ok::<_, BoxError>("done")
     });
-    let layer = RetryLayer::new(policy().deadline(SECS(2)).build().unwrap()).retry_on(ErrorsOnly);
+    let layer = RetryLayer::new(
+        policy()
+            .deadline(SECS(2))
+            .attempt_timeout(SECS(3))
+            .max_attempts(1)
+            .build()
+            .unwrap(),
+    )
+    .retry_on(ErrorsOnly);
     let start = Instant::now();
     let err = layer.layer(slow).oneshot(Job).await.unwrap_err();
-    assert!(err.is::<DeadlineExceeded>(), "{err}");
-    assert_eq!(start.elapsed(), SECS(2));
+    // Cut by the attempt timeout at 3 s, not by the 2 s deadline.
+    assert!(err.is::<tower::timeout::error::Elapsed>(), "{err}");
+    assert_eq!(start.elapsed(), SECS(3));
 }
 
 #[tokio::test(start_paused = true)]

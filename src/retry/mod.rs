@@ -124,11 +124,9 @@ impl<S, R: Clone> Layer<S> for RetryLayer<R> {
 /// last attempt's error, [`DeadlineExceeded`], or a timeout of the last
 /// attempt (`tower::timeout::error::Elapsed`).
 ///
-/// The overall deadline travels in the request ([`Replay::set_deadline`]),
-/// where every attempt and the backoff read it. For a request type that
-/// cannot carry one (its [`Replay::deadline`] still answers `None`, or a
-/// later deadline, once it is set), a timer around the whole call enforces
-/// it instead.
+/// The overall deadline travels in the request ([`Replay::set_deadline`]):
+/// for request types that cannot carry one, only the attempt timeout
+/// bounds a call.
 pub struct Retry<S, R = HttpRetryOn> {
     inner: tower::retry::Retry<Attempts<R>, Attempt<S>>,
     deadline: Option<Duration>,
@@ -185,88 +183,20 @@ where
 
     #[inline]
     fn call(&mut self, mut req: Req) -> Self::Future {
-        let mut whole_call = None;
         if let Some(d) = self.deadline {
             let ours = Deadline::at(Instant::now() + d);
             // An earlier deadline from upstream wins.
             if req.deadline().is_none_or(|theirs| ours < theirs) {
                 req.set_deadline(ours);
-                whole_call = uncarried(&req, ours);
             }
         }
-        ResponseFuture {
-            inner: self.inner.call(req),
-            whole_call,
-        }
+        self.inner.call(req)
     }
 }
 
-/// A timer at `deadline` when `req` could not carry it (its `set_deadline`
-/// is the default no-op): the whole call is then bounded from outside.
-#[cold]
-fn uncarried<Req: Replay>(req: &Req, deadline: Deadline) -> Option<Pin<Box<tokio::time::Sleep>>> {
-    if req.deadline().is_some_and(|carried| carried <= deadline) {
-        return None;
-    }
-    Some(Box::pin(tokio::time::sleep_until(deadline.instant())))
-}
-
-pin_project! {
-    /// The response future of [`Retry`]: tower's, over our policy and
-    /// attempts, and a timer for the deadline of a request that could not
-    /// carry it (boxed and `None` otherwise, so the common future grows by
-    /// one pointer).
-    pub struct ResponseFuture<S, R, Req>
-    where
-        Req: Replay,
-        S: Service<Req>,
-        S::Error: Into<BoxError>,
-        R: RetryOn<S::Response>,
-    {
-        #[pin]
-        inner: tower::retry::future::ResponseFuture<Attempts<R>, Attempt<S>, Req>,
-        whole_call: Option<Pin<Box<tokio::time::Sleep>>>,
-    }
-}
-
-impl<S, R, Req> fmt::Debug for ResponseFuture<S, R, Req>
-where
-    Req: Replay,
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    R: RetryOn<S::Response>,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("whole_call_timer", &self.whole_call.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, R, Req> Future for ResponseFuture<S, R, Req>
-where
-    Req: Replay,
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    R: RetryOn<S::Response>,
-{
-    type Output = Result<S::Response, BoxError>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(output) = this.inner.poll(cx) {
-            return Poll::Ready(output);
-        }
-        match this.whole_call {
-            Some(timer) => {
-                ready!(timer.as_mut().poll(cx));
-                Poll::Ready(Err(DeadlineExceeded.into()))
-            }
-            None => Poll::Pending,
-        }
-    }
-}
+/// The response future of [`Retry`]: tower's, over our policy and attempts.
+pub type ResponseFuture<S, R, Req> =
+    tower::retry::future::ResponseFuture<Attempts<R>, Attempt<S>, Req>;
 
 pin_project! {
     /// A call, with or without a timer. The timer is boxed: inline, a

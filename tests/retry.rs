@@ -8,8 +8,8 @@ use meshguard::BoxError;
 use meshguard::backoff::Backoff;
 use meshguard::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitOpen};
 use meshguard::retry::{
-    Deadline, DeadlineExceeded, HedgeLayer, ReplayBody, RetryBudget, RetryBudgetConfig, RetryLayer,
-    RetryPolicy, RetryPolicyBuilder,
+    Deadline, DeadlineExceeded, ErrorsOnly, HedgeLayer, NoReplay, Replay, ReplayBody, RetryBudget,
+    RetryBudgetConfig, RetryLayer, RetryPolicy, RetryPolicyBuilder,
 };
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
@@ -115,25 +115,44 @@ async fn each_backoff_delay_lies_within_its_full_jitter_bounds_and_below_the_cap
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn the_budget_keeps_attempts_per_request_at_one_plus_the_ratio() {
+/// Sends 1,000 GETs, one a millisecond, to an upstream that always answers
+/// 503, and returns the attempts it received.
+async fn attempts_for_a_thousand_failing_requests(budget: RetryBudgetConfig) -> usize {
     let upstream = Upstream::new(|_| Reply::Status(503));
     let layer = RetryLayer::new(
         policy()
-            .budget(RetryBudgetConfig::new(0.2, 0, SECS(10)).unwrap())
+            .budget(budget)
             .backoff(Backoff::constant(MS(1)))
             .build()
             .unwrap(),
     );
-    for _ in 0..1000 {
+    let start = Instant::now();
+    for i in 0..1000 {
+        tokio::time::sleep_until(start + MS(i)).await;
         let response = send(&layer, &upstream, get()).await.unwrap();
         // An exhausted budget returns the real response, not a made-up error.
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
-    let per_request = upstream.attempts() as f64 / 1000.0;
-    assert!(per_request <= 1.2, "{per_request}");
+    // Well inside the budget's 10 s window: no deposit has expired.
+    assert!(start.elapsed() < SECS(2), "{:?}", start.elapsed());
+    upstream.attempts()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_budget_allows_one_point_three_attempts_per_request_at_a_thousand_requests() {
+    // 20% of 1,000 requests plus the floor, 10 a second over 10 s: 300
+    // retries, 0.1 of them per request from the floor.
+    let attempts = attempts_for_a_thousand_failing_requests(RetryBudgetConfig::default()).await;
+    assert_eq!(attempts, 1300);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_floor_the_budget_keeps_attempts_per_request_at_one_plus_the_ratio() {
+    let attempts =
+        attempts_for_a_thousand_failing_requests(RetryBudgetConfig::new(0.2, 0, SECS(10)).unwrap())
+            .await;
     // Every fifth request earns one retry: exactly 200 in 1,000.
-    assert_eq!(upstream.attempts(), 1200);
+    assert_eq!(attempts, 1200);
 }
 
 #[tokio::test(start_paused = true)]
@@ -201,6 +220,36 @@ async fn an_attempt_outliving_the_deadline_fails_with_deadline_exceeded() {
     let err = send(&layer, &upstream, get()).await.unwrap_err();
     assert!(err.is::<DeadlineExceeded>(), "{err}");
     assert_eq!(start.elapsed(), SECS(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_cannot_carry_the_deadline_is_bounded_by_the_attempt_timeout_only() {
+    /// A request whose `Replay` keeps the default, no-op `set_deadline`.
+    #[derive(Debug, Clone, Copy)]
+    struct Job;
+    impl Replay for Job {
+        fn replay(&self, _: bool) -> Result<Self, NoReplay> {
+            Ok(Job)
+        }
+    }
+    let slow = tower::service_fn(|_: Job| async {
+        tokio::time::sleep(SECS(5)).await;
+        Ok::<_, BoxError>("done")
+    });
+    let layer = RetryLayer::new(
+        policy()
+            .deadline(SECS(2))
+            .attempt_timeout(SECS(3))
+            .max_attempts(1)
+            .build()
+            .unwrap(),
+    )
+    .retry_on(ErrorsOnly);
+    let start = Instant::now();
+    let err = layer.layer(slow).oneshot(Job).await.unwrap_err();
+    // Cut by the attempt timeout at 3 s, not by the 2 s deadline.
+    assert!(err.is::<tower::timeout::error::Elapsed>(), "{err}");
+    assert_eq!(start.elapsed(), SECS(3));
 }
 
 #[tokio::test(start_paused = true)]

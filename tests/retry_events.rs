@@ -42,6 +42,25 @@ async fn every_retry_emits_an_event_with_service_attempt_reason_and_delay() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_request_with_a_streaming_body_emits_a_debug_event_saying_why_it_is_not_retried() {
+    let events = support_tracing::capture_from(tracing::Level::DEBUG);
+    let upstream = tower::service_fn(|_: Request<axum::body::Body>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::builder().status(503).body(()).unwrap())
+    });
+    let layer = RetryLayer::new(RetryPolicy::default()).name("orders");
+    let _guard = tracing::subscriber::set_default(events.subscriber());
+    let request = Request::put("http://orders/7")
+        .body(axum::body::Body::from("order 7"))
+        .unwrap();
+    let response = layer.layer(upstream).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        events.lines(),
+        ["request will not be retried reason=the body cannot be replayed"]
+    );
+}
+
 mod support_tracing {
     //! Collects `tracing` events as `message key=value ...` lines.
     use std::fmt::Write;
@@ -50,11 +69,18 @@ mod support_tracing {
     use tracing::field::{Field, Visit};
     use tracing_subscriber::layer::{Context, SubscriberExt};
 
-    #[derive(Clone, Default)]
-    pub struct Events(Arc<Mutex<Vec<String>>>);
+    /// The lines, and the most verbose level kept.
+    #[derive(Clone)]
+    pub struct Events(Arc<Mutex<Vec<String>>>, tracing::Level);
 
+    /// Events at `info` and above.
     pub fn capture() -> Events {
-        Events::default()
+        capture_from(tracing::Level::INFO)
+    }
+
+    /// Events at `level` and above.
+    pub fn capture_from(level: tracing::Level) -> Events {
+        Events(Arc::default(), level)
     }
 
     impl Events {
@@ -84,7 +110,7 @@ mod support_tracing {
 
     impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Events {
         fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-            if *event.metadata().level() <= tracing::Level::INFO {
+            if *event.metadata().level() <= self.1 {
                 let mut line = Line(String::new(), String::new());
                 event.record(&mut line);
                 self.0.lock().unwrap().push(format!("{}{}", line.0, line.1));

@@ -99,6 +99,34 @@ impl std::error::Error for CircuitOpen {}
 /// }
 /// # let _ = describe;
 /// ```
+///
+/// It is not itself a `std::error::Error` (the conversions could not
+/// flatten it if it were), so `?` takes it into a [`BoxError`], a
+/// `Box<dyn Error>` or, with feature `anyhow` and an inner error that
+/// converts into one, an `anyhow::Error`, each downcasting to
+/// [`CircuitOpen`] or the inner error. In a `thiserror` enum,
+/// hold the [`BoxError`] (`#[error(transparent)] Upstream(#[from] BoxError)`)
+/// and convert with `.map_err(BoxError::from)?`.
+///
+/// ```
+/// use std::error::Error;
+/// use meshguard::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitOpen};
+/// use tower::{Layer, Service, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// async fn fetch(breaker: &CircuitBreaker) -> Result<String, Box<dyn Error>> {
+///     let mut svc = breaker.layer().layer(tower::service_fn(|_: ()| async {
+///         Ok::<_, std::io::Error>(String::from("ok"))
+///     }));
+///     Ok(svc.ready().await?.call(()).await?)
+/// }
+/// let breaker = CircuitBreaker::new("users", CircuitBreakerConfig::default());
+/// breaker.force_open();
+/// let err = fetch(&breaker).await.unwrap_err();
+/// assert!(err.is::<CircuitOpen>());
+/// assert_eq!(err.to_string(), "circuit forced open");
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BreakerError<E> {
     /// The breaker rejected the call; the inner service was not called.
@@ -134,13 +162,47 @@ impl<E: fmt::Display> fmt::Display for BreakerError<E> {
     }
 }
 
-// Not `std::error::Error`: that would overlap with std's blanket
-// `From<E: Error> for BoxError`, and this conversion is what lets a boxed
-// error downcast straight to `CircuitOpen` or to the inner error.
+// Why not `std::error::Error`: std converts every `E: Error + Send + Sync`
+// into a `BoxError` by boxing it whole, and that blanket `From` would
+// overlap with these conversions (E0119, also for `E = BoxError`, which std
+// may one day make an `Error`). They are what lets a boxed error downcast
+// straight to `CircuitOpen` or to the inner error, which the retry layer's
+// decisions, `ServiceClient` and every `downcast_ref::<CircuitOpen>()` in
+// user code rely on; and a breaker over a service whose error is already a
+// `BoxError` (a `Buffer`, a `Timeout`) could not convert at all. So `?`
+// works through these `From`s instead: into `BoxError`, `Box<dyn Error>`
+// and (feature `anyhow`) `anyhow::Error`, each flattened the same way.
 impl<E: Into<BoxError>> From<BreakerError<E>> for BoxError {
     fn from(err: BreakerError<E>) -> BoxError {
         match err {
             BreakerError::Open(o) => Box::new(o),
+            BreakerError::Inner(e) => e.into(),
+        }
+    }
+}
+
+impl<E: Into<BoxError>> From<BreakerError<E>> for Box<dyn std::error::Error> {
+    fn from(err: BreakerError<E>) -> Self {
+        BoxError::from(err)
+    }
+}
+
+impl<E: Into<BoxError>> From<BreakerError<E>> for Box<dyn std::error::Error + Send> {
+    fn from(err: BreakerError<E>) -> Self {
+        BoxError::from(err)
+    }
+}
+
+// `E: Into<anyhow::Error>` rather than `Into<BoxError>`: anyhow keeps a
+// boxed error as one opaque box (`from_boxed`), so `is::<io::Error>()` would
+// quietly answer false. An inner `BoxError` goes through
+// `.map_err(BoxError::from)` and `anyhow::Error::from_boxed` instead.
+#[cfg(feature = "anyhow")]
+#[cfg_attr(docsrs, doc(cfg(feature = "anyhow")))]
+impl<E: Into<anyhow::Error>> From<BreakerError<E>> for anyhow::Error {
+    fn from(err: BreakerError<E>) -> Self {
+        match err {
+            BreakerError::Open(o) => anyhow::Error::new(o),
             BreakerError::Inner(e) => e.into(),
         }
     }

@@ -31,8 +31,11 @@ impl fmt::Display for NoReplay {
 /// others only when `allow_non_idempotent` is true; the remaining deadline
 /// travels in the request's extensions as a [`Deadline`]. Implement it for
 /// your own request types; the deadline methods may keep their defaults, in
-/// which case the overall deadline is still enforced around the whole call
-/// but attempts cannot see it.
+/// which case the request cannot carry the retry layer's deadline and the
+/// deadline is not enforced: only `attempt_timeout` bounds each attempt,
+/// retries are planned without regard to it, and inner layers cannot
+/// propagate it. (A timer around the whole call for such requests measured
+/// about 5 ns more per call on every request, deadline or not.)
 pub trait Replay: Sized {
     /// A copy for another attempt, or why there is none.
     fn replay(&self, allow_non_idempotent: bool) -> Result<Self, NoReplay>;
@@ -48,11 +51,36 @@ pub trait Replay: Sized {
     }
 }
 
-/// A body that can be sent again: buffered bodies implement it.
+/// A body that can be sent again, or a stream that can be sent only once.
 ///
-/// Streaming bodies (hyper's `Incoming`, axum's `Body`) do not: buffer
-/// them first (for example with `http_body_util::BodyExt::collect`) if the
-/// request should be retried.
+/// Buffered bodies (`String`, `Vec<u8>`, `Bytes`, `Full`, `Empty`, `()`)
+/// return a copy. Streaming bodies return `None`: a request carrying one
+/// goes through the retry and hedge layers once, is neither retried nor
+/// hedged, and the retry layer's `debug` event says why ("the body cannot
+/// be replayed").
+/// Those are http-body-util's `BoxBody`, `UnsyncBoxBody` and `StreamBody`,
+/// axum's `Body` (feature `axum`) and hyper's `Incoming` (feature `hyper`,
+/// on with `client`). Buffer a streaming body first (for example with
+/// `http_body_util::BodyExt::collect`) if the request should be retried.
+///
+/// ```
+/// use http_body_util::{BodyExt, Empty, combinators::UnsyncBoxBody};
+/// use meshguard::retry::{RetryLayer, RetryPolicy};
+/// use std::convert::Infallible;
+/// use tower::{Layer, Service, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), meshguard::BoxError> {
+/// type Streaming = UnsyncBoxBody<bytes::Bytes, Infallible>;
+/// let mut svc = RetryLayer::new(RetryPolicy::default()).layer(tower::service_fn(
+///     |_: http::Request<Streaming>| async {
+///         Ok::<_, Infallible>(http::Response::builder().status(503).body(()).unwrap())
+///     },
+/// ));
+/// let request = http::Request::new(Empty::new().boxed_unsync());
+/// let response = svc.ready().await?.call(request).await?;
+/// assert_eq!(response.status(), 503); // sent once: the body cannot be replayed
+/// # Ok(()) }
+/// ```
 pub trait ReplayBody: Sized {
     /// A copy of the body, or `None` when it cannot be sent again.
     fn replay_body(&self) -> Option<Self>;
@@ -89,6 +117,31 @@ impl<D> ReplayBody for http_body_util::Empty<D> {
         Some(http_body_util::Empty::new())
     }
 }
+
+/// Streaming bodies: consumed by the attempt that sends them.
+macro_rules! stream_bodies {
+    ($($(#[$attr:meta])* [$($generics:tt)*] $t:ty),* $(,)?) => {$(
+        $(#[$attr])*
+        impl<$($generics)*> ReplayBody for $t {
+            #[inline]
+            fn replay_body(&self) -> Option<Self> {
+                None
+            }
+        }
+    )*};
+}
+
+stream_bodies!(
+    [D, E] http_body_util::combinators::BoxBody<D, E>,
+    [D, E] http_body_util::combinators::UnsyncBoxBody<D, E>,
+    [S] http_body_util::StreamBody<S>,
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    [] axum_core::body::Body,
+    #[cfg(feature = "hyper")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+    [] hyper::body::Incoming,
+);
 
 impl<B: ReplayBody> Replay for http::Request<B> {
     fn replay(&self, allow_non_idempotent: bool) -> Result<Self, NoReplay> {

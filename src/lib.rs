@@ -64,6 +64,7 @@ mod clock;
 pub mod discovery;
 mod error;
 pub mod retry;
+mod recycle;
 mod sync;
 mod telemetry;
 #[cfg(feature = "test-util")]

@@ -63,8 +63,8 @@ pub mod client;
 mod clock;
 pub mod discovery;
 mod error;
-pub mod retry;
 mod recycle;
+pub mod retry;
 mod sync;
 mod telemetry;
 #[cfg(feature = "test-util")]

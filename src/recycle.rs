@@ -138,14 +138,33 @@ impl<T> Pool<T> {
 impl<T> Entry<T> {
     #[inline]
     fn made(&self) {
-        let p = place(self.counts.len());
-        p.bump(&self.counts[p.index].made);
+        Self::bump(&self.counts, |c| &c.made);
     }
 
     #[inline]
     fn gone(&self) {
-        let p = place(self.counts.len());
-        p.bump(&self.counts[p.index].gone);
+        Self::bump(&self.counts, |c| &c.gone);
+    }
+
+    #[inline(always)]
+    fn bump(counts: &[CachePadded<Counts>], which: impl Fn(&Counts) -> &AtomicU64) {
+        let p = place(counts.len());
+        let counter = which(&counts[p.index]);
+        // loom 0.7 remembers only the last access to an atomic: a thread's
+        // own load right before its store hides the scan's earlier load
+        // from its partial-order reduction, which then explores a single
+        // interleaving (a two-thread model completed in 1 iteration
+        // instead of 6). Under loom the count is therefore one RMW, which
+        // it does see; what is checked here is the order of the scan. (The
+        // breaker's loom models of the load-and-store bump have the same
+        // blind spot.)
+        #[cfg(meshguard_loom)]
+        {
+            let _ = p;
+            counter.fetch_add(1, crate::sync::Ordering::Release);
+        }
+        #[cfg(not(meshguard_loom))]
+        p.bump(counter);
     }
 
     /// Whether every lease and handle ever made is dropped; see the module

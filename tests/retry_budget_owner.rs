@@ -27,7 +27,9 @@ async fn a_request_in_flight_keeps_its_budget_when_a_new_layer_is_made() {
                 if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
                     go.notified().await;
                 }
-                Err::<Response<String>, BoxError>(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into())
+                Err::<Response<String>, BoxError>(
+                    std::io::Error::from(std::io::ErrorKind::ConnectionReset).into(),
+                )
             }
         })
     };

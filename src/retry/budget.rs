@@ -324,3 +324,28 @@ impl Window {
         floor + self.config.ratio * deposits as f64 - withdrawn as f64
     }
 }
+
+#[cfg(all(test, not(meshguard_loom)))]
+mod tests {
+    use super::*;
+
+    // The only lib test that makes budgets, so the pool is this test's.
+    #[test]
+    fn a_dropped_budgets_memory_serves_a_new_budget_empty() {
+        let config = RetryBudgetConfig::new(1.0, 0, Duration::from_secs(10)).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let old = RetryBudget::new(config);
+        for _ in 0..50 {
+            old.deposit();
+        }
+        let state: *const State = old.lease.get();
+        drop(old);
+        let new = RetryBudget::new(config);
+        assert!(std::ptr::eq(state, new.lease.get()), "the state was reused");
+        assert_eq!(new.balance(), 0);
+    }
+}

@@ -63,6 +63,7 @@ pub mod client;
 mod clock;
 pub mod discovery;
 mod error;
+mod recycle;
 pub mod retry;
 mod sync;
 mod telemetry;

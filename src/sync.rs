@@ -86,6 +86,16 @@ mod ids {
         static RELEASE: Release = const { Release };
     }
 
+    /// Why reusing an exited thread's id is sound: a stripe must have one
+    /// writer at a time, and its next writer must see the last one's
+    /// stores. `Release::drop` runs among the thread's TLS destructors; it
+    /// first sets `ID` to `SHARED` (a `const` local without a destructor,
+    /// readable to the end), so any destructor that runs after it and
+    /// counts uses the shared stripe with `fetch_add`, never the stripe it
+    /// gave up. The id then goes through `FREE`'s mutex, so the thread that
+    /// takes it sees every store the old one made. A thread whose
+    /// destructors never run (the main thread at exit) keeps its id: a
+    /// stripe lost, nothing shared.
     struct Release;
 
     impl Drop for Release {

@@ -215,6 +215,7 @@ async fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let (sent, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut clients = tokio::task::JoinSet::new();
+    let traffic_started = Instant::now();
     for c in 0..8 {
         let (http, base, stop, sent, failed) = (
             http.clone(),
@@ -238,13 +239,23 @@ async fn main() {
                 } else {
                     http.get(format!("{base}/api/users/{user}"))
                 };
-                let ok = match req.header("authorization", &auth).send().await {
-                    Ok(r) => r.status().is_success(),
-                    Err(_) => false,
+                let what = if n % 10 == 0 { "POST /api/orders" } else { "GET /api/users" };
+                let failure = match req.header("authorization", &auth).send().await {
+                    Ok(r) if r.status().is_success() => None,
+                    Ok(r) => {
+                        let status = r.status();
+                        let body = r.text().await.unwrap_or_default();
+                        Some(format!("{what}: {status} {}", body.chars().take(200).collect::<String>()))
+                    }
+                    Err(e) => Some(format!("{what}: {e}")),
                 };
                 sent.fetch_add(1, Ordering::Relaxed);
-                if !ok {
+                if let Some(failure) = failure {
                     failed.fetch_add(1, Ordering::Relaxed);
+                    eprintln!(
+                        "client-{c}: failed at t={:.1}s: {failure}",
+                        traffic_started.elapsed().as_secs_f64()
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }

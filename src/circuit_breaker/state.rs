@@ -45,7 +45,7 @@
 //! read, so exactly one thread performs each one; the generation makes a
 //! stale transition (or a stale outcome) fail instead of applying twice.
 
-use std::sync::{Arc as StdArc, Mutex};
+use std::sync::Arc as StdArc;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
@@ -56,6 +56,7 @@ use super::config::{CircuitBreakerConfig, Trip, Window};
 use super::{CircuitOpen, Event, State};
 use crate::classify::Outcome;
 use crate::clock;
+use crate::recycle::{Lease, Pool};
 use crate::sync::{AtomicBool, AtomicU64, Ordering::*, Place, place, spin, stripe_count};
 
 pub(crate) const CLOSED: u64 = 0;
@@ -1175,41 +1176,48 @@ fn set_flag(slot: &Slot, flag: u64, on: bool) {
     }
 }
 
-// ---- slots: a free list of leaked, recycled slots -------------------------
+// ---- slots: leased from the crate's recycler -------------------------------
 
-static FREE: Mutex<Vec<&'static Slot>> = Mutex::new(Vec::new());
+/// Slots of dropped breakers, reused by new ones (`crate::recycle`).
+static SLOTS: Pool<Slot> = Pool::new();
 
 /// Owns a slot for a breaker's lifetime; gives it back on drop.
+///
+/// Calls reach the slot as a bare `&'static Slot` ([`Lease::unguarded`]),
+/// not a counted handle: the breaker's target is 20 ns a call, and every
+/// call already tells owners apart by the generation in the state word,
+/// which [`Core::assign`] and [`Core::vacate`] advance. An outcome admitted
+/// under an earlier owner is therefore dropped rather than recorded. The
+/// lease keeps the slot from a new breaker while this owner lives.
 #[derive(Debug)]
 pub(crate) struct Owner {
     pub(crate) slot: &'static Slot,
     pub(crate) core: StdArc<Core>,
+    lease: Lease<Slot>,
 }
 
 impl Owner {
     pub(crate) fn new(core: Core) -> Owner {
-        // The free list is touched only when a breaker is created or dropped,
+        // The pool is touched only when a breaker is created or dropped,
         // never by a call.
-        let recycled = FREE.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let slot: &'static Slot =
-            recycled.unwrap_or_else(|| Box::leak(Box::new(Slot::new(stripe_count()))));
+        let lease = SLOTS.take(|| Slot::new(stripe_count()));
+        let slot = lease.unguarded();
         let core = StdArc::new(core);
         slot.core.store(Some(core.clone()));
         core.assign(slot);
-        Owner { slot, core }
+        Owner { slot, core, lease }
     }
 }
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        if is_ejected(kind(self.slot.word())) {
+        let slot = self.lease.unguarded();
+        if is_ejected(kind(slot.word())) {
             self.core.release_guard();
         }
-        self.core.vacate(self.slot);
-        self.slot.core.store(None);
-        FREE.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(self.slot);
+        self.core.vacate(slot);
+        slot.core.store(None);
+        // `lease`, dropped next, hands the slot back.
     }
 }
 

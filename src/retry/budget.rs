@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::ConfigError;
+use crate::recycle::{self, Lease, Pool};
 use crate::sync::{AtomicU64, Ordering::Relaxed, place, stripe_count};
 
 /// How many buckets the window is kept in.
@@ -139,23 +140,22 @@ impl RetryBudgetConfig {
 /// ```
 #[derive(Debug, Clone)]
 pub struct RetryBudget {
-    owner: Arc<Owner>,
+    lease: Arc<Lease<State>>,
+    config: RetryBudgetConfig,
 }
 
-/// The state a request's policy reaches without an `Arc` clone: leaked once,
-/// recycled when its budget is dropped (as the breaker's slots are).
-///
-/// A request still in flight when its budget is dropped (a service used with
-/// `oneshot` is dropped as soon as it is called) keeps working against the
-/// state; if a new budget takes the state meanwhile, that request's deposit
-/// or withdrawal counts there. The error is bounded by the requests in
-/// flight at the drop, and it is the price of not cloning an `Arc` per
-/// request.
+/// A budget's counters and window. A request's policy reaches them through
+/// a [`Handle`] of the crate's recycler, not an `Arc` (see
+/// `crate::recycle` for the cost measured): a request in flight keeps its
+/// own budget for as long as it lives, its layer dropped or not, and the
+/// memory serves a new budget only once no request can reach it.
 pub(crate) struct State {
     stripes: Box<[CachePadded<AtomicU64>]>,
     // Padded: a look writes the lock, and every deposit reads `stripes`.
     window: CachePadded<Mutex<Window>>,
 }
+
+static STATES: Pool<State> = Pool::new();
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -175,78 +175,55 @@ struct Window {
     withdrawn: [u64; BUCKETS],
 }
 
-#[derive(Debug)]
-struct Owner {
-    state: &'static State,
-    config: RetryBudgetConfig,
-}
-
-static FREE: Mutex<Vec<&'static State>> = Mutex::new(Vec::new());
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        FREE.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(self.state);
-    }
-}
-
 /// What a request's policy holds.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Handle {
-    state: &'static State,
-}
+#[derive(Debug, Clone)]
+pub(crate) struct Handle(recycle::Handle<State>);
 
 impl RetryBudget {
     /// A new, empty budget (only the floor is available).
     pub fn new(config: RetryBudgetConfig) -> Self {
-        let recycled = FREE.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let now = Instant::now();
-        let window = Window::new(config, now);
-        let state: &'static State = match recycled {
-            Some(state) => {
-                let mut w = state.window.lock().unwrap_or_else(|e| e.into_inner());
-                *w = window;
-                w.start = [state.sum(); BUCKETS];
-                state
-            }
-            None => Box::leak(Box::new(State {
-                stripes: (0..stripe_count())
-                    .map(|_| CachePadded::new(AtomicU64::new(0)))
-                    .collect(),
-                window: CachePadded::new(Mutex::new(window)),
-            })),
-        };
+        let lease = STATES.take(|| State {
+            stripes: (0..stripe_count())
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
+                .collect(),
+            window: CachePadded::new(Mutex::new(Window::new(config, Instant::now()))),
+        });
+        // A reused state keeps its counters, which only grow: the window
+        // starts from their sum.
+        let state = lease.get();
+        let mut w = state.window.lock().unwrap_or_else(|e| e.into_inner());
+        *w = Window::new(config, Instant::now());
+        w.start = [state.sum(); BUCKETS];
+        drop(w);
         RetryBudget {
-            owner: Arc::new(Owner { state, config }),
+            lease: Arc::new(lease),
+            config,
         }
     }
 
     /// The settings.
     pub fn config(&self) -> &RetryBudgetConfig {
-        &self.owner.config
+        &self.config
     }
 
     pub(crate) fn handle(&self) -> Handle {
-        Handle {
-            state: self.owner.state,
-        }
+        Handle(self.lease.handle())
     }
 
     /// Records a request: it earns `ratio` of a retry.
     #[inline]
     pub fn deposit(&self) {
-        self.handle().deposit();
+        self.lease.get().deposit();
     }
 
     /// Takes a token for a retry or a hedge; `false` when the budget is empty.
     pub fn withdraw(&self) -> bool {
-        self.handle().withdraw()
+        self.lease.get().withdraw()
     }
 
     /// Tokens available now, rounded down.
     pub fn balance(&self) -> u64 {
-        let state = self.owner.state;
+        let state = self.lease.get();
         let mut w = state.window.lock().unwrap_or_else(|e| e.into_inner());
         w.balance(state.sum(), Instant::now()).max(0.0) as u64
     }
@@ -269,17 +246,28 @@ impl State {
 
 impl Handle {
     #[inline(always)]
-    pub(crate) fn deposit(self) {
-        let stripes = &self.state.stripes;
+    pub(crate) fn deposit(&self) {
+        self.0.get().deposit();
+    }
+
+    pub(crate) fn withdraw(&self) -> bool {
+        self.0.get().withdraw()
+    }
+}
+
+impl State {
+    #[inline(always)]
+    fn deposit(&self) {
+        let stripes = &self.stripes;
         let place = place(stripes.len());
         let n = place.bump(&stripes[place.index]);
         if n % LOOK_EVERY == 0 {
-            self.state.look();
+            self.look();
         }
     }
 
-    pub(crate) fn withdraw(self) -> bool {
-        let state = self.state;
+    fn withdraw(&self) -> bool {
+        let state = self;
         let mut w = state.window.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if w.balance(state.sum(), now) >= 1.0 {
@@ -337,26 +325,27 @@ impl Window {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(meshguard_loom)))]
 mod tests {
     use super::*;
 
-    // The only lib test that makes budgets, so the free list is this test's.
+    // The only lib test that makes budgets, so the pool is this test's.
     #[test]
     fn a_dropped_budgets_memory_serves_a_new_budget_empty() {
-        let old =
-            RetryBudget::new(RetryBudgetConfig::new(1.0, 0, Duration::from_secs(10)).unwrap());
+        let config = RetryBudgetConfig::new(1.0, 0, Duration::from_secs(10)).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let old = RetryBudget::new(config);
         for _ in 0..50 {
             old.deposit();
         }
-        let state: *const State = old.owner.state;
+        let state: *const State = old.lease.get();
         drop(old);
-        let new =
-            RetryBudget::new(RetryBudgetConfig::new(1.0, 0, Duration::from_secs(10)).unwrap());
-        assert!(
-            std::ptr::eq(state, new.owner.state),
-            "the state was recycled"
-        );
+        let new = RetryBudget::new(config);
+        assert!(std::ptr::eq(state, new.lease.get()), "the state was reused");
         assert_eq!(new.balance(), 0);
     }
 }

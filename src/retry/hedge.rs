@@ -124,7 +124,7 @@ where
 }
 
 /// The `tower::hedge::Policy` of a [`HedgeLayer`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HedgePolicy {
     budget: Handle,
     allow_non_idempotent: bool,

@@ -265,9 +265,16 @@ struct Settings {
 
 /// Interns `settings`: each distinct value is leaked once and shared by
 /// every request of every layer that uses it, so a request's policy holds
-/// one pointer instead of a copy or an `Arc`. Distinct policies in a
-/// program are few; making layers with ever-new settings would grow this
-/// table.
+/// one pointer instead of a copy or an `Arc` (an `Arc` clone per request
+/// is what `crate::recycle` measured at +34 ns with two threads).
+///
+/// Unlike the budget this aliases nothing: the value is immutable and only
+/// ever shared by layers whose settings (service name included) are equal,
+/// so a request reading another layer's copy reads what its own would say.
+/// The table holds one entry per distinct (name, policy) a program
+/// configures, a handful in practice; a program that made layers with
+/// ever-new names would grow it, which is the cost of a pointer per
+/// request.
 fn intern(settings: Settings) -> &'static Settings {
     static TABLE: Mutex<Vec<&'static Settings>> = Mutex::new(Vec::new());
     let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());

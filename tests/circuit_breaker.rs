@@ -658,7 +658,9 @@ async fn an_open_fail_fast_breaker_answers_ready_without_polling_the_inner_servi
     let mut svc = breaker.layer().layer(inner.clone());
     breaker.force_open();
     let ready = tokio::time::timeout(SECS(1), svc.ready()).await;
-    let svc = ready.expect("poll_ready waited for the inner service").unwrap();
+    let svc = ready
+        .expect("poll_ready waited for the inner service")
+        .unwrap();
     match svc.call(Call::Ok).await {
         Err(BreakerError::Open(open)) => assert_eq!(open.state(), State::ForcedOpen),
         _ => panic!("the call was not rejected"),
@@ -678,9 +680,14 @@ async fn an_open_fail_fast_breaker_keeps_its_decision_until_the_call() {
     let mut svc = breaker.layer().layer(NeverReady::default());
     advance(SECS(10) - MS(1)).await;
     let ready = tokio::time::timeout(MS(1), svc.ready()).await;
-    let svc = ready.expect("poll_ready waited for the inner service").unwrap();
+    let svc = ready
+        .expect("poll_ready waited for the inner service")
+        .unwrap();
     advance(MS(1)).await;
-    assert!(matches!(svc.call(Call::Ok).await, Err(BreakerError::Open(_))));
+    assert!(matches!(
+        svc.call(Call::Ok).await,
+        Err(BreakerError::Open(_))
+    ));
     assert_eq!(breaker.state(), State::Open);
 }
 

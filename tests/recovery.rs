@@ -79,7 +79,10 @@ async fn defaults_keep_an_outage_of_every_instance_cheap_and_recover_within_two_
     }
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let urls: Vec<String> = instances.iter().map(|i| format!("http://{}", i.addr)).collect();
+    let urls: Vec<String> = instances
+        .iter()
+        .map(|i| format!("http://{}", i.addr))
+        .collect();
     // The client's metric handles are made at build, on this recorder.
     let client = metrics::with_local_recorder(&recorder, || {
         ServiceClient::builder("users").urls(urls).build().unwrap()

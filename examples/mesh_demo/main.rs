@@ -239,13 +239,20 @@ async fn main() {
                 } else {
                     http.get(format!("{base}/api/users/{user}"))
                 };
-                let what = if n % 10 == 0 { "POST /api/orders" } else { "GET /api/users" };
+                let what = if n % 10 == 0 {
+                    "POST /api/orders"
+                } else {
+                    "GET /api/users"
+                };
                 let failure = match req.header("authorization", &auth).send().await {
                     Ok(r) if r.status().is_success() => None,
                     Ok(r) => {
                         let status = r.status();
                         let body = r.text().await.unwrap_or_default();
-                        Some(format!("{what}: {status} {}", body.chars().take(200).collect::<String>()))
+                        Some(format!(
+                            "{what}: {status} {}",
+                            body.chars().take(200).collect::<String>()
+                        ))
                     }
                     Err(e) => Some(format!("{what}: {e}")),
                 };

@@ -8,7 +8,8 @@
 //! instances, the order service and the gateway (each registered in the
 //! registry with an HTTP health check, found through it by the others),
 //! drives steady traffic through the gateway, then: makes user-2 slow,
-//! makes user-3 answer 500s, kills user-1, and lets the system recover.
+//! makes user-3 answer 500s, heals it, kills user-1, and lets the system
+//! recover.
 //! Every second it prints a table per user-service instance (the gateway's
 //! view of it: breaker state; what the instance served: requests, success
 //! rate, p50/p99 latency; ejections) and the client-visible outcome, then a
@@ -269,7 +270,11 @@ async fn main() {
         });
     }
 
-    let phases: [(&str, Inject); 5] = [
+    // One fault at a time: with two of three instances failing at once
+    // (one dead, one answering 500s and not yet ejected), p2c can draw the
+    // two failing ones for every attempt of a request (docs/balancing.md,
+    // "Two failing instances of three"); each phase shows one mechanism.
+    let phases: [(&str, Inject); 6] = [
         ("steady traffic", Box::new(|_| {})),
         (
             "user-2 slow (300 ms)",
@@ -283,13 +288,8 @@ async fn main() {
                     .set(Fault::Status(http::StatusCode::INTERNAL_SERVER_ERROR));
             }),
         ),
-        (
-            "user-3 healed; user-1 killed",
-            Box::new(|i| {
-                i[2].faults.clear();
-                i[0].server.kill();
-            }),
-        ),
+        ("user-3 healed", Box::new(|i| i[2].faults.clear())),
+        ("user-1 killed", Box::new(|i| i[0].server.kill())),
         ("recovery", Box::new(|_| {})),
     ];
     let started = Instant::now();

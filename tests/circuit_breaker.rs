@@ -771,3 +771,50 @@ async fn rejections_yield_to_the_scheduler_so_timers_keep_their_schedule() {
         "a 10 ms timer fired {worst:?} late while tasks hammered an open breaker"
     );
 }
+
+#[test]
+fn the_default_open_period_starts_at_one_second_and_grows_to_a_minute() {
+    let expected = Backoff::exponential(SECS(1), SECS(60))
+        .unwrap()
+        .with_jitter(Jitter::Upward);
+    assert_eq!(CircuitBreakerConfig::default().open_duration(), &expected);
+    let ejection = meshguard::balance::BalanceConfig::default();
+    assert_eq!(ejection.ejection().unwrap().open_duration(), &expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_open_periods_grow_from_one_second_on_each_reopen_and_reset_after_a_success() {
+    // The defaults but for the trip condition: one failure opens.
+    let config = CircuitBreakerConfig::builder()
+        .count_window(1, 1)
+        .minimum_calls(1)
+        .half_open_calls(1)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    let _ = call(&mut svc, Call::Fail).await;
+    let first = time_until_admitted(&mut svc).await;
+    assert!(first >= SECS(1) && first <= MS(1_510), "{first:?}");
+    // The probe above succeeded: closed, back to the first step.
+    assert_eq!(breaker.state(), State::Closed);
+    let _ = call(&mut svc, Call::Fail).await;
+    advance(MS(1_500)).await;
+    // A failed probe re-opens for the second step, 2 to 3 s.
+    let _ = call(&mut svc, Call::Fail).await;
+    assert_eq!(breaker.state(), State::Open);
+    let second = time_until_admitted(&mut svc).await;
+    assert!(second >= SECS(2) && second <= MS(3_010), "{second:?}");
+}
+
+/// How long until the breaker lets a call through (checked every 10 ms),
+/// making that call succeed.
+async fn time_until_admitted(svc: &mut support::TestService) -> Duration {
+    let started = Instant::now();
+    loop {
+        match call(svc, Call::Ok).await {
+            Err(BreakerError::Open(_)) => advance(MS(10)).await,
+            _ => return started.elapsed(),
+        }
+    }
+}

@@ -397,9 +397,9 @@ impl CircuitBreakerConfigBuilder {
         self
     }
 
-    /// How long the breaker stays open (default: exponential from 30 s,
-    /// doubling on each re-open without recovery, capped at 5 min, equal
-    /// jitter).
+    /// How long the breaker stays open (default: exponential from 1 s,
+    /// doubling on each re-open without recovery, capped at 1 min, with
+    /// [`Jitter::Upward`](crate::backoff::Jitter::Upward)).
     pub fn open_duration(mut self, backoff: Backoff) -> Self {
         self.config.open_duration = backoff;
         self

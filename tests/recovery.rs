@@ -1,8 +1,10 @@
-//! Recovery with the default settings: every instance of a service refuses
-//! connections for 3 s while 16 tasks call it in a closed loop, then comes
-//! back. During the outage the client must not multiply the load (at most
-//! 1.2 attempts reach an instance per call), and once the instances are
-//! back the calls must succeed again within 2 s.
+//! Recovery through `ServiceClient`. With the default settings: every
+//! instance of a service refuses connections for 3 s while 16 tasks call it
+//! in a closed loop, then comes back. During the outage the client must not
+//! multiply the load (at most 1.2 attempts reach an instance per call), and
+//! once the instances are back the calls must succeed again within 2 s.
+//! And an instance ejected for hanging, whose probes time out, must be back
+//! within one open period and one probe of its recovery.
 //!
 //! Real sockets on real time: the outage is the kernel refusing
 //! connections to a closed port, and what is measured is how the defaults'
@@ -163,4 +165,111 @@ async fn defaults_keep_an_outage_of_every_instance_cheap_and_recover_within_two_
         "{succeeded} of {} calls succeeded from 2 s after the instances came back",
         settled.len()
     );
+}
+
+/// An instance whose requests hang until it is healed, recording when it
+/// served each request.
+async fn hanging_instance() -> (
+    String,
+    meshguard::testing::FaultHandle,
+    Arc<Mutex<Vec<Instant>>>,
+) {
+    let served: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let faults = meshguard::testing::FaultHandle::new();
+    let log = served.clone();
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(move || {
+                let log = log.clone();
+                async move {
+                    log.lock().unwrap().push(Instant::now());
+                    "up"
+                }
+            }),
+        )
+        .layer(faults.layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, faults, served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_whose_probes_timed_out_is_back_within_an_open_period_and_a_probe() {
+    use meshguard::backoff::Backoff;
+    use meshguard::balance::BalanceConfig;
+    use meshguard::circuit_breaker::{CircuitBreakerConfig, Rejection};
+
+    let (a, a_faults, a_served) = hanging_instance().await;
+    let a_port = a.rsplit(':').next().unwrap().to_string();
+    let (b, _, _) = hanging_instance().await;
+    let timeout = Duration::from_millis(200);
+    let open = Duration::from_millis(300);
+    let client = ServiceClient::builder("users")
+        .urls([a, b])
+        .timeout(Some(timeout))
+        .circuit_breaker(None)
+        .balance(
+            BalanceConfig::builder()
+                .ejection(Some(
+                    CircuitBreakerConfig::builder()
+                        .consecutive_failures(1)
+                        .open_duration(Backoff::constant(open))
+                        .half_open_calls(1)
+                        .rejection(Rejection::Gate)
+                        .build()
+                        .unwrap(),
+                ))
+                .max_ejection_percent(50.0)
+                .panic_threshold(0.0)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    a_faults.set(meshguard::testing::Fault::Delay(Duration::from_secs(3600)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, stop) = (client.clone(), stop_rx.clone());
+            tokio::spawn(async move {
+                while !*stop.borrow() {
+                    let _ = client.get("/").send_raw().await;
+                }
+            })
+        })
+        .collect();
+    // Long enough for several probes of A to time out.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let healed = Instant::now();
+    a_faults.clear();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop_tx.send(true).unwrap();
+    for c in callers {
+        tokio::time::timeout(Duration::from_secs(10), c)
+            .await
+            .expect("a call outlived its deadline")
+            .unwrap();
+    }
+    let served = a_served.lock().unwrap();
+    let back = served
+        .iter()
+        .find(|t| **t >= healed)
+        .map(|t| *t - healed)
+        .expect("the healed instance never served again");
+    // At worst the heal lands just after a probe was sent: that probe times
+    // out, the next open period passes, and the next probe is served. With
+    // room for scheduling.
+    assert!(
+        back <= timeout + open + Duration::from_millis(200),
+        "first request served {back:?} after the heal"
+    );
+    let a_breaker = client
+        .endpoints()
+        .into_iter()
+        .find(|e| e.endpoint.base_url().contains(&a_port))
+        .unwrap()
+        .breaker;
+    assert_eq!(a_breaker.state(), meshguard::circuit_breaker::State::Closed);
 }

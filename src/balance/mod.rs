@@ -540,15 +540,34 @@ where
 /// The balancer [`balance`] builds.
 pub type Balancer<D, F, C, Req> = Balance<Endpoints<D, F, C>, Req>;
 
-/// An endpoint's load as the balancer ranks it: recent consecutive
-/// failures first, then the PeakEwma cost (latency × requests in flight).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+/// An endpoint's load as the balancer ranks it: an endpoint whose probe is
+/// due first, then recent consecutive failures, then the PeakEwma cost
+/// (latency × requests in flight).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EndpointLoad {
+    /// The endpoint's breaker wants a probe: half-open, or open with its
+    /// open period over. It ranks ahead of every other, or its failures
+    /// and its latency estimate (raised by the failures that ejected it)
+    /// would keep the probe from ever being sent while a healthier
+    /// endpoint is ready, and the endpoint would stay out.
+    pub probe_due: bool,
     /// Failures since the endpoint's last success, if the last one is
     /// younger than the failure penalty; else 0 (capped at 2^16).
     pub failures: u32,
     /// tower's PeakEwma cost.
     pub cost: Cost,
+}
+
+impl PartialOrd for EndpointLoad {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        // A due probe is the lesser load.
+        match other.probe_due.cmp(&self.probe_due) {
+            std::cmp::Ordering::Equal => {
+                (self.failures, self.cost).partial_cmp(&(other.failures, other.cost))
+            }
+            order => Some(order),
+        }
+    }
 }
 
 /// An endpoint service with its PeakEwma load, ranked by [`EndpointLoad`].
@@ -577,6 +596,7 @@ impl<S, C> Load for Ranked<S, C> {
 
     fn load(&self) -> EndpointLoad {
         EndpointLoad {
+            probe_due: self.slot.probe_due(),
             failures: self.slot.recent_failures(self.penalty).min(1 << 16) as u32,
             cost: self.inner.load(),
         }

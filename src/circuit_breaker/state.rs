@@ -304,6 +304,30 @@ impl Slot {
         }
     }
 
+    /// Whether the next call should be a probe: the breaker is half-open,
+    /// or open with its open period over (it turns half-open when a call
+    /// asks). Reads the clock only while open.
+    ///
+    /// A balancer ranks such an endpoint first. It needs to: an endpoint
+    /// that opened while it sat in the balancer's ready set is not polled
+    /// again until it is picked, and its failures and latency estimate
+    /// would make it lose every pick, so it would stay out for good.
+    #[inline]
+    pub(crate) fn probe_due(&self) -> bool {
+        let word = self.word();
+        match kind(word) {
+            HALF_OPEN => true,
+            OPEN => self.open_period_over(word),
+            _ => false,
+        }
+    }
+
+    #[cold]
+    fn open_period_over(&self, word: u64) -> bool {
+        self.state.deadline_gen.load(Acquire) == generation(word) as u64
+            && self.call_now() >= self.state.deadline.load(Relaxed)
+    }
+
     /// Consecutive failures if the last one is younger than `window`
     /// nanoseconds, else 0. Reads the clock only when there are failures.
     #[inline]

@@ -257,19 +257,12 @@ async fn registering_with_an_agent_that_never_answers_times_out_naming_agent_and
     .await
     .unwrap_err();
     let took = start.elapsed();
-    match &err {
-        RegistrationError::Timeout {
-            agent: a,
-            step,
-            after,
-        } => {
-            assert_eq!(
-                (a, *step, *after),
-                (&agent, RegistrationStep::Register, Duration::from_secs(3))
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_timeout(
+        &err,
+        &agent,
+        RegistrationStep::Register,
+        Duration::from_secs(3),
+    );
     assert_eq!(
         err.to_string(),
         format!("consul agent {agent}: register timed out after 3s")
@@ -291,23 +284,12 @@ async fn deregistering_from_an_agent_that_never_answers_times_out_naming_agent_a
     let start = Instant::now();
     let err = within_a_minute(guard.deregister()).await.unwrap_err();
     let took = start.elapsed();
-    match &err {
-        RegistrationError::Timeout {
-            agent: a,
-            step,
-            after,
-        } => {
-            assert_eq!(
-                (a, *step, *after),
-                (
-                    &agent.url,
-                    RegistrationStep::Deregister,
-                    Duration::from_secs(5)
-                )
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_timeout(
+        &err,
+        &agent.url,
+        RegistrationStep::Deregister,
+        Duration::from_secs(5),
+    );
     assert_eq!(
         err.to_string(),
         format!("consul agent {}: deregister timed out after 5s", agent.url)
@@ -478,19 +460,12 @@ async fn a_connect_that_never_completes_times_out_after_the_connect_timeout() {
     .await
     .unwrap_err();
     let took = start.elapsed();
-    match &err {
-        RegistrationError::Timeout {
-            agent: a,
-            step,
-            after,
-        } => {
-            assert_eq!(
-                (a, *step, *after),
-                (&agent, RegistrationStep::Register, Duration::from_secs(1))
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_timeout(
+        &err,
+        &agent,
+        RegistrationStep::Register,
+        Duration::from_secs(1),
+    );
     assert!(
         took >= Duration::from_secs(1) && took <= Duration::from_millis(1002),
         "{took:?}"
@@ -511,4 +486,16 @@ async fn errors_name_the_agent_without_its_credentials() {
         format!("consul agent {agent} rejected register with 500: no")
     );
     assert!(!format!("{err:?}").contains("s3cr3t") && !format!("{err:?}").contains("t0k3n"));
+}
+
+/// `err` is a timeout of `step` at `agent` after exactly `after`.
+fn assert_timeout(err: &RegistrationError, agent: &str, step: RegistrationStep, after: Duration) {
+    match err {
+        RegistrationError::Timeout {
+            agent: a,
+            step: s,
+            after: t,
+        } => assert_eq!((a.as_str(), *s, *t), (agent, step, after)),
+        other => panic!("{other:?}"),
+    }
 }

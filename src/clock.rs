@@ -60,6 +60,10 @@ pub(crate) fn coarse_now() -> u64 {
 }
 
 #[cold]
+// The coarse clock is the documented exception: a thread of its own that
+// reads the real clock every millisecond, for breakers configured with
+// `coarse_clock`, which trade paused-time control for a cheaper read.
+#[allow(clippy::disallowed_types, clippy::disallowed_methods)]
 fn start_coarse(cell: &'static std::sync::atomic::AtomicU64) -> u64 {
     use std::sync::atomic::Ordering;
     static STARTED: OnceLock<()> = OnceLock::new();

@@ -51,6 +51,8 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+// The library reports through `tracing` and `metrics`, never the console.
+#![deny(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backoff;
@@ -61,6 +63,7 @@ pub mod classify;
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 mod clock;
+pub mod deadline;
 pub mod discovery;
 mod error;
 mod recycle;

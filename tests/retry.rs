@@ -7,9 +7,10 @@ use http::{Method, Request, Response, StatusCode};
 use meshguard::BoxError;
 use meshguard::backoff::Backoff;
 use meshguard::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitOpen};
+use meshguard::deadline::{Deadline, DeadlineExceeded, DeadlineLayer, HasDeadline};
 use meshguard::retry::{
-    Deadline, DeadlineExceeded, ErrorsOnly, HedgeLayer, NoReplay, Replay, ReplayBody, RetryBudget,
-    RetryBudgetConfig, RetryLayer, RetryPolicy, RetryPolicyBuilder,
+    ErrorsOnly, HedgeLayer, NoReplay, Replay, ReplayBody, RetryBudget, RetryBudgetConfig,
+    RetryLayer, RetryPolicy, RetryPolicyBuilder,
 };
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
@@ -36,6 +37,19 @@ async fn send(
     req: Request<String>,
 ) -> Result<Response<String>, BoxError> {
     layer.layer(upstream.clone()).oneshot(req).await
+}
+
+/// As [`send`], under a deadline layer ending calls `after` from their start.
+async fn send_within(
+    after: Duration,
+    layer: &RetryLayer,
+    upstream: &Upstream,
+    req: Request<String>,
+) -> Result<Response<String>, BoxError> {
+    DeadlineLayer::new(after)
+        .layer(layer.layer(upstream.clone()))
+        .oneshot(req)
+        .await
 }
 
 #[tokio::test(start_paused = true)]
@@ -185,9 +199,11 @@ async fn retry_after_beyond_the_maximum_returns_the_response_at_once() {
 #[tokio::test(start_paused = true)]
 async fn retry_after_beyond_the_deadline_returns_the_response_at_once() {
     let upstream = Upstream::new(|_| Reply::After(503, "5"));
-    let layer = RetryLayer::new(policy().deadline(SECS(3)).build().unwrap());
+    let layer = RetryLayer::new(policy().build().unwrap());
     let start = Instant::now();
-    let response = send(&layer, &upstream, get()).await.unwrap();
+    let response = send_within(SECS(3), &layer, &upstream, get())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(upstream.attempts(), 1);
     assert_eq!(start.elapsed(), Duration::ZERO);
@@ -200,12 +216,13 @@ async fn the_deadline_cuts_backoff_short() {
         policy()
             .max_attempts(10)
             .backoff(Backoff::constant(MS(80)))
-            .deadline(MS(200))
             .build()
             .unwrap(),
     );
     let start = Instant::now();
-    let response = send(&layer, &upstream, get()).await.unwrap();
+    let response = send_within(MS(200), &layer, &upstream, get())
+        .await
+        .unwrap();
     // Attempts at 0, 80 and 160 ms; the next would start at 240 ms.
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(upstream.attempts(), 3);
@@ -215,18 +232,21 @@ async fn the_deadline_cuts_backoff_short() {
 #[tokio::test(start_paused = true)]
 async fn an_attempt_outliving_the_deadline_fails_with_deadline_exceeded() {
     let upstream = Upstream::new(|_| Reply::Hang);
-    let layer = RetryLayer::new(policy().deadline(SECS(2)).build().unwrap());
+    let layer = RetryLayer::new(policy().build().unwrap());
     let start = Instant::now();
-    let err = send(&layer, &upstream, get()).await.unwrap_err();
+    let err = send_within(SECS(2), &layer, &upstream, get())
+        .await
+        .unwrap_err();
     assert!(err.is::<DeadlineExceeded>(), "{err}");
     assert_eq!(start.elapsed(), SECS(2));
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_request_that_cannot_carry_the_deadline_is_bounded_by_the_attempt_timeout_only() {
-    /// A request whose `Replay` keeps the default, no-op `set_deadline`.
+async fn a_request_that_cannot_carry_the_deadline_is_still_ended_by_the_deadline_layer() {
+    /// A request whose `HasDeadline` keeps the default, no-op `set_deadline`.
     #[derive(Debug, Clone, Copy)]
     struct Job;
+    impl HasDeadline for Job {}
     impl Replay for Job {
         fn replay(&self, _: bool) -> Result<Self, NoReplay> {
             Ok(Job)
@@ -238,7 +258,6 @@ async fn a_request_that_cannot_carry_the_deadline_is_bounded_by_the_attempt_time
     });
     let layer = RetryLayer::new(
         policy()
-            .deadline(SECS(2))
             .attempt_timeout(SECS(3))
             .max_attempts(1)
             .build()
@@ -246,18 +265,24 @@ async fn a_request_that_cannot_carry_the_deadline_is_bounded_by_the_attempt_time
     )
     .retry_on(ErrorsOnly);
     let start = Instant::now();
-    let err = layer.layer(slow).oneshot(Job).await.unwrap_err();
-    // Cut by the attempt timeout at 3 s, not by the 2 s deadline.
-    assert!(err.is::<tower::timeout::error::Elapsed>(), "{err}");
-    assert_eq!(start.elapsed(), SECS(3));
+    let err = DeadlineLayer::new(SECS(2))
+        .layer(layer.layer(slow))
+        .oneshot(Job)
+        .await
+        .unwrap_err();
+    // Cut by the 2 s deadline, before the 3 s attempt timeout.
+    assert!(err.is::<DeadlineExceeded>(), "{err}");
+    assert_eq!(start.elapsed(), SECS(2));
 }
 
 #[tokio::test(start_paused = true)]
 async fn each_attempt_carries_the_deadline_of_the_whole_call() {
     let upstream = Upstream::new(|n| Reply::Status(if n == 0 { 503 } else { 200 }));
-    let layer = RetryLayer::new(policy().deadline(SECS(2)).build().unwrap());
+    let layer = RetryLayer::new(policy().build().unwrap());
     let start = Instant::now();
-    send(&layer, &upstream, get()).await.unwrap();
+    send_within(SECS(2), &layer, &upstream, get())
+        .await
+        .unwrap();
     let seen = upstream.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2);
     for (_, deadline) in seen {
@@ -268,11 +293,11 @@ async fn each_attempt_carries_the_deadline_of_the_whole_call() {
 #[tokio::test(start_paused = true)]
 async fn an_earlier_deadline_from_upstream_wins() {
     let upstream = Upstream::new(|_| Reply::Status(200));
-    let layer = RetryLayer::new(policy().deadline(SECS(2)).build().unwrap());
+    let layer = RetryLayer::new(policy().build().unwrap());
     let mut req = get();
     let theirs = Deadline::at(Instant::now() + MS(500));
     req.extensions_mut().insert(theirs);
-    send(&layer, &upstream, req).await.unwrap();
+    send_within(SECS(2), &layer, &upstream, req).await.unwrap();
     assert_eq!(upstream.seen.lock().unwrap()[0].1, Some(theirs));
 }
 
@@ -282,7 +307,9 @@ async fn a_request_whose_deadline_has_passed_is_not_sent() {
     let layer = RetryLayer::new(policy().build().unwrap());
     let mut req = get();
     req.extensions_mut().insert(Deadline::at(Instant::now()));
-    let err = send(&layer, &upstream, req).await.unwrap_err();
+    let err = send_within(SECS(2), &layer, &upstream, req)
+        .await
+        .unwrap_err();
     assert!(err.is::<DeadlineExceeded>(), "{err}");
     assert_eq!(upstream.attempts(), 0);
 }

@@ -97,7 +97,7 @@ fn the_defaults_are_envoys_backoff_and_finagles_budget() {
     assert_eq!(p.backoff().jitter(), meshguard::backoff::Jitter::Full);
     assert!(!p.retries_non_idempotent());
     assert_eq!(p.max_retry_after(), SECS(30));
-    assert_eq!((p.attempt_timeout(), p.deadline()), (None, None));
+    assert_eq!(p.attempt_timeout(), None);
     assert_eq!(
         (
             p.budget().ratio(),
@@ -116,7 +116,6 @@ fn a_policy_deserializes_with_human_durations() {
         retry_non_idempotent = true
         max_retry_after = "5s"
         attempt_timeout = "300ms"
-        deadline = "2s"
         backoff = { kind = "constant", base = "10ms" }
         budget = { ratio = 0.1 }
         "#,
@@ -125,7 +124,6 @@ fn a_policy_deserializes_with_human_durations() {
     assert_eq!(p.max_attempts(), 5);
     assert!(p.retries_non_idempotent());
     assert_eq!(p.attempt_timeout(), Some(Duration::from_millis(300)));
-    assert_eq!(p.deadline(), Some(SECS(2)));
     assert_eq!(p.backoff().base(), Duration::from_millis(10));
     assert_eq!(p.budget().ratio(), 0.1);
     assert_eq!(p.budget().min_per_second(), 10);
@@ -143,8 +141,8 @@ fn invalid_policy_values_name_their_field() {
             "invalid `max_retry_after`: must be at most 1h, got 7200s",
         ),
         (
-            "deadline = \"0s\"",
-            "invalid `deadline`: must be greater than zero",
+            "attempt_timeout = \"0s\"",
+            "invalid `attempt_timeout`: must be greater than zero",
         ),
         (
             "budget = { ratio = -1.0 }",

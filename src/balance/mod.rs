@@ -43,6 +43,12 @@ use crate::circuit_breaker::{
 use crate::classify::Classify;
 use crate::discovery::{Change, Endpoint};
 
+mod shared;
+
+pub use shared::NoEndpoints;
+#[cfg(feature = "client")]
+pub(crate) use shared::{AttemptEnd, SharedBalancer};
+
 /// How the balancer weighs endpoints and ejects failing ones.
 ///
 /// Deserializable, every field optional, durations as text; invalid values

@@ -128,6 +128,13 @@ impl Recorder {
 
     #[inline]
     pub(crate) fn finish(&mut self, outcome: Outcome) {
+        // The breaker records three things: a success, a failure, or
+        // nothing (see `Outcome::counts`).
+        let outcome = match outcome.counts() {
+            Some(true) => Outcome::Success,
+            Some(false) => Outcome::Failure,
+            None => Outcome::Ignored,
+        };
         let role = std::mem::replace(&mut self.admission.role, Role::Pass);
         let slot = self.slot;
         let generation = self.admission.generation;

@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
-use tower::Layer;
 
-use super::transport::{self, EndpointTransport, SharedBalancer, Source, SourceKind};
-use super::{ClientRetryOn, Connect, ServiceClient, Shared};
+use super::source::{Source, SourceKind};
+use super::stack::{self, Connect};
+use super::transport::{self, EndpointTransport};
+use super::{ServiceClient, Shared};
 use crate::ConfigError;
-use crate::balance::{BalanceConfig, balance_with_view};
-use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerService};
+use crate::balance::{BalanceConfig, SharedBalancer, balance_with_view};
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
 use crate::classify::HttpClassifier;
+use crate::deadline::DeadlineLayer;
 use crate::discovery::{Change, Endpoint, StaticDiscovery};
 use crate::retry::{RetryLayer, RetryPolicy};
 
@@ -25,7 +27,7 @@ enum Discovery {
     Endpoints(Vec<Endpoint>),
     #[cfg(feature = "consul")]
     Consul(crate::discovery::consul::ConsulDiscoveryBuilder),
-    Stream(transport::SourceKind),
+    Stream(SourceKind),
 }
 
 /// Builds a [`ServiceClient`]: discovery, timeouts, retries, the
@@ -121,16 +123,18 @@ impl ServiceClientBuilder {
         self
     }
 
-    /// Each attempt's timeout (default 3 s); `None` for none. Overrides the
-    /// retry policy's `attempt_timeout`.
+    /// Each attempt's timeout (default 3 s), from the wait for an endpoint
+    /// to the last byte of the body; `None` for none. A timed-out attempt
+    /// counts against its instance and is retried. (The retry policy given
+    /// to [`retry`](Self::retry) must not set its own `attempt_timeout`.)
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// The whole call's deadline, retries and backoff included (default
-    /// 10 s); `None` for none. Overrides the retry policy's `deadline`. An
-    /// earlier deadline propagated from the caller still wins.
+    /// 10 s); `None` for none. An earlier deadline propagated from the
+    /// caller, or set on the call, still wins.
     pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
         self.deadline = deadline;
         self
@@ -144,7 +148,10 @@ impl ServiceClientBuilder {
 
     /// Whether responses with `status` are retried (default: 429, 502,
     /// 503 and 504 are). Retrying a 500 is only right if the service's
-    /// handlers are idempotent and its 500s transient.
+    /// handlers are idempotent and its 500s transient. A status retried is
+    /// also counted as a failure by the breakers (a 4xx otherwise counts as
+    /// a success), and [`ClientError::is_retryable`](super::ClientError::is_retryable)
+    /// answers by the same set.
     pub fn retry_on_status(mut self, status: http::StatusCode, retry: bool) -> Self {
         self.retry_on = self.retry_on.status(status, retry);
         self
@@ -254,18 +261,25 @@ impl ServiceClientBuilder {
             }
             Some(Discovery::Stream(kind)) => kind,
         };
-        let mut policy = self.retry;
-        // The attempt timeout is kept at the bottom of the stack (the shared
-        // balancer while it waits for an endpoint, then the endpoint's
-        // transport until the whole body is in), where a timed-out attempt
-        // is recorded by the instance's breaker; the retry layer keeps only
-        // the overall deadline.
-        policy.attempt_timeout = None;
-        policy.deadline = self.deadline;
+        if self.retry.attempt_timeout().is_some() {
+            return Err(ConfigError::new(
+                "retry.attempt_timeout",
+                "set the client's `timeout` instead: it bounds each attempt at the transport, \
+                 where a timed-out attempt counts against its instance",
+            ));
+        }
         let limits = transport::Limits {
             timeout: self.timeout,
             max_body_size: self.max_body_size,
         };
+        // One status policy for every layer: what is retried is a failure.
+        let mut classify = HttpClassifier::default();
+        for code in 400..=599u16 {
+            let status = http::StatusCode::from_u16(code).expect("a valid status");
+            if self.retry_on.retries(status) {
+                classify = classify.failure(status);
+            }
+        }
 
         let source = Source::new(kind);
         let settled = source.settled();
@@ -274,30 +288,32 @@ impl ServiceClientBuilder {
         let connect: Connect = Box::new(move |e: &Endpoint| {
             EndpointTransport::new(http.clone(), e, limits, attempts.clone())
         });
-        let (lb, view) = balance_with_view(
-            &self.name,
-            source,
-            connect,
-            HttpClassifier::default(),
-            self.balance,
-        );
-        let shared = SharedBalancer::new(lb, settled, self.timeout);
+        let (lb, view) =
+            balance_with_view(&self.name, source, connect, classify.clone(), self.balance);
+        // The attempt timeout also bounds the wait for an endpoint.
+        let balanced = SharedBalancer::new(lb, settled, self.timeout);
         let breaker =
             CircuitBreaker::new(self.name.clone(), self.breaker.clone().unwrap_or_default());
         if self.breaker.is_none() {
+            // Not in the stack; disabled so that reading it says so.
             breaker.disable();
         }
-        let broken = CircuitBreakerService::new(shared, breaker.clone(), HttpClassifier::default());
-        let stack = RetryLayer::new(policy)
-            .name(self.name.as_str())
-            .retry_on(ClientRetryOn::new(self.retry_on))
-            .layer(broken);
+        let stack = stack::stack(
+            balanced,
+            DeadlineLayer::optional(self.deadline),
+            RetryLayer::new(self.retry)
+                .name(self.name.as_str())
+                .retry_on(self.retry_on),
+            self.breaker.is_some().then(|| breaker.clone()),
+            classify,
+        );
         Ok(ServiceClient {
             shared: Arc::new(Shared {
                 metrics: crate::telemetry::ClientMetrics::new(&self.name),
                 name: self.name.into(),
                 headers,
                 breaker,
+                retry_on: self.retry_on,
                 view,
             }),
             stack,

@@ -7,15 +7,17 @@ use std::time::Duration;
 use http::StatusCode;
 
 use crate::BoxError;
-use crate::circuit_breaker::CircuitOpen;
-use crate::retry::{DeadlineExceeded, retryable_error};
+use crate::classify::Outcome;
 
 /// How many bytes of an error response's body a [`ClientError::Status`]
 /// keeps: enough for a JSON error message, not a whole page.
 pub const STATUS_BODY_LIMIT: usize = 512;
 
-/// Why a call failed. Each variant says, through [`is_retryable`], whether
-/// trying again (later, or on another instance) could help.
+/// Why a call failed: the [`Outcome`] of its last attempt, as the layers
+/// decided it, plus what only the client knows (a body it cannot decode, a
+/// request it cannot build). [`is_retryable`] says whether trying again
+/// (later, or on another instance) could help, by the client's own retry
+/// policy.
 ///
 /// [`is_retryable`]: ClientError::is_retryable
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,10 @@ pub enum ClientError {
         body: String,
         /// The response's `Retry-After`, if it sent one.
         retry_after: Option<Duration>,
+        /// Whether the client's retry policy retries this status (by
+        /// default 429, 502, 503 and 504; see
+        /// [`retry_on_status`](super::ServiceClientBuilder::retry_on_status)).
+        retryable: bool,
     },
     /// The response body is not the JSON the caller expects.
     #[error("cannot decode the response body: {0}")]
@@ -73,27 +79,50 @@ fn retry_after_text(after: &Option<Duration>) -> String {
 
 impl ClientError {
     /// Whether the same request could succeed if tried again: later (an
-    /// open circuit, no endpoints yet, 429/502/503/504) or on another
-    /// instance (a connection failure, a timeout). A passed deadline, a
-    /// 4xx, an undecodable or oversized body, or an invalid request will
-    /// fail the same way again.
+    /// open circuit, no endpoints yet, a status the client's retry policy
+    /// retries) or on another instance (a connection failure, a timeout).
+    /// A passed deadline, another status, an undecodable or oversized body,
+    /// or an invalid request will fail the same way again.
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::CircuitOpen { .. } | ClientError::Timeout | ClientError::NoEndpoints => {
                 true
             }
-            ClientError::Transport(e) => retryable_error(e.as_ref()).is_some(),
-            ClientError::Status { status, .. } => matches!(
-                *status,
-                StatusCode::TOO_MANY_REQUESTS
-                    | StatusCode::BAD_GATEWAY
-                    | StatusCode::SERVICE_UNAVAILABLE
-                    | StatusCode::GATEWAY_TIMEOUT
+            ClientError::Transport(e) => matches!(
+                Outcome::of_error(e.as_ref()),
+                Outcome::Connect | Outcome::Transport | Outcome::Timeout
             ),
+            ClientError::Status { retryable, .. } => *retryable,
             ClientError::DeadlineExceeded
             | ClientError::Decode(_)
             | ClientError::BodyTooLarge { .. }
             | ClientError::InvalidRequest(_) => false,
+        }
+    }
+
+    /// The outcome this error stands for, in the vocabulary every layer
+    /// uses ([`Outcome`]); [`Outcome::Failure`] for what only the client
+    /// knows (decoding, an invalid request, a body over the limit).
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            ClientError::CircuitOpen { retry_after } => Outcome::RejectedByService {
+                retry_after: *retry_after,
+            },
+            ClientError::Timeout => Outcome::Timeout,
+            ClientError::DeadlineExceeded => Outcome::DeadlineExceeded,
+            ClientError::NoEndpoints => Outcome::NoEndpoints,
+            ClientError::Transport(e) => Outcome::of_error(e.as_ref()),
+            ClientError::Status {
+                status,
+                retry_after,
+                ..
+            } => Outcome::Status {
+                status: *status,
+                retry_after: *retry_after,
+            },
+            ClientError::Decode(_)
+            | ClientError::BodyTooLarge { .. }
+            | ClientError::InvalidRequest(_) => Outcome::Failure,
         }
     }
 
@@ -132,44 +161,32 @@ impl ClientError {
         }
     }
 
-    /// Sorts a middleware error (the stack's `BoxError`) into a variant.
+    /// The stack's error as a variant: by its [`Outcome`], read once.
     pub(crate) fn from_stack(error: BoxError) -> ClientError {
-        if let Some(open) = error.downcast_ref::<CircuitOpen>() {
-            return ClientError::CircuitOpen {
-                retry_after: open.retry_after(),
-            };
+        match Outcome::of_error(error.as_ref()) {
+            Outcome::RejectedByService { retry_after } => ClientError::CircuitOpen { retry_after },
+            // Every attempt found its endpoint ejected.
+            Outcome::RejectedByEndpoint => ClientError::CircuitOpen { retry_after: None },
+            Outcome::DeadlineExceeded => ClientError::DeadlineExceeded,
+            Outcome::Timeout => ClientError::Timeout,
+            Outcome::NoEndpoints => ClientError::NoEndpoints,
+            Outcome::Failure => failure(error),
+            _ => ClientError::Transport(error),
         }
-        if error.is::<DeadlineExceeded>() {
-            return ClientError::DeadlineExceeded;
-        }
-        if error.is::<tower::timeout::error::Elapsed>() {
-            return ClientError::Timeout;
-        }
-        if let Some(too_large) = error.downcast_ref::<super::transport::BodyTooLarge>() {
-            return ClientError::BodyTooLarge { limit: too_large.0 };
-        }
-        if error.is::<NoEndpoints>() {
-            return ClientError::NoEndpoints;
-        }
-        if let Some(invalid) = error.downcast_ref::<InvalidUri>() {
-            return ClientError::InvalidRequest(invalid.to_string());
-        }
-        ClientError::Transport(error)
     }
 }
 
-/// Discovery knows no instance of the service; becomes
-/// [`ClientError::NoEndpoints`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoEndpoints;
-
-impl fmt::Display for NoEndpoints {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("no endpoints available")
+/// The failures only the client names.
+#[cold]
+fn failure(error: BoxError) -> ClientError {
+    if let Some(too_large) = error.downcast_ref::<super::transport::BodyTooLarge>() {
+        return ClientError::BodyTooLarge { limit: too_large.0 };
     }
+    if let Some(invalid) = error.downcast_ref::<InvalidUri>() {
+        return ClientError::InvalidRequest(invalid.to_string());
+    }
+    ClientError::Transport(error)
 }
-
-impl StdError for NoEndpoints {}
 
 /// An endpoint and a request path that do not make a URI.
 #[derive(Debug)]

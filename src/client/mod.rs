@@ -4,29 +4,27 @@ mod builder;
 mod error;
 mod propagation;
 mod request;
+mod source;
+mod stack;
 mod transport;
 
 use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, Request, Response};
+use http::{HeaderMap, Method};
 
 pub use builder::{ConsulConfig, ServiceClientBuilder, ServiceClientConfig};
-pub use error::{ClientError, NoEndpoints, STATUS_BODY_LIMIT};
+pub use error::{ClientError, STATUS_BODY_LIMIT};
 pub use propagation::{
-    CallContext, ContextService, ContextSpan, DEADLINE, PropagationLayer, PropagationService,
-    REQUEST_ID, TRACEPARENT, TraceParent,
+    CallContext, ContextService, ContextSpan, PropagationLayer, PropagationService, REQUEST_ID,
+    TRACEPARENT, TraceParent,
 };
 pub use request::RequestBuilder;
 
-use crate::BoxError;
 use crate::ConfigError;
-use crate::balance::Balancer;
-use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
-use crate::classify::HttpClassifier;
-use crate::discovery::Endpoint;
-use crate::retry::{HttpRetryOn, Retry, RetryOn, Verdict};
-use transport::{Body, EndpointTransport, SharedBalancer, Source};
+use crate::circuit_breaker::CircuitBreaker;
+use crate::retry::HttpRetryOn;
+use stack::Stack;
 
 /// The `outcome` label values of `meshguard_client_requests_total`.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
@@ -43,10 +41,6 @@ pub(crate) const OUTCOMES: [&str; 11] = [
     "body_too_large",
     "invalid_request",
 ];
-
-type Connect = Box<dyn FnMut(&Endpoint) -> EndpointTransport + Send>;
-type Balanced = SharedBalancer<Balancer<Source, Connect, HttpClassifier, Request<Body>>>;
-type Stack = Retry<CircuitBreakerService<Balanced, HttpClassifier>, ClientRetryOn>;
 
 /// A client for one service: every call goes through a deadline, retries
 /// within a budget, the service's circuit breaker, and p2c balancing over
@@ -82,7 +76,11 @@ pub struct ServiceClient {
 struct Shared {
     name: Arc<str>,
     headers: HeaderMap,
+    /// The service breaker, to read or force (disabled when configured off:
+    /// it is then not in the stack).
     breaker: CircuitBreaker,
+    /// What is retried: also what `ClientError::is_retryable` says.
+    retry_on: HttpRetryOn,
     view: crate::balance::BalanceView,
     metrics: crate::telemetry::ClientMetrics,
 }
@@ -147,61 +145,4 @@ impl ServiceClient {
     pub fn request(&self, method: Method, path: impl Into<String>) -> RequestBuilder<'_> {
         RequestBuilder::new(self, method, path.into())
     }
-}
-
-/// What the client retries: [`HttpRetryOn`]'s statuses and errors, a
-/// pooled connection that the server closed before answering (hyper's
-/// "incomplete message") and a response body cut off before its end: the
-/// instance went away; the request may be replayed only if it is
-/// idempotent, which the policy checks.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ClientRetryOn {
-    http: HttpRetryOn,
-}
-
-impl ClientRetryOn {
-    pub(crate) fn new(http: HttpRetryOn) -> Self {
-        ClientRetryOn { http }
-    }
-}
-
-impl RetryOn<Response<bytes::Bytes>> for ClientRetryOn {
-    #[inline]
-    fn verdict(&self, result: &Result<Response<bytes::Bytes>, BoxError>) -> Verdict {
-        match self.http.verdict(result) {
-            Verdict::Done => match result {
-                Err(e) if closed_early(e.as_ref()) => Verdict::Retry {
-                    reason: "connection closed before the response",
-                },
-                _ => Verdict::Done,
-            },
-            verdict => verdict,
-        }
-    }
-}
-
-#[cold]
-fn closed_early(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_canceled() {
-                return true;
-            }
-        }
-        if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
-            if h.is_connect() {
-                return true;
-            }
-        }
-        // A body cut off before its end (hyper's `IncompleteBody`): the
-        // instance went away mid-response.
-        if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
-        {
-            return true;
-        }
-        current = e.source();
-    }
-    false
 }

@@ -15,7 +15,9 @@ use tower::Service;
 use super::error::STATUS_BODY_LIMIT;
 use super::propagation::{CallContext, REQUEST_ID, TRACEPARENT, TraceParent, new_request_id};
 use super::{ClientError, ServiceClient};
-use crate::retry::{Deadline, parse_retry_after};
+use crate::classify::parse_retry_after;
+use crate::deadline::{HasDeadline, Timeout};
+use crate::retry::HttpRetryOn;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -142,7 +144,7 @@ impl<'a> RequestBuilder<'a> {
             .accept_json()
             .execute()
             .await
-            .and_then(success)
+            .and_then(|r| success(r, &client.shared.retry_on))
             .and_then(decode);
         client.record(&result, "success", started);
         result
@@ -154,7 +156,10 @@ impl<'a> RequestBuilder<'a> {
         let started = Instant::now();
         let result = match self.accept_json().execute().await {
             Ok(r) if r.status() == StatusCode::NOT_FOUND => Ok(None),
-            other => other.and_then(success).and_then(decode).map(Some),
+            other => other
+                .and_then(|r| success(r, &client.shared.retry_on))
+                .and_then(decode)
+                .map(Some),
         };
         let ok = match &result {
             Ok(None) => "client_error",
@@ -220,10 +225,13 @@ impl<'a> RequestBuilder<'a> {
             .unwrap_or_else(TraceParent::new_root);
         headers.insert(TRACEPARENT, trace.to_header_value());
         *req.headers_mut() = headers;
-        let ours = self.deadline.map(|d| Deadline::at(Instant::now() + d));
-        let theirs = context.and_then(|c| c.deadline());
-        if let Some(deadline) = ours.into_iter().chain(theirs).min() {
-            req.extensions_mut().insert(deadline);
+        // Carried as they are; the stack's deadline layer merges them with
+        // the client's, once.
+        if let Some(d) = self.deadline {
+            req.extensions_mut().insert(Timeout(d));
+        }
+        if let Some(deadline) = context.and_then(|c| c.deadline()) {
+            req.set_deadline(deadline);
         }
 
         // Not `oneshot`: its future holds the service and the request and
@@ -246,7 +254,10 @@ impl<'a> RequestBuilder<'a> {
     }
 }
 
-fn success(response: Response<Bytes>) -> Result<Response<Bytes>, ClientError> {
+fn success(
+    response: Response<Bytes>,
+    retry_on: &HttpRetryOn,
+) -> Result<Response<Bytes>, ClientError> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
@@ -269,6 +280,7 @@ fn success(response: Response<Bytes>) -> Result<Response<Bytes>, ClientError> {
         status,
         body: text.to_string(),
         retry_after,
+        retryable: retry_on.retries(status),
     })
 }
 

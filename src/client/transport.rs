@@ -1,20 +1,17 @@
 //! The bottom of the client stack: hyper-util's pooled client speaking to
-//! one endpoint, the discovery source, and the balancer shared by a
-//! client's clones (which also turns "no endpoint at all" into an error
-//! instead of an endless wait).
+//! one endpoint, reading the whole response under the attempt's timer, and
+//! classifying what goes wrong where it is known.
 
-use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri};
+use http::{Request, Response, Uri};
 use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -24,11 +21,12 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
-use super::error::{InvalidUri, NoEndpoints};
-use super::propagation::DEADLINE;
+use super::error::InvalidUri;
 use crate::BoxError;
-use crate::discovery::{Change, Endpoint, StaticDiscovery};
-use crate::retry::Deadline;
+use crate::balance::AttemptEnd;
+use crate::classify::{Classified, Outcome};
+use crate::deadline::{DEADLINE, HasDeadline};
+use crate::discovery::Endpoint;
 
 /// The request body every client call sends: buffered, so it can be sent
 /// again by a retry.
@@ -85,11 +83,6 @@ pub(crate) struct Limits {
     pub(crate) max_body_size: usize,
 }
 
-/// When an attempt that waited for an endpoint must end: the transport's
-/// timer then counts from the attempt's start, not from the send. Put in
-/// the request only by a call that had to wait (see [`SharedFuture`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AttemptEnd(pub(crate) Instant);
 
 impl fmt::Debug for EndpointTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -156,15 +149,12 @@ impl Service<Request<Body>> for EndpointTransport {
             Ok(uri) => *req.uri_mut() = uri,
             Err(e) => return TransportFuture::failed(InvalidUri(e.to_string()).into()),
         }
-        let deadline = req.extensions().get::<Deadline>().copied();
+        let deadline = req.deadline();
         // One clock read for the header and the timer (about 30 ns each here).
         let now = Instant::now();
         if let Some(deadline) = deadline {
-            let ms = deadline
-                .instant()
-                .saturating_duration_since(now)
-                .as_millis() as u64;
-            req.headers_mut().insert(DEADLINE, HeaderValue::from(ms));
+            req.headers_mut()
+                .insert(DEADLINE, deadline.to_header_value(now));
         }
         // The attempt's end, if it comes before the deadline: past the
         // deadline the layer above cancels the attempt (the caller's budget
@@ -260,7 +250,7 @@ impl Future for TransportFuture {
                         let (parts, body) = response.into_parts();
                         (parts, Limited::new(body, *this.limit).collect())
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(send_error(e))),
                     Poll::Pending => break,
                 },
                 TransportProj::Reading { parts, body } => match body.poll(cx) {
@@ -272,7 +262,9 @@ impl Future for TransportFuture {
                         return Poll::Ready(Err(BodyTooLarge(*this.limit).into()));
                     }
                     // Cut off (hyper's "incomplete message") or reset.
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Err(Classified::new(Outcome::Transport, e).into()));
+                    }
                     Poll::Pending => break,
                 },
                 TransportProj::Failed { error } => {
@@ -294,312 +286,34 @@ impl Future for TransportFuture {
     }
 }
 
-/// Where a client's endpoints come from.
-pub(crate) enum SourceKind {
-    Static(StaticDiscovery),
-    #[cfg(feature = "consul")]
-    Consul(crate::discovery::consul::ConsulDiscovery),
-    Custom(Pin<Box<dyn futures_core::Stream<Item = Result<Change, Infallible>> + Send>>),
+/// What a failed exchange means, decided here, where hyper's error says it:
+/// a connection that could not be made was never sent
+/// ([`Outcome::Connect`]); one the server closed before answering
+/// (hyper's "incomplete message", a pooled connection that went away) or
+/// that failed mid-way is [`Outcome::Transport`]; anything else is read
+/// by [`Outcome::of_error`] (an io error by its kind).
+#[cold]
+fn send_error(e: hyper_util::client::legacy::Error) -> BoxError {
+    let outcome = if e.is_connect() {
+        Outcome::Connect
+    } else {
+        match Outcome::of_error(&e) {
+            Outcome::Failure if closed_early(&e) => Outcome::Transport,
+            other => other,
+        }
+    };
+    Classified::new(outcome, e).into()
 }
 
-/// A discovery stream that also says when its first answer is in.
-pub(crate) struct Source {
-    kind: SourceKind,
-    settled: Arc<AtomicBool>,
-}
-
-impl fmt::Debug for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Source")
-            .field("settled", &self.settled)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Source {
-    pub(crate) fn new(kind: SourceKind) -> Self {
-        let settled = match &kind {
-            // Its endpoints are all known (and yielded at the first poll).
-            SourceKind::Static(_) => Arc::new(AtomicBool::new(true)),
-            #[cfg(feature = "consul")]
-            SourceKind::Consul(c) => c.settled(),
-            SourceKind::Custom(_) => Arc::new(AtomicBool::new(false)),
-        };
-        Source { kind, settled }
-    }
-
-    pub(crate) fn settled(&self) -> Arc<AtomicBool> {
-        self.settled.clone()
-    }
-}
-
-impl futures_core::Stream for Source {
-    type Item = Result<Change, Infallible>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        match &mut this.kind {
-            SourceKind::Static(s) => Pin::new(s).poll_next(cx),
-            #[cfg(feature = "consul")]
-            SourceKind::Consul(c) => Pin::new(c).poll_next(cx),
-            SourceKind::Custom(s) => {
-                let next = s.as_mut().poll_next(cx);
-                if next.is_ready() {
-                    // A custom stream's first change (or end) settles it.
-                    this.settled.store(true, Ordering::Release);
-                }
-                next
+fn closed_early(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() {
+                return true;
             }
         }
+        current = e.source();
     }
-}
-
-/// The balancer's length, for [`SharedBalancer`].
-pub(crate) trait Len {
-    fn len(&self) -> usize;
-}
-
-impl<D, Req> Len for tower::balance::p2c::Balance<D, Req>
-where
-    D: tower::discover::Discover + Unpin,
-    D::Key: std::hash::Hash + Clone,
-    D::Error: Into<BoxError>,
-    D::Service: Service<Req> + tower::load::Load,
-    <D::Service as tower::load::Load>::Metric: std::fmt::Debug,
-    <D::Service as Service<Req>>::Error: Into<BoxError>,
-{
-    fn len(&self) -> usize {
-        tower::balance::p2c::Balance::len(self)
-    }
-}
-
-/// The balancer, shared by every clone of a client: a call takes the lock
-/// only to pick an endpoint and start the request on it (`poll_ready` and
-/// `call` together, so no other caller can take the readiness in
-/// between), then runs unlocked.
-///
-/// Why not tower's `Buffer`, the usual way to share a service that is not
-/// `Clone`: it hands every request to a worker task and the response
-/// future back through a channel, a task switch and several allocations
-/// per call; measured in `benches/client.rs`, the lock costs less (the
-/// critical section is the p2c pick, well under a microsecond).
-///
-/// Fails calls at once with [`NoEndpoints`] when discovery has answered and
-/// the balancer holds no endpoint (tower's balancer would wait for one
-/// forever). Not ready is not failed: a call waits while endpoints exist
-/// but none is ready (all ejected and probing).
-pub(crate) struct SharedBalancer<S> {
-    shared: Arc<Locked<S>>,
-    /// The attempt timeout, which also bounds the wait for an endpoint.
-    timeout: Option<Duration>,
-}
-
-struct Locked<S> {
-    inner: std::sync::Mutex<S>,
-    settled: Arc<AtomicBool>,
-    /// Callers waiting for an endpoint to be ready. p2c remembers only the
-    /// last caller's waker, so whoever it wakes passes the wake on to these
-    /// once it has taken the readiness (or gives up).
-    waiters: std::sync::Mutex<Vec<std::task::Waker>>,
-    waiting: std::sync::atomic::AtomicUsize,
-}
-
-impl<S> Clone for SharedBalancer<S> {
-    fn clone(&self) -> Self {
-        SharedBalancer {
-            shared: self.shared.clone(),
-            timeout: self.timeout,
-        }
-    }
-}
-
-impl<S> fmt::Debug for SharedBalancer<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedBalancer").finish_non_exhaustive()
-    }
-}
-
-impl<S> SharedBalancer<S> {
-    pub(crate) fn new(inner: S, settled: Arc<AtomicBool>, timeout: Option<Duration>) -> Self {
-        SharedBalancer {
-            timeout,
-            shared: Arc::new(Locked {
-                inner: std::sync::Mutex::new(inner),
-                settled,
-                waiters: std::sync::Mutex::new(Vec::new()),
-                waiting: std::sync::atomic::AtomicUsize::new(0),
-            }),
-        }
-    }
-}
-
-impl<S> Locked<S> {
-    fn wait(&self, waker: &std::task::Waker) {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        if !waiters.iter().any(|w| w.will_wake(waker)) {
-            waiters.push(waker.clone());
-            self.waiting.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    /// Wakes every waiting caller; the common path is one atomic load.
-    #[inline]
-    fn wake_waiters(&self) {
-        if self.waiting.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        let waiters = {
-            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-            self.waiting.store(0, Ordering::Release);
-            std::mem::take(&mut *w)
-        };
-        waiters.into_iter().for_each(std::task::Waker::wake);
-    }
-}
-
-impl<S, B> Service<Request<B>> for SharedBalancer<S>
-where
-    S: Service<Request<B>, Error = BoxError> + Len,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = SharedFuture<S, Request<B>>;
-
-    #[inline]
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // Readiness is taken with the lock, when the call's future first runs.
-        Poll::Ready(Ok(()))
-    }
-
-    #[inline]
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        SharedFuture {
-            state: SharedState::Picking {
-                shared: self.shared.clone(),
-                req: Some(req),
-                waited: false,
-                timeout: self.timeout,
-                timer: None,
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// The future of [`SharedBalancer`].
-    pub(crate) struct SharedFuture<S: Service<Req>, Req> {
-        #[pin]
-        state: SharedState<S, Req>,
-    }
-
-    impl<S: Service<Req>, Req> PinnedDrop for SharedFuture<S, Req> {
-        fn drop(this: Pin<&mut Self>) {
-            // Cancelled while waiting: the wake p2c meant for us may have
-            // been ours to pass on.
-            if let SharedProj::Picking { shared, waited: true, .. } = this.project().state.project() {
-                shared.wake_waiters();
-            }
-        }
-    }
-}
-
-pin_project! {
-    #[project = SharedProj]
-    enum SharedState<S: Service<Req>, Req> {
-        Picking {
-            shared: Arc<Locked<S>>,
-            req: Option<Req>,
-            waited: bool,
-            timeout: Option<Duration>,
-            // Armed only when the call has to wait: the attempt timeout.
-            timer: Option<Pin<Box<Sleep>>>,
-        },
-        Called { #[pin] inner: S::Future },
-    }
-}
-
-impl<S, Req> fmt::Debug for SharedFuture<S, Req>
-where
-    S: Service<Req>,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedFuture").finish_non_exhaustive()
-    }
-}
-
-impl<S, B> Future for SharedFuture<S, Request<B>>
-where
-    S: Service<Request<B>, Error = BoxError> + Len,
-{
-    type Output = Result<S::Response, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            let inner = match this.state.as_mut().project() {
-                SharedProj::Called { inner } => return inner.poll(cx),
-                SharedProj::Picking {
-                    shared,
-                    req,
-                    waited,
-                    timeout,
-                    timer,
-                } => {
-                    let mut lb = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
-                    match lb.poll_ready(cx) {
-                        Poll::Ready(Ok(())) => {
-                            let fut = lb.call(req.take().expect("polled after completion"));
-                            drop(lb);
-                            if std::mem::take(waited) {
-                                shared.wake_waiters();
-                            }
-                            fut
-                        }
-                        Poll::Ready(Err(e)) => {
-                            drop(lb);
-                            shared.wake_waiters();
-                            *waited = false;
-                            return Poll::Ready(Err(e));
-                        }
-                        Poll::Pending
-                            if lb.len() == 0 && shared.settled.load(Ordering::Acquire) =>
-                        {
-                            drop(lb);
-                            *waited = false;
-                            // Fails without touching a tokio resource.
-                            ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
-                            return Poll::Ready(Err(NoEndpoints.into()));
-                        }
-                        Poll::Pending => {
-                            // Listed before the lock is released: a caller
-                            // that takes the readiness after us will see us.
-                            shared.wait(cx.waker());
-                            drop(lb);
-                            *waited = true;
-                            if timer.is_none() {
-                                if let Some(timeout) = *timeout {
-                                    let end = Instant::now() + timeout;
-                                    if let Some(req) = req.as_mut() {
-                                        req.extensions_mut().insert(AttemptEnd(end));
-                                    }
-                                    *timer = Some(Box::pin(tokio::time::sleep_until(end)));
-                                }
-                            }
-                            if let Some(t) = timer {
-                                if t.as_mut().poll(cx).is_ready() {
-                                    *waited = false;
-                                    shared.wake_waiters();
-                                    return Poll::Ready(Err(
-                                        tower::timeout::error::Elapsed::new().into()
-                                    ));
-                                }
-                            }
-                            return Poll::Pending;
-                        }
-                    }
-                }
-            };
-            this.state.set(SharedState::Called { inner });
-        }
-    }
+    false
 }

@@ -1,12 +1,11 @@
 //! Which outcomes are worth another attempt.
 
-use std::error::Error as StdError;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::StatusCode;
 
 use crate::BoxError;
-use crate::circuit_breaker::CircuitOpen;
+use crate::classify::Outcome;
 
 /// What to do with an attempt's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +27,29 @@ pub enum Verdict {
     },
 }
 
+impl Verdict {
+    /// The verdict on an attempt that failed with `outcome` (see
+    /// [`Outcome`]), status aside: another attempt can help after a
+    /// connection that could not be made or failed, a timeout, or an
+    /// endpoint's breaker rejecting the call (another endpoint may take
+    /// it). Not after a rejection by the service's breaker (the whole
+    /// service is down; retrying would only add load), the deadline, no
+    /// endpoints, or any other failure.
+    #[inline]
+    pub fn of_failure(outcome: &Outcome) -> Verdict {
+        let reason = match outcome {
+            Outcome::Connect => "connection refused",
+            Outcome::Transport => "connection closed before the response",
+            Outcome::Timeout => "attempt timed out",
+            Outcome::RejectedByEndpoint => "endpoint rejected by its breaker",
+            _ => return Verdict::Done,
+        };
+        Verdict::Retry { reason }
+    }
+}
+
 /// Decides whether a result is retried. Errors arrive boxed, as tower
-/// middleware passes them.
+/// middleware passes them; they are read through [`Outcome::of_error`].
 ///
 /// Implemented by [`HttpRetryOn`] (the default), [`ErrorsOnly`], and by
 /// closures `Fn(&Result<Res, BoxError>) -> Verdict`.
@@ -47,50 +67,9 @@ where
     }
 }
 
-/// Why an error is worth another attempt, or `None` when it is not.
-///
-/// Retried (walking the error's `source()` chain): connection errors
-/// (`std::io::Error` of kind refused, reset, aborted, not connected, broken
-/// pipe, timed out), an attempt's timeout (`tower::timeout::error::Elapsed`,
-/// `tokio::time::error::Elapsed`), and a [`CircuitOpen`] from a gate-mode
-/// (per-endpoint) breaker. Not retried: a fail-fast breaker's `CircuitOpen`
-/// (the whole service is down; retrying would only add load), the overall
-/// [`DeadlineExceeded`](super::DeadlineExceeded), and anything else.
-pub fn retryable_error(error: &(dyn StdError + 'static)) -> Option<&'static str> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(open) = e.downcast_ref::<CircuitOpen>() {
-            return open
-                .is_from_gate()
-                .then_some("endpoint rejected by its breaker");
-        }
-        if e.is::<super::DeadlineExceeded>() {
-            return None;
-        }
-        if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
-            return Some("attempt timed out");
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            return matches!(
-                io.kind(),
-                ConnectionRefused
-                    | ConnectionReset
-                    | ConnectionAborted
-                    | NotConnected
-                    | BrokenPipe
-                    | TimedOut
-            )
-            .then_some("connection error");
-        }
-        current = e.source();
-    }
-    None
-}
-
-/// Retries errors that [`retryable_error`] accepts, whatever the response
-/// type; every response is returned as it is.
-#[derive(Debug, Clone, Copy, Default)]
+/// Retries errors that [`Verdict::of_failure`] accepts, whatever the
+/// response type; every response is returned as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ErrorsOnly;
 
 impl<Res> RetryOn<Res> for ErrorsOnly {
@@ -98,21 +77,15 @@ impl<Res> RetryOn<Res> for ErrorsOnly {
     fn verdict(&self, result: &Result<Res, BoxError>) -> Verdict {
         match result {
             Ok(_) => Verdict::Done,
-            Err(e) => error_verdict(e),
+            Err(e) => Verdict::of_failure(&Outcome::of_error(&**e)),
         }
     }
 }
 
-fn error_verdict(e: &BoxError) -> Verdict {
-    match retryable_error(&**e) {
-        Some(reason) => Verdict::Retry { reason },
-        None => Verdict::Done,
-    }
-}
-
 /// The default for HTTP: retries 429, 502, 503 and 504 responses and the
-/// errors [`retryable_error`] accepts; honours `Retry-After` (seconds or an
-/// HTTP date) on 429 and 503. The statuses are configurable.
+/// failures [`Verdict::of_failure`] accepts; honours `Retry-After`
+/// (seconds or an HTTP date) on 429 and 503. The statuses are
+/// configurable.
 ///
 /// ```
 /// use http::StatusCode;
@@ -120,7 +93,7 @@ fn error_verdict(e: &BoxError) -> Verdict {
 ///
 /// // Also retry 500s (only if the upstream's handlers are idempotent!).
 /// let retry_on = HttpRetryOn::default().status(StatusCode::INTERNAL_SERVER_ERROR, true);
-/// # let _ = retry_on;
+/// assert!(retry_on.retries(StatusCode::INTERNAL_SERVER_ERROR));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpRetryOn {
@@ -168,6 +141,40 @@ impl HttpRetryOn {
             _ => false,
         }
     }
+
+    /// The verdict on an attempt whose [`Outcome`] is known: a
+    /// [`Outcome::Status`] is retried when its status is one of this
+    /// policy's (after its `Retry-After`, if it sent one), any other
+    /// failure as [`Verdict::of_failure`] says.
+    #[inline]
+    pub fn verdict_of(&self, outcome: &Outcome) -> Verdict {
+        match outcome {
+            Outcome::Status {
+                status,
+                retry_after,
+            } if self.retries(*status) => {
+                let reason = status_reason(*status);
+                match retry_after {
+                    Some(after) => Verdict::RetryAfter {
+                        reason,
+                        after: *after,
+                    },
+                    None => Verdict::Retry { reason },
+                }
+            }
+            other => Verdict::of_failure(other),
+        }
+    }
+}
+
+fn status_reason(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => "429 too many requests",
+        StatusCode::BAD_GATEWAY => "502 bad gateway",
+        StatusCode::SERVICE_UNAVAILABLE => "503 service unavailable",
+        StatusCode::GATEWAY_TIMEOUT => "504 gateway timeout",
+        _ => "retryable status",
+    }
 }
 
 impl<B> RetryOn<http::Response<B>> for HttpRetryOn {
@@ -175,83 +182,15 @@ impl<B> RetryOn<http::Response<B>> for HttpRetryOn {
     fn verdict(&self, result: &Result<http::Response<B>, BoxError>) -> Verdict {
         match result {
             Ok(response) if !self.retries(response.status()) => Verdict::Done,
-            Ok(response) => status_verdict(response),
-            Err(e) => error_verdict(e),
+            Ok(response) => self.verdict_of(&Outcome::of_failed_response(response)),
+            Err(e) => Verdict::of_failure(&Outcome::of_error(&**e)),
         }
     }
-}
-
-#[cold]
-fn status_verdict<B>(response: &http::Response<B>) -> Verdict {
-    let status = response.status();
-    let reason = match status {
-        StatusCode::TOO_MANY_REQUESTS => "429 too many requests",
-        StatusCode::BAD_GATEWAY => "502 bad gateway",
-        StatusCode::SERVICE_UNAVAILABLE => "503 service unavailable",
-        StatusCode::GATEWAY_TIMEOUT => "504 gateway timeout",
-        _ => "retryable status",
-    };
-    if matches!(
-        status,
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-    ) {
-        if let Some(after) = response
-            .headers()
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| parse_retry_after(v.as_bytes(), SystemTime::now()))
-        {
-            return Verdict::RetryAfter { reason, after };
-        }
-    }
-    Verdict::Retry { reason }
-}
-
-/// Parses a `Retry-After` value: delay-seconds or an HTTP date (RFC 9110
-/// section 10.2.3), relative to `now`. A date in the past is a zero delay;
-/// anything unparseable is `None` (the policy's backoff applies).
-pub fn parse_retry_after(value: &[u8], now: SystemTime) -> Option<Duration> {
-    let text = std::str::from_utf8(value).ok()?.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse::<u64>().ok().map(Duration::from_secs);
-    }
-    let at = httpdate::parse_http_date(text).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_reads_delay_seconds() {
-        let now = SystemTime::UNIX_EPOCH;
-        assert_eq!(
-            parse_retry_after(b"120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(parse_retry_after(b" 0 ", now), Some(Duration::ZERO));
-    }
-
-    #[test]
-    fn retry_after_reads_an_http_date_relative_to_now() {
-        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert_eq!(
-            parse_retry_after(b"Sun, 06 Nov 1994 08:50:07 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_retry_after(b"Sun, 06 Nov 1994 08:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-    }
-
-    #[test]
-    fn retry_after_rejects_garbage() {
-        let now = SystemTime::UNIX_EPOCH;
-        for bad in [&b""[..], b"-5", b"1.5", b"soon", b"\xff\xfe"] {
-            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn default_http_statuses_are_429_502_503_504() {
@@ -263,30 +202,54 @@ mod tests {
     }
 
     #[test]
-    fn connection_refused_and_attempt_timeouts_are_retryable_and_other_errors_are_not() {
-        let refused: BoxError = std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into();
-        assert_eq!(retryable_error(&*refused), Some("connection error"));
-        let timeout: BoxError = tower::timeout::error::Elapsed::new().into();
-        assert_eq!(retryable_error(&*timeout), Some("attempt timed out"));
-        let other: BoxError = std::io::Error::other("bad request").into();
-        assert_eq!(retryable_error(&*other), None);
+    fn connection_failures_timeouts_and_endpoint_rejections_are_retried() {
+        for outcome in [
+            Outcome::Connect,
+            Outcome::Transport,
+            Outcome::Timeout,
+            Outcome::RejectedByEndpoint,
+        ] {
+            assert!(
+                matches!(Verdict::of_failure(&outcome), Verdict::Retry { .. }),
+                "{outcome:?}"
+            );
+        }
     }
 
     #[test]
-    fn a_gate_breakers_rejection_is_retryable_and_a_fail_fast_ones_is_not() {
-        use crate::circuit_breaker::State;
-        let service_wide: BoxError = CircuitOpen::new(State::Open, None).into();
-        assert_eq!(retryable_error(&*service_wide), None);
-        let endpoint: BoxError = CircuitOpen::new(State::Open, None).in_gate_mode().into();
+    fn service_rejections_deadlines_and_other_failures_are_not_retried() {
+        for outcome in [
+            Outcome::RejectedByService { retry_after: None },
+            Outcome::DeadlineExceeded,
+            Outcome::NoEndpoints,
+            Outcome::Failure,
+            Outcome::Success,
+        ] {
+            assert_eq!(Verdict::of_failure(&outcome), Verdict::Done, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn a_retried_status_waits_for_its_retry_after() {
+        let outcome = Outcome::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            retry_after: Some(Duration::from_secs(2)),
+        };
         assert_eq!(
-            retryable_error(&*endpoint),
-            Some("endpoint rejected by its breaker")
+            HttpRetryOn::default().verdict_of(&outcome),
+            Verdict::RetryAfter {
+                reason: "503 service unavailable",
+                after: Duration::from_secs(2)
+            }
         );
     }
 
     #[test]
-    fn the_overall_deadline_is_not_retryable() {
-        let e: BoxError = super::super::DeadlineExceeded.into();
-        assert_eq!(retryable_error(&*e), None);
+    fn a_status_outside_the_set_is_returned() {
+        let outcome = Outcome::Status {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            retry_after: None,
+        };
+        assert_eq!(HttpRetryOn::default().verdict_of(&outcome), Verdict::Done);
     }
 }

@@ -17,24 +17,13 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 pub use budget::{RetryBudget, RetryBudgetConfig};
-pub use decide::{ErrorsOnly, HttpRetryOn, RetryOn, Verdict, parse_retry_after, retryable_error};
+pub use decide::{ErrorsOnly, HttpRetryOn, RetryOn, Verdict};
 pub use hedge::{HedgeLayer, HedgePolicy};
-pub use policy::{Attempts, RetryPolicy, RetryPolicyBuilder};
-pub use replay::{Deadline, NoReplay, Replay, ReplayBody};
+pub use policy::{RetryPolicy, RetryPolicyBuilder};
+pub use replay::{NoReplay, Replay, ReplayBody};
 
 use crate::BoxError;
-
-/// The whole call, backoff included, outlived its deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DeadlineExceeded;
-
-impl fmt::Display for DeadlineExceeded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("deadline exceeded")
-    }
-}
-
-impl std::error::Error for DeadlineExceeded {}
+use policy::Attempts;
 
 /// Retries calls by a [`RetryPolicy`], within a [`RetryBudget`]; see the
 /// [module docs](self).
@@ -114,22 +103,20 @@ impl<S, R: Clone> Layer<S> for RetryLayer<R> {
         );
         Retry {
             inner: tower::retry::Retry::new(policy, attempt),
-            deadline: self.policy.deadline,
             budget: self.budget.clone(),
         }
     }
 }
 
 /// A service wrapped by a [`RetryLayer`]. Its error is a [`BoxError`]: the
-/// last attempt's error, [`DeadlineExceeded`], or a timeout of the last
-/// attempt (`tower::timeout::error::Elapsed`).
+/// last attempt's error, or a timeout of the last attempt
+/// (`tower::timeout::error::Elapsed`).
 ///
-/// The overall deadline travels in the request ([`Replay::set_deadline`]):
-/// for request types that cannot carry one, only the attempt timeout
-/// bounds a call.
+/// No retry starts that the request's deadline
+/// ([`HasDeadline`](crate::deadline::HasDeadline), set by a
+/// [`DeadlineLayer`](crate::deadline::DeadlineLayer) above) would cut off.
 pub struct Retry<S, R = HttpRetryOn> {
     inner: tower::retry::Retry<Attempts<R>, Attempt<S>>,
-    deadline: Option<Duration>,
     budget: RetryBudget,
 }
 
@@ -137,7 +124,6 @@ impl<S: Clone, R: Clone> Clone for Retry<S, R> {
     fn clone(&self) -> Self {
         Retry {
             inner: self.inner.clone(),
-            deadline: self.deadline,
             budget: self.budget.clone(),
         }
     }
@@ -147,7 +133,6 @@ impl<S: fmt::Debug, R: fmt::Debug> fmt::Debug for Retry<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner.get_ref().inner)
-            .field("deadline", &self.deadline)
             .field("budget", &self.budget)
             .finish_non_exhaustive()
     }
@@ -182,21 +167,53 @@ where
     }
 
     #[inline]
-    fn call(&mut self, mut req: Req) -> Self::Future {
-        if let Some(d) = self.deadline {
-            let ours = Deadline::at(Instant::now() + d);
-            // An earlier deadline from upstream wins.
-            if req.deadline().is_none_or(|theirs| ours < theirs) {
-                req.set_deadline(ours);
-            }
+    fn call(&mut self, req: Req) -> Self::Future {
+        ResponseFuture {
+            inner: self.inner.call(req),
         }
-        self.inner.call(req)
     }
 }
 
-/// The response future of [`Retry`]: tower's, over our policy and attempts.
-pub type ResponseFuture<S, R, Req> =
-    tower::retry::future::ResponseFuture<Attempts<R>, Attempt<S>, Req>;
+pin_project! {
+    /// The response future of [`Retry`]: tower's, over the layer's policy.
+    pub struct ResponseFuture<S, R, Req>
+    where
+        Req: Replay,
+        S: Service<Req>,
+        S::Error: Into<BoxError>,
+        R: RetryOn<S::Response>,
+    {
+        #[pin]
+        inner: tower::retry::future::ResponseFuture<Attempts<R>, Attempt<S>, Req>,
+    }
+}
+
+impl<S, R, Req> fmt::Debug for ResponseFuture<S, R, Req>
+where
+    Req: Replay,
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    R: RetryOn<S::Response>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S, R, Req> Future for ResponseFuture<S, R, Req>
+where
+    Req: Replay,
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    R: RetryOn<S::Response> + Clone,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
 
 pin_project! {
     /// A call, with or without a timer. The timer is boxed: inline, a
@@ -207,38 +224,18 @@ pin_project! {
     enum Kind<F> {
         Open { #[pin] call: F },
         Bounded { #[pin] call: F, timer: Pin<Box<tokio::time::Sleep>> },
-        // The deadline had passed before the attempt began: not sent.
-        Expired,
-    }
-}
-
-impl<F: Future> Kind<F> {
-    /// Polls the call; `Err(())` when the timer fired first.
-    #[inline]
-    fn poll_call(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<F::Output, ()>> {
-        match self.project() {
-            KindProj::Open { call } => call.poll(cx).map(Ok),
-            KindProj::Bounded { call, timer } => {
-                if let Poll::Ready(output) = call.poll(cx) {
-                    return Poll::Ready(Ok(output));
-                }
-                ready!(timer.as_mut().poll(cx));
-                Poll::Ready(Err(()))
-            }
-            KindProj::Expired => Poll::Ready(Err(())),
-        }
     }
 }
 
 /// One attempt: the inner service with its error boxed, bounded by the
-/// attempt timeout and by the deadline the request carries, whichever ends
-/// first (the attempt fails with `tower::timeout::error::Elapsed`, which is
-/// retried, or with [`DeadlineExceeded`], which is not). Written by hand
-/// rather than stacking `tower::timeout::Timeout`: it must read the
-/// request's deadline, and tower's `Either` needs both sides to have an
-/// error type a `Layer` cannot name without the request type.
+/// attempt timeout (the attempt fails with
+/// `tower::timeout::error::Elapsed`, which is retried). Written by hand
+/// rather than stacking `tower::timeout::Timeout`: tower's arms a timer
+/// inline in every call's future, timeout or not, and its `Either` needs
+/// both sides to have an error type a `Layer` cannot name without the
+/// request type.
 #[derive(Debug, Clone)]
-pub struct Attempt<S> {
+pub(crate) struct Attempt<S> {
     inner: S,
     /// The attempt timeout in nanoseconds, 0 for none: 8 bytes instead of
     /// 16 in every response future.
@@ -249,7 +246,6 @@ impl<S, Req> Service<Req> for Attempt<S>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    Req: Replay,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -262,54 +258,33 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        let deadline = req.deadline();
-        if self.timeout == 0 && deadline.is_none() {
+        let call = self.inner.call(req);
+        if self.timeout == 0 {
             return AttemptFuture {
-                kind: Kind::Open {
-                    call: self.inner.call(req),
-                },
-                cut_by_deadline: false,
+                kind: Kind::Open { call },
             };
         }
-        let now = Instant::now();
-        if deadline.is_some_and(|d| d.instant() <= now) {
-            // Sending it could only load the upstream with work nobody
-            // waits for.
-            return AttemptFuture {
-                kind: Kind::Expired,
-                cut_by_deadline: true,
-            };
-        }
-        bounded(self.inner.call(req), now, self.timeout, deadline)
+        bounded(call, self.timeout)
     }
 }
 
-/// An attempt with a timer: the attempt timeout or the deadline, whichever
-/// ends first.
+/// An attempt with a timer.
 #[cold]
-fn bounded<F>(call: F, now: Instant, timeout: u64, deadline: Option<Deadline>) -> AttemptFuture<F> {
-    let by_timeout = (timeout != 0).then(|| now + Duration::from_nanos(timeout));
-    let (at, cut_by_deadline) = match (by_timeout, deadline) {
-        (Some(t), Some(d)) if d.instant() < t => (d.instant(), true),
-        (Some(t), _) => (t, false),
-        (None, Some(d)) => (d.instant(), true),
-        (None, None) => unreachable!("bounded without a bound"),
-    };
+fn bounded<F>(call: F, timeout: u64) -> AttemptFuture<F> {
+    let at = Instant::now() + Duration::from_nanos(timeout);
     AttemptFuture {
         kind: Kind::Bounded {
             call,
             timer: Box::pin(tokio::time::sleep_until(at)),
         },
-        cut_by_deadline,
     }
 }
 
 pin_project! {
     /// The response future of one [`Attempt`].
-    pub struct AttemptFuture<F> {
+    pub(crate) struct AttemptFuture<F> {
         #[pin]
         kind: Kind<F>,
-        cut_by_deadline: bool,
     }
 }
 
@@ -328,11 +303,15 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        Poll::Ready(match ready!(this.kind.poll_call(cx)) {
-            Ok(result) => result.map_err(Into::into),
-            Err(()) if *this.cut_by_deadline => Err(DeadlineExceeded.into()),
-            Err(()) => Err(tower::timeout::error::Elapsed::new().into()),
+        Poll::Ready(match self.project().kind.project() {
+            KindProj::Open { call } => ready!(call.poll(cx)).map_err(Into::into),
+            KindProj::Bounded { call, timer } => {
+                if let Poll::Ready(result) = call.poll(cx) {
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                ready!(timer.as_mut().poll(cx));
+                Err(tower::timeout::error::Elapsed::new().into())
+            }
         })
     }
 }

@@ -14,8 +14,9 @@ use super::replay::Replay;
 use crate::backoff::{Backoff, Jitter, RawBackoff};
 use crate::{BoxError, ConfigError};
 
-/// How a call is retried: attempts, backoff, `Retry-After`, timeouts, the
-/// budget. Built with [`RetryPolicy::builder`] or deserialized; invalid
+/// How a call is retried: attempts, backoff, `Retry-After`, the attempt
+/// timeout, the budget. (The deadline of the whole call is a
+/// [`DeadlineLayer`](crate::deadline::DeadlineLayer)'s.) Built with [`RetryPolicy::builder`] or deserialized; invalid
 /// values fail with a [`ConfigError`] naming the field.
 ///
 /// ```
@@ -24,7 +25,6 @@ use crate::{BoxError, ConfigError};
 /// let policy: RetryPolicy = toml::from_str(r#"
 ///     max_attempts = 4
 ///     attempt_timeout = "500ms"
-///     deadline = "3s"
 ///     backoff = { kind = "exponential", base = "25ms", max = "250ms", jitter = "full" }
 ///     budget = { ratio = 0.2, min_per_second = 10, ttl = "10s" }
 /// "#).unwrap();
@@ -41,7 +41,6 @@ pub struct RetryPolicy {
     pub(crate) retry_non_idempotent: bool,
     pub(crate) max_retry_after: Duration,
     pub(crate) attempt_timeout: Option<Duration>,
-    pub(crate) deadline: Option<Duration>,
     pub(crate) budget: RetryBudgetConfig,
 }
 
@@ -58,8 +57,6 @@ struct RawPolicy {
     max_retry_after: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     attempt_timeout: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    deadline: Option<Duration>,
     #[serde(default)]
     budget: Option<RawBudget>,
 }
@@ -80,9 +77,6 @@ impl TryFrom<RawPolicy> for RetryPolicy {
         if let Some(d) = raw.attempt_timeout {
             b = b.attempt_timeout(d);
         }
-        if let Some(d) = raw.deadline {
-            b = b.deadline(d);
-        }
         if let Some(budget) = raw.budget {
             b = b.budget(RetryBudgetConfig::try_from(budget).map_err(|e| e.within("budget"))?);
         }
@@ -102,7 +96,7 @@ impl RetryPolicy {
     /// A builder starting from the defaults: 3 attempts, exponential backoff
     /// from 25 ms capped at 250 ms with full jitter (Envoy's), idempotent
     /// requests only, `Retry-After` honoured up to 30 s, no attempt timeout,
-    /// no overall deadline, Finagle's budget (20% + 10/s over 10 s).
+    /// Finagle's budget (20% + 10/s over 10 s).
     pub fn builder() -> RetryPolicyBuilder {
         RetryPolicyBuilder {
             policy: RetryPolicy {
@@ -116,7 +110,6 @@ impl RetryPolicy {
                 retry_non_idempotent: false,
                 max_retry_after: Duration::from_secs(30),
                 attempt_timeout: None,
-                deadline: None,
                 budget: RetryBudgetConfig::default(),
             },
         }
@@ -145,11 +138,6 @@ impl RetryPolicy {
     /// The timeout of each attempt, if any.
     pub fn attempt_timeout(&self) -> Option<Duration> {
         self.attempt_timeout
-    }
-
-    /// The deadline of the whole call, backoff included, if any.
-    pub fn deadline(&self) -> Option<Duration> {
-        self.deadline
     }
 
     /// The budget's settings.
@@ -198,14 +186,6 @@ impl RetryPolicyBuilder {
         self
     }
 
-    /// A deadline for the whole call, backoff included. No retry starts
-    /// that could not begin before it, and the call fails with
-    /// [`DeadlineExceeded`](super::DeadlineExceeded) when it passes.
-    pub fn deadline(mut self, d: Duration) -> Self {
-        self.policy.deadline = Some(d);
-        self
-    }
-
     /// The budget's settings (used when the layer makes its own budget).
     pub fn budget(mut self, budget: RetryBudgetConfig) -> Self {
         self.policy.budget = budget;
@@ -227,13 +207,11 @@ impl RetryPolicyBuilder {
                 format!("must be at most 1h, got {:?}", p.max_retry_after),
             ));
         }
-        for (field, value) in [
-            ("attempt_timeout", p.attempt_timeout),
-            ("deadline", p.deadline),
-        ] {
-            if value == Some(Duration::ZERO) {
-                return Err(ConfigError::new(field, "must be greater than zero"));
-            }
+        if p.attempt_timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "attempt_timeout",
+                "must be greater than zero",
+            ));
         }
         Ok(p)
     }
@@ -244,7 +222,7 @@ impl RetryPolicyBuilder {
 /// (tower clones it for every request and moves it into every response
 /// future, so its size is paid on every call). Made by [`RetryLayer`](super::RetryLayer).
 #[derive(Debug, Clone)]
-pub struct Attempts<C> {
+pub(crate) struct Attempts<C> {
     settings: &'static Settings,
     budget: Handle,
     retry_on: C,

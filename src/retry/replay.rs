@@ -1,8 +1,8 @@
-//! Copying a request for another attempt, and the deadline it carries.
+//! Copying a request for another attempt.
 
 use std::fmt;
 
-use tokio::time::Instant;
+use crate::deadline::HasDeadline;
 
 /// Why a request gets no further attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,27 +28,13 @@ impl fmt::Display for NoReplay {
 ///
 /// Implemented for `http::Request<B>` whose body is a [`ReplayBody`]:
 /// idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) are replayed,
-/// others only when `allow_non_idempotent` is true; the remaining deadline
-/// travels in the request's extensions as a [`Deadline`]. Implement it for
-/// your own request types; the deadline methods may keep their defaults, in
-/// which case the request cannot carry the retry layer's deadline and the
-/// deadline is not enforced: only `attempt_timeout` bounds each attempt,
-/// retries are planned without regard to it, and inner layers cannot
-/// propagate it. (A timer around the whole call for such requests measured
-/// about 5 ns more per call on every request, deadline or not.)
-pub trait Replay: Sized {
+/// others only when `allow_non_idempotent` is true. The retry layer reads
+/// the request's deadline through [`HasDeadline`] (no retry starts that the
+/// deadline would cut off); for your own request types an empty
+/// `impl HasDeadline for MyRequest {}` says the request carries none.
+pub trait Replay: HasDeadline + Sized {
     /// A copy for another attempt, or why there is none.
     fn replay(&self, allow_non_idempotent: bool) -> Result<Self, NoReplay>;
-
-    /// The deadline the request carries, if any.
-    fn deadline(&self) -> Option<Deadline> {
-        None
-    }
-
-    /// Sets the deadline the request carries.
-    fn set_deadline(&mut self, deadline: Deadline) {
-        let _ = deadline;
-    }
 }
 
 /// A body that can be sent again, or a stream that can be sent only once.
@@ -159,36 +145,5 @@ impl<B: ReplayBody> Replay for http::Request<B> {
         *copy.headers_mut() = self.headers().clone();
         *copy.extensions_mut() = self.extensions().clone();
         Ok(copy)
-    }
-
-    fn deadline(&self) -> Option<Deadline> {
-        self.extensions().get::<Deadline>().copied()
-    }
-
-    fn set_deadline(&mut self, deadline: Deadline) {
-        self.extensions_mut().insert(deadline);
-    }
-}
-
-/// When the whole call, backoff included, must be over. The retry layer puts
-/// it in each attempt's request (for HTTP, in the extensions), so inner
-/// layers and clients can propagate it (as gRPC's `grpc-timeout` does).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Deadline(Instant);
-
-impl Deadline {
-    /// A deadline at `at`.
-    pub fn at(at: Instant) -> Self {
-        Deadline(at)
-    }
-
-    /// The instant.
-    pub fn instant(&self) -> Instant {
-        self.0
-    }
-
-    /// The time left, zero once it has passed.
-    pub fn remaining(&self) -> std::time::Duration {
-        self.0.saturating_duration_since(Instant::now())
     }
 }

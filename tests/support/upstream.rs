@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use meshguard::BoxError;
-use meshguard::retry::Deadline;
+use meshguard::deadline::Deadline;
 use tokio::time::Instant;
 use tower::Service;
 

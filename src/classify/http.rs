@@ -1,75 +1,16 @@
-//! Deciding whether a call succeeded: one classification shared by the
-//! circuit breaker, retries and outlier ejection.
-//!
-//! A [`Classify`] looks at the result of a call and returns an [`Outcome`].
-//! The breaker counts failures, retries retry them, ejection ejects on them;
-//! keeping the decision in one place means the three always agree on what a
-//! failure is.
-//!
-//! ```
-//! use meshguard::classify::{Classify, HttpClassifier, Outcome};
-//!
-//! let classify = HttpClassifier::default();
-//! let not_found: Result<http::Response<()>, std::io::Error> =
-//!     Ok(http::Response::builder().status(404).body(()).unwrap());
-//! assert_eq!(classify.classify(&not_found), Outcome::Success);
-//!
-//! let unavailable: Result<http::Response<()>, std::io::Error> =
-//!     Ok(http::Response::builder().status(503).body(()).unwrap());
-//! assert_eq!(classify.classify(&unavailable), Outcome::Failure);
-//! ```
+//! [`HttpClassifier`]: HTTP responses by status code.
 
 use http::StatusCode;
 
-/// What a finished call means for the resilience machinery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// The call worked; it counts towards the success rate.
-    Success,
-    /// The call failed; it counts towards the failure rate.
-    Failure,
-    /// The call is neither: it is not recorded at all (a client error that
-    /// says nothing about the health of the callee, for example).
-    Ignored,
-}
+use super::{Classify, Outcome, error_outcome};
 
-/// Decides the [`Outcome`] of a call from its result.
+/// Classifies HTTP responses by status code, and errors as
+/// [`ErrorsAreFailures`](super::ErrorsAreFailures) does.
 ///
-/// Implemented for closures `Fn(&Result<Res, E>) -> Outcome`, so a one-off
-/// rule needs no type of its own.
-pub trait Classify<Res, E> {
-    /// Classifies one finished call.
-    fn classify(&self, result: &Result<Res, E>) -> Outcome;
-}
-
-impl<Res, E, F> Classify<Res, E> for F
-where
-    F: Fn(&Result<Res, E>) -> Outcome,
-{
-    fn classify(&self, result: &Result<Res, E>) -> Outcome {
-        self(result)
-    }
-}
-
-/// The default classifier: every `Ok` is a success and every `Err` a failure.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ErrorsAreFailures;
-
-impl<Res, E> Classify<Res, E> for ErrorsAreFailures {
-    #[inline]
-    fn classify(&self, result: &Result<Res, E>) -> Outcome {
-        match result {
-            Ok(_) => Outcome::Success,
-            Err(_) => Outcome::Failure,
-        }
-    }
-}
-
-/// Classifies HTTP responses by status code; every `Err` is a failure.
-///
-/// By default 5xx and 429 (Too Many Requests) are failures and every other
-/// status is a success. Statuses can be moved between the two sets, or
-/// ignored altogether, one at a time.
+/// By default 5xx and 429 (Too Many Requests) are failures
+/// ([`Outcome::Status`], with the `Retry-After` of a 429 or 503) and every
+/// other status is a success. Statuses can be moved between the two sets,
+/// or ignored altogether, one at a time.
 ///
 /// ```
 /// use meshguard::classify::{Classify, HttpClassifier, Outcome};
@@ -81,7 +22,7 @@ impl<Res, E> Classify<Res, E> for ErrorsAreFailures {
 ///     .failure(StatusCode::REQUEST_TIMEOUT);
 /// let r: Result<http::Response<()>, ()> =
 ///     Ok(http::Response::builder().status(408).body(()).unwrap());
-/// assert_eq!(classify.classify(&r), Outcome::Failure);
+/// assert_eq!(classify.classify(&r).status(), Some(StatusCode::REQUEST_TIMEOUT));
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpClassifier {
@@ -146,12 +87,18 @@ impl HttpClassifier {
         self
     }
 
-    /// The outcome for one status code.
+    /// Whether `status` counts as a failure.
     #[inline]
-    pub fn classify_status(&self, status: StatusCode) -> Outcome {
-        let code = status.as_u16();
+    pub fn is_failure(&self, status: StatusCode) -> bool {
+        get(&self.failures, status.as_u16())
+    }
+
+    /// The outcome of one response.
+    #[inline]
+    pub fn classify_response<B>(&self, response: &http::Response<B>) -> Outcome {
+        let code = response.status().as_u16();
         if get(&self.failures, code) {
-            Outcome::Failure
+            Outcome::of_failed_response(response)
         } else if get(&self.ignored, code) {
             Outcome::Ignored
         } else {
@@ -170,12 +117,12 @@ impl std::fmt::Debug for HttpClassifier {
     }
 }
 
-impl<B, E> Classify<http::Response<B>, E> for HttpClassifier {
+impl<B, E: 'static> Classify<http::Response<B>, E> for HttpClassifier {
     #[inline]
     fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
         match result {
-            Ok(response) => self.classify_status(response.status()),
-            Err(_) => Outcome::Failure,
+            Ok(response) => self.classify_response(response),
+            Err(e) => error_outcome(e),
         }
     }
 }
@@ -188,11 +135,18 @@ mod tests {
         Ok(http::Response::builder().status(code).body(()).unwrap())
     }
 
+    fn failed(code: u16) -> Outcome {
+        Outcome::Status {
+            status: StatusCode::from_u16(code).unwrap(),
+            retry_after: None,
+        }
+    }
+
     #[test]
     fn http_default_fails_5xx_and_429_only() {
         let c = HttpClassifier::default();
         for code in [500, 502, 503, 504, 599, 429] {
-            assert_eq!(c.classify(&status(code)), Outcome::Failure, "{code}");
+            assert_eq!(c.classify(&status(code)), failed(code), "{code}");
         }
         for code in [200, 201, 204, 301, 400, 404, 409, 428, 430, 600] {
             assert_eq!(c.classify(&status(code)), Outcome::Success, "{code}");
@@ -211,25 +165,23 @@ mod tests {
             .failure(StatusCode::CONFLICT);
         assert_eq!(c.classify(&status(503)), Outcome::Success);
         assert_eq!(c.classify(&status(404)), Outcome::Ignored);
-        assert_eq!(c.classify(&status(409)), Outcome::Failure);
-        assert_eq!(c.classify(&status(500)), Outcome::Failure);
+        assert_eq!(c.classify(&status(409)), failed(409));
+        assert_eq!(c.classify(&status(500)), failed(500));
     }
 
     #[test]
-    fn errors_are_failures_by_default() {
-        let ok: Result<u8, u8> = Ok(1);
-        let err: Result<u8, u8> = Err(1);
-        assert_eq!(ErrorsAreFailures.classify(&ok), Outcome::Success);
-        assert_eq!(ErrorsAreFailures.classify(&err), Outcome::Failure);
-    }
-
-    #[test]
-    fn closures_classify() {
-        let c = |r: &Result<u8, ()>| match r {
-            Ok(0) => Outcome::Ignored,
-            Ok(_) => Outcome::Success,
-            Err(()) => Outcome::Failure,
+    fn retry_after_is_read_on_429_and_503_only() {
+        let with = |code: u16| -> Result<http::Response<()>, ()> {
+            Ok(http::Response::builder()
+                .status(code)
+                .header("retry-after", "7")
+                .body(())
+                .unwrap())
         };
-        assert_eq!(c.classify(&Ok(0)), Outcome::Ignored);
+        let c = HttpClassifier::default();
+        let seven = Some(std::time::Duration::from_secs(7));
+        assert_eq!(c.classify(&with(429)).retry_after(), seven);
+        assert_eq!(c.classify(&with(503)).retry_after(), seven);
+        assert_eq!(c.classify(&with(500)).retry_after(), None);
     }
 }

@@ -1,0 +1,121 @@
+//! What one attempt came to: one [`Outcome`], computed once per attempt and
+//! read by the circuit breakers, outlier ejection, retries, metrics and the
+//! client's errors.
+//!
+//! A [`Classify`] looks at the result of a call and returns its
+//! [`Outcome`]: a success, a response status that counts as a failure (with
+//! its `Retry-After`), a rejection by the service's or an endpoint's
+//! breaker, a timeout, the deadline, a connection that could not be made or
+//! failed, or another failure. Errors are interpreted in one place,
+//! [`Outcome::of_error`]. Each layer then reads the outcome with its own
+//! policy: a breaker counts it ([`Outcome::counts`]), the retry layer asks
+//! its [`RetryOn`](crate::retry::RetryOn) whether another attempt could
+//! help; none of them looks at the error again, so they always agree on
+//! what happened.
+//!
+//! ```
+//! use meshguard::classify::{Classify, HttpClassifier, Outcome};
+//!
+//! let classify = HttpClassifier::default();
+//! let not_found: Result<http::Response<()>, std::io::Error> =
+//!     Ok(http::Response::builder().status(404).body(()).unwrap());
+//! assert_eq!(classify.classify(&not_found), Outcome::Success);
+//!
+//! let unavailable: Result<http::Response<()>, std::io::Error> =
+//!     Ok(http::Response::builder().status(503).body(()).unwrap());
+//! assert_eq!(classify.classify(&unavailable).counts(), Some(false));
+//! ```
+
+mod http;
+mod outcome;
+
+pub use self::http::HttpClassifier;
+pub use outcome::{Classified, Outcome, parse_retry_after};
+
+/// Decides the [`Outcome`] of a call from its result.
+///
+/// Implemented by [`ErrorsAreFailures`], [`HttpClassifier`] and closures
+/// `Fn(&Result<Res, E>) -> Outcome`, so a one-off rule needs no type of its
+/// own.
+pub trait Classify<Res, E> {
+    /// Classifies one finished call.
+    fn classify(&self, result: &Result<Res, E>) -> Outcome;
+}
+
+impl<Res, E, F> Classify<Res, E> for F
+where
+    F: Fn(&Result<Res, E>) -> Outcome,
+{
+    fn classify(&self, result: &Result<Res, E>) -> Outcome {
+        self(result)
+    }
+}
+
+/// The default classifier: every `Ok` is a success and every `Err` is what
+/// [`Outcome::of_error`] makes of it, when the error is one it can read (a
+/// [`BoxError`](crate::BoxError), as tower layers pass errors, or a
+/// `std::io::Error`); any other error is a [`Outcome::Failure`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErrorsAreFailures;
+
+impl<Res, E: 'static> Classify<Res, E> for ErrorsAreFailures {
+    #[inline]
+    fn classify(&self, result: &Result<Res, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(e) => error_outcome(e),
+        }
+    }
+}
+
+/// The outcome of an error of any type: read by [`Outcome::of_error`] when
+/// it is a boxed error or an `std::io::Error`, else a plain failure. (A
+/// type check, not a trait bound: a classifier must accept every error
+/// type, `&str` and `()` included.)
+#[cold]
+pub(crate) fn error_outcome<E: 'static>(error: &E) -> Outcome {
+    let any = error as &dyn std::any::Any;
+    if let Some(e) = any.downcast_ref::<crate::BoxError>() {
+        Outcome::of_error(&**e)
+    } else if let Some(e) = any.downcast_ref::<Box<dyn std::error::Error + Send>>() {
+        Outcome::of_error(&**e)
+    } else if let Some(e) = any.downcast_ref::<Box<dyn std::error::Error>>() {
+        Outcome::of_error(&**e)
+    } else if let Some(e) = any.downcast_ref::<std::io::Error>() {
+        Outcome::of_error(e)
+    } else {
+        Outcome::Failure
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_failures_by_default() {
+        let ok: Result<u8, std::io::Error> = Ok(1);
+        let err: Result<u8, std::io::Error> = Err(std::io::Error::other("bad"));
+        assert_eq!(ErrorsAreFailures.classify(&ok), Outcome::Success);
+        assert_eq!(ErrorsAreFailures.classify(&err), Outcome::Failure);
+        let other: Result<u8, &str> = Err("boom");
+        assert_eq!(ErrorsAreFailures.classify(&other), Outcome::Failure);
+    }
+
+    #[test]
+    fn boxed_errors_are_read_through() {
+        let refused: Result<u8, crate::BoxError> =
+            Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into());
+        assert_eq!(ErrorsAreFailures.classify(&refused), Outcome::Connect);
+    }
+
+    #[test]
+    fn closures_classify() {
+        let c = |r: &Result<u8, ()>| match r {
+            Ok(0) => Outcome::Ignored,
+            Ok(_) => Outcome::Success,
+            Err(()) => Outcome::Failure,
+        };
+        assert_eq!(c.classify(&Ok(0)), Outcome::Ignored);
+    }
+}

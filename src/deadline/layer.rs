@@ -1,0 +1,189 @@
+//! [`DeadlineLayer`]: merges a call's deadlines once and ends the call by
+//! the earliest.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower::{Layer, Service};
+
+use super::{Deadline, DeadlineExceeded, HasDeadline};
+use crate::BoxError;
+
+/// Ends every call by its deadline: the earliest of the layer's own (from
+/// when the call enters), the request's per-call
+/// [`Timeout`](super::Timeout) and a [`Deadline`] the request already
+/// carries (a caller's, propagated). The merged deadline is written into
+/// the request for the layers below, and the call fails with
+/// [`DeadlineExceeded`] when it passes (at once, unsent, if it has already
+/// passed). Put it outermost: above retries, so the deadline bounds them
+/// all. A call with no deadline at all costs one branch.
+///
+/// `poll_ready` is the inner service's: a deadline is known only once a
+/// request is in hand, as with tower's `Timeout`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeadlineLayer {
+    after: Option<Duration>,
+}
+
+impl DeadlineLayer {
+    /// Every call ends within `after` of entering the layer, or by the
+    /// request's own deadline if that is earlier.
+    pub fn new(after: Duration) -> Self {
+        DeadlineLayer { after: Some(after) }
+    }
+
+    /// Only the request's own deadlines apply (a per-call
+    /// [`Timeout`](super::Timeout), a caller's [`Deadline`]).
+    pub fn from_request() -> Self {
+        DeadlineLayer { after: None }
+    }
+
+    /// [`new`](Self::new) with `Some`, [`from_request`](Self::from_request)
+    /// with `None`.
+    pub fn optional(after: Option<Duration>) -> Self {
+        DeadlineLayer { after }
+    }
+
+    /// The layer's own deadline, counted from when a call enters.
+    pub fn after(&self) -> Option<Duration> {
+        self.after
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = DeadlineService<S>;
+
+    fn layer(&self, inner: S) -> DeadlineService<S> {
+        DeadlineService {
+            inner,
+            after: self.after,
+        }
+    }
+}
+
+/// A service wrapped by a [`DeadlineLayer`].
+#[derive(Debug, Clone)]
+pub struct DeadlineService<S> {
+    inner: S,
+    after: Option<Duration>,
+}
+
+impl<S> DeadlineService<S> {
+    /// A reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for DeadlineService<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    Req: HasDeadline,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, mut req: Req) -> Self::Future {
+        let theirs = req.deadline();
+        let own = req.timeout();
+        if self.after.is_none() && own.is_none() && theirs.is_none() {
+            return ResponseFuture {
+                kind: Kind::Open {
+                    call: self.inner.call(req),
+                },
+            };
+        }
+        let now = Instant::now();
+        let at = [self.after, own]
+            .into_iter()
+            .flatten()
+            .map(|d| now + d)
+            .chain(theirs.map(|d| d.instant()))
+            .min()
+            .expect("one deadline at least");
+        if at <= now {
+            // Sending it could only load the upstream with work nobody
+            // waits for.
+            return ResponseFuture {
+                kind: Kind::Expired,
+            };
+        }
+        if theirs.is_none_or(|d| d.instant() != at) {
+            req.set_deadline(Deadline::at(at));
+        }
+        ResponseFuture {
+            kind: Kind::Bounded {
+                call: self.inner.call(req),
+                // Boxed: an inline `Sleep` (about 100 bytes) made every
+                // call's future big enough that moving it cost more than
+                // the rest of the call.
+                timer: Box::pin(tokio::time::sleep_until(at)),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`DeadlineService`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Open { #[pin] call: F },
+        Bounded { #[pin] call: F, timer: Pin<Box<Sleep>> },
+        Expired,
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Open { call } => call.poll(cx).map_err(Into::into),
+            KindProj::Bounded { call, timer } => {
+                if let Poll::Ready(result) = call.poll(cx) {
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                ready!(timer.as_mut().poll(cx));
+                Poll::Ready(Err(DeadlineExceeded.into()))
+            }
+            KindProj::Expired => {
+                // Fails without touching a tokio resource: spend the task's
+                // budget, or a caller looping on expired calls would starve
+                // its worker.
+                ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+                Poll::Ready(Err(DeadlineExceeded.into()))
+            }
+        }
+    }
+}

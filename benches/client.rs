@@ -10,6 +10,8 @@
 //! current-thread runtime. A figure is the wall time of `iters` calls made
 //! by `concurrency` tasks, divided by `iters`: at concurrency 1 the latency
 //! of one call, at 16 the cost per call when 16 share the time.
+// Wall time is what a benchmark measures: the real clock, not tokio's.
+#![allow(clippy::disallowed_types)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

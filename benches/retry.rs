@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use meshguard::BoxError;
-use meshguard::retry::{ErrorsOnly, NoReplay, Replay, RetryLayer, RetryPolicy};
 use meshguard::deadline::DeadlineLayer;
+use meshguard::retry::{ErrorsOnly, NoReplay, Replay, RetryLayer, RetryPolicy};
 use tower::{Layer, Service};
 
 mod support;

@@ -1,4 +1,6 @@
 //! Helpers shared by the benches.
+// Wall time is what a benchmark measures: the real clock, not tokio's.
+#![allow(clippy::disallowed_types)]
 #![allow(dead_code)]
 
 use std::hint::black_box;

@@ -47,7 +47,7 @@ mod shared;
 
 pub use shared::NoEndpoints;
 #[cfg(feature = "client")]
-pub(crate) use shared::{AttemptEnd, SharedBalancer};
+pub(crate) use shared::{AttemptEnds, SharedBalancer};
 
 /// How the balancer weighs endpoints and ejects failing ones.
 ///

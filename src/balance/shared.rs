@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::Request;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
@@ -32,11 +31,13 @@ impl fmt::Display for NoEndpoints {
 
 impl std::error::Error for NoEndpoints {}
 
-/// When an attempt that waited for an endpoint must end: the endpoint's
-/// transport then times the attempt from its start, not from the send. Put
-/// in the request only by a call that had to wait (see [`SharedFuture`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AttemptEnd(pub(crate) Instant);
+/// A request that can carry when its attempt must end. Set only by a call
+/// that had to wait for an endpoint: the endpoint's transport then times
+/// the attempt from its start, not from the send.
+pub(crate) trait AttemptEnds {
+    /// The attempt waited for an endpoint and must end at `at`.
+    fn set_attempt_end(&mut self, at: Instant);
+}
 
 /// The balancer's length, for [`SharedBalancer`].
 pub(crate) trait Len {
@@ -141,13 +142,14 @@ impl<S> Locked<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for SharedBalancer<S>
+impl<S, Req> Service<Req> for SharedBalancer<S>
 where
-    S: Service<Request<B>, Error = BoxError> + Len,
+    S: Service<Req, Error = BoxError> + Len,
+    Req: AttemptEnds,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = SharedFuture<S, Request<B>>;
+    type Future = SharedFuture<S, Req>;
 
     #[inline]
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
@@ -156,7 +158,7 @@ where
     }
 
     #[inline]
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Req) -> Self::Future {
         SharedFuture {
             state: SharedState::Picking {
                 shared: self.shared.clone(),
@@ -211,9 +213,10 @@ where
     }
 }
 
-impl<S, B> Future for SharedFuture<S, Request<B>>
+impl<S, Req> Future for SharedFuture<S, Req>
 where
-    S: Service<Request<B>, Error = BoxError> + Len,
+    S: Service<Req, Error = BoxError> + Len,
+    Req: AttemptEnds,
 {
     type Output = Result<S::Response, BoxError>;
 
@@ -264,7 +267,7 @@ where
                                 if let Some(timeout) = *timeout {
                                     let end = Instant::now() + timeout;
                                     if let Some(req) = req.as_mut() {
-                                        req.extensions_mut().insert(AttemptEnd(end));
+                                        req.set_attempt_end(end);
                                     }
                                     *timer = Some(Box::pin(tokio::time::sleep_until(end)));
                                 }
@@ -294,6 +297,16 @@ mod tests {
     use std::task::Waker;
 
     use super::*;
+
+    /// A request that records when its attempt must end.
+    #[derive(Default)]
+    struct Req(Option<Instant>);
+
+    impl AttemptEnds for Req {
+        fn set_attempt_end(&mut self, at: Instant) {
+            self.0 = Some(at);
+        }
+    }
 
     /// A balancer stand-in that, like p2c, remembers only the last waker.
     #[derive(Clone, Default)]
@@ -325,7 +338,7 @@ mod tests {
         }
     }
 
-    impl Service<Request<()>> for Mock {
+    impl Service<Req> for Mock {
         type Response = &'static str;
         type Error = BoxError;
         type Future = std::future::Ready<Result<&'static str, BoxError>>;
@@ -340,9 +353,8 @@ mod tests {
             }
         }
 
-        fn call(&mut self, req: Request<()>) -> Self::Future {
-            let end = req.extensions().get::<AttemptEnd>().map(|e| e.0);
-            self.state.lock().unwrap().seen.push(end);
+        fn call(&mut self, req: Req) -> Self::Future {
+            self.state.lock().unwrap().seen.push(req.0);
             std::future::ready(Ok("served"))
         }
     }
@@ -355,7 +367,7 @@ mod tests {
     async fn a_call_fails_with_no_endpoints_once_discovery_has_answered_empty() {
         let mock = Mock::default();
         let mut lb = shared(&mock, true, None);
-        let err = lb.call(Request::new(())).await.unwrap_err();
+        let err = lb.call(Req::default()).await.unwrap_err();
         assert!(err.is::<NoEndpoints>(), "{err}");
     }
 
@@ -363,7 +375,7 @@ mod tests {
     async fn a_call_waits_for_discovery_and_is_served_when_an_endpoint_is_ready() {
         let mock = Mock::default();
         let mut lb = shared(&mock, false, None);
-        let call = tokio::spawn(lb.call(Request::new(())));
+        let call = tokio::spawn(lb.call(Req::default()));
         tokio::task::yield_now().await;
         assert!(!call.is_finished());
         mock.set(true, 1);
@@ -376,7 +388,7 @@ mod tests {
         mock.set(false, 2);
         let mut lb = shared(&mock, true, Some(Duration::from_millis(300)));
         let start = Instant::now();
-        let err = lb.call(Request::new(())).await.unwrap_err();
+        let err = lb.call(Req::default()).await.unwrap_err();
         assert!(err.is::<tower::timeout::error::Elapsed>(), "{err}");
         assert_eq!(start.elapsed(), Duration::from_millis(300));
     }
@@ -387,7 +399,7 @@ mod tests {
         mock.set(false, 1);
         let mut lb = shared(&mock, true, Some(Duration::from_millis(300)));
         let start = Instant::now();
-        let call = tokio::spawn(lb.call(Request::new(())));
+        let call = tokio::spawn(lb.call(Req::default()));
         tokio::time::sleep(Duration::from_millis(100)).await;
         mock.set(true, 1);
         assert_eq!(call.await.unwrap().unwrap(), "served");
@@ -400,7 +412,7 @@ mod tests {
         let mock = Mock::default();
         mock.set(true, 1);
         let mut lb = shared(&mock, true, Some(Duration::from_millis(300)));
-        lb.call(Request::new(())).await.unwrap();
+        lb.call(Req::default()).await.unwrap();
         assert_eq!(mock.state.lock().unwrap().seen, [None]);
     }
 
@@ -410,7 +422,7 @@ mod tests {
         mock.set(false, 1);
         let lb = shared(&mock, true, None);
         let calls: Vec<_> = (0..3)
-            .map(|_| tokio::spawn(lb.clone().call(Request::new(()))))
+            .map(|_| tokio::spawn(lb.clone().call(Req::default())))
             .collect();
         tokio::task::yield_now().await;
         mock.set(true, 1);
@@ -424,9 +436,9 @@ mod tests {
         let mock = Mock::default();
         mock.set(false, 1);
         let lb = shared(&mock, true, None);
-        let first = tokio::spawn(lb.clone().call(Request::new(())));
+        let first = tokio::spawn(lb.clone().call(Req::default()));
         tokio::task::yield_now().await;
-        let second = tokio::spawn(lb.clone().call(Request::new(())));
+        let second = tokio::spawn(lb.clone().call(Req::default()));
         tokio::task::yield_now().await;
         // The mock holds only the second caller's waker; cancel it.
         second.abort();
@@ -435,6 +447,12 @@ mod tests {
         let waker = mock.state.lock().unwrap().waker.take();
         waker.expect("a caller registered").wake();
         let served = tokio::time::timeout(Duration::from_secs(1), first).await;
-        assert_eq!(served.expect("the first caller was woken").unwrap().unwrap(), "served");
+        assert_eq!(
+            served
+                .expect("the first caller was woken")
+                .unwrap()
+                .unwrap(),
+            "served"
+        );
     }
 }

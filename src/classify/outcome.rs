@@ -391,7 +391,10 @@ mod tests {
             Outcome::of_error(&tower::timeout::error::Elapsed::new()),
             Outcome::Timeout
         );
-        assert_eq!(Outcome::of_error(&DeadlineExceeded), Outcome::DeadlineExceeded);
+        assert_eq!(
+            Outcome::of_error(&DeadlineExceeded),
+            Outcome::DeadlineExceeded
+        );
         assert_eq!(
             Outcome::of_error(&crate::balance::NoEndpoints),
             Outcome::NoEndpoints

@@ -285,8 +285,9 @@ impl ServiceClientBuilder {
         let settled = source.settled();
         let http = transport::http_client(self.pool_idle_timeout, self.pool_max_idle_per_host);
         let attempts = crate::telemetry::AttemptMetrics::new(&self.name);
+        let defaults = Arc::new(headers);
         let connect: Connect = Box::new(move |e: &Endpoint| {
-            EndpointTransport::new(http.clone(), e, limits, attempts.clone())
+            EndpointTransport::new(http.clone(), e, limits, defaults.clone(), attempts.clone())
         });
         let (lb, view) =
             balance_with_view(&self.name, source, connect, classify.clone(), self.balance);
@@ -311,7 +312,6 @@ impl ServiceClientBuilder {
             shared: Arc::new(Shared {
                 metrics: crate::telemetry::ClientMetrics::new(&self.name),
                 name: self.name.into(),
-                headers,
                 breaker,
                 retry_on: self.retry_on,
                 view,

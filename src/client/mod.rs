@@ -1,6 +1,7 @@
 #![doc = include_str!("../../docs/client.md")]
 
 mod builder;
+mod call;
 mod error;
 mod propagation;
 mod request;
@@ -11,7 +12,7 @@ mod transport;
 use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderMap, Method};
+use http::Method;
 
 pub use builder::{ConsulConfig, ServiceClientBuilder, ServiceClientConfig};
 pub use error::{ClientError, STATUS_BODY_LIMIT};
@@ -75,7 +76,6 @@ pub struct ServiceClient {
 
 struct Shared {
     name: Arc<str>,
-    headers: HeaderMap,
     /// The service breaker, to read or force (disabled when configured off:
     /// it is then not in the stack).
     breaker: CircuitBreaker,

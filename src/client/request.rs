@@ -5,18 +5,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::Full;
+use http::uri::PathAndQuery;
+use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tower::Service;
 
+use super::call::Call;
 use super::error::STATUS_BODY_LIMIT;
-use super::propagation::{CallContext, REQUEST_ID, TRACEPARENT, TraceParent, new_request_id};
+use super::propagation::{CallContext, TraceParent, new_request_id};
 use super::{ClientError, ServiceClient};
 use crate::classify::parse_retry_after;
-use crate::deadline::{HasDeadline, Timeout};
 use crate::retry::HttpRetryOn;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -56,7 +56,9 @@ impl<'a> RequestBuilder<'a> {
             client,
             method,
             path,
-            headers: http::HeaderMap::new(),
+            // Room for the usual headers (accept, content type, the propagated
+            // ids, a default or two) without growing the map on the hot path.
+            headers: http::HeaderMap::with_capacity(8),
             body: Bytes::new(),
             context: None,
             deadline: None,
@@ -192,47 +194,33 @@ impl<'a> RequestBuilder<'a> {
         if let Some(e) = self.error {
             return Err(ClientError::InvalidRequest(e));
         }
-        let uri: Uri = self
-            .path
-            .parse()
-            .map_err(|e| ClientError::InvalidRequest(format!("path {:?}: {e}", self.path)))?;
-        if uri.scheme().is_some() || !self.path.starts_with('/') {
+        if !self.path.starts_with('/') {
             return Err(ClientError::InvalidRequest(format!(
                 "path {:?}: must start with `/` (the instance is chosen by discovery)",
                 self.path
             )));
         }
-        let shared = &self.client.shared;
-        let mut req = Request::new(Full::new(self.body));
-        *req.method_mut() = self.method;
-        *req.uri_mut() = uri;
-        let mut headers = self.headers;
-        for (name, value) in &shared.headers {
-            if !headers.contains_key(name) {
-                headers.insert(name.clone(), value.clone());
-            }
-        }
+        let path = PathAndQuery::from_maybe_shared(Bytes::from(self.path.clone()))
+            .map_err(|e| ClientError::InvalidRequest(format!("path {:?}: {e}", self.path)))?;
         let context = self.context.or_else(CallContext::current);
         let context = context.as_ref();
-        headers.insert(
-            REQUEST_ID,
-            context
+        let req = Call {
+            method: self.method,
+            path,
+            headers: self.headers,
+            body: self.body,
+            request_id: context
                 .and_then(|c| c.request_id().cloned())
                 .unwrap_or_else(new_request_id),
-        );
-        let trace = context
-            .and_then(|c| c.trace())
-            .unwrap_or_else(TraceParent::new_root);
-        headers.insert(TRACEPARENT, trace.to_header_value());
-        *req.headers_mut() = headers;
-        // Carried as they are; the stack's deadline layer merges them with
-        // the client's, once.
-        if let Some(d) = self.deadline {
-            req.extensions_mut().insert(Timeout(d));
-        }
-        if let Some(deadline) = context.and_then(|c| c.deadline()) {
-            req.set_deadline(deadline);
-        }
+            trace: context
+                .and_then(|c| c.trace())
+                .unwrap_or_else(TraceParent::new_root),
+            // Carried as they are; the stack's deadline layer merges them
+            // with the client's, once.
+            deadline: context.and_then(|c| c.deadline()),
+            timeout: self.deadline,
+            attempt_end: None,
+        };
 
         // Not `oneshot`: its future holds the service and the request and
         // then the call's future, 1,280 bytes moved around on every call.

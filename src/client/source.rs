@@ -69,4 +69,3 @@ impl futures_core::Stream for Source {
         }
     }
 }
-

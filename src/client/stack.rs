@@ -10,14 +10,14 @@
 //! transport   client/transport   hyper-util; the attempt's timer; the body read; errors classified
 //! ```
 
-use http::Request;
 use tower::ServiceBuilder;
 use tower::util::{Either, MapErr};
 
+use super::call::Call;
 use super::source::Source;
-use super::transport::{Body, EndpointTransport};
-use crate::balance::{Balancer, SharedBalancer};
+use super::transport::EndpointTransport;
 use crate::BoxError;
+use crate::balance::{Balancer, SharedBalancer};
 use crate::circuit_breaker::{BreakerError, CircuitBreaker, CircuitBreakerService};
 use crate::classify::HttpClassifier;
 use crate::deadline::{DeadlineLayer, DeadlineService};
@@ -28,7 +28,7 @@ use crate::retry::{HttpRetryOn, Retry, RetryLayer};
 pub(crate) type Connect = Box<dyn FnMut(&Endpoint) -> EndpointTransport + Send>;
 
 /// The balancer every clone of a client shares.
-pub(crate) type Balanced = SharedBalancer<Balancer<Source, Connect, HttpClassifier, Request<Body>>>;
+pub(crate) type Balanced = SharedBalancer<Balancer<Source, Connect, HttpClassifier, Call>>;
 
 /// The service breaker over the balancer, its error boxed (tower's
 /// `Either` needs both sides to fail alike).

@@ -10,8 +10,8 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::uri::{Authority, Scheme};
+use http::{HeaderMap, Request, Response, Uri};
 use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -21,11 +21,12 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
+use super::call::Call;
 use super::error::InvalidUri;
+use super::propagation::{REQUEST_ID, TRACEPARENT};
 use crate::BoxError;
-use crate::balance::AttemptEnd;
 use crate::classify::{Classified, Outcome};
-use crate::deadline::{DEADLINE, HasDeadline};
+use crate::deadline::DEADLINE;
 use crate::discovery::Endpoint;
 
 /// The request body every client call sends: buffered, so it can be sent
@@ -55,9 +56,10 @@ pub(crate) fn http_client(idle: std::time::Duration, max_idle_per_host: usize) -
         .build(https)
 }
 
-/// Sends requests whose URI is a path to one endpoint, over the shared pool,
-/// with the remaining deadline in the [`DEADLINE`] header, and reads the
-/// response body (up to the client's limit) before it answers.
+/// Sends [`Call`]s to one endpoint, over the shared pool, with the
+/// propagated headers and the remaining deadline in the [`DEADLINE`]
+/// header, and reads the response body (up to the client's limit) before
+/// it answers.
 ///
 /// The body is read here, under the endpoint's breaker and inside the
 /// attempt, because that is where its failures belong: a body that stalls
@@ -71,6 +73,8 @@ pub(crate) struct EndpointTransport {
     scheme: Scheme,
     authority: Result<Authority, Arc<str>>,
     limits: Limits,
+    /// Headers sent with every call that does not set its own.
+    defaults: Arc<HeaderMap>,
     attempts: crate::telemetry::AttemptMetrics,
 }
 
@@ -82,7 +86,6 @@ pub(crate) struct Limits {
     /// The largest response body read.
     pub(crate) max_body_size: usize,
 }
-
 
 impl fmt::Debug for EndpointTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -99,6 +102,7 @@ impl EndpointTransport {
         client: HttpClient,
         endpoint: &Endpoint,
         limits: Limits,
+        defaults: Arc<HeaderMap>,
         attempts: crate::telemetry::AttemptMetrics,
     ) -> Self {
         let base = endpoint.base_url();
@@ -116,12 +120,13 @@ impl EndpointTransport {
             scheme,
             authority,
             limits,
+            defaults,
             attempts,
         }
     }
 }
 
-impl Service<Request<Body>> for EndpointTransport {
+impl Service<Call> for EndpointTransport {
     type Response = Response<Bytes>;
     type Error = BoxError;
     type Future = TransportFuture;
@@ -131,31 +136,39 @@ impl Service<Request<Body>> for EndpointTransport {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<Body>) -> TransportFuture {
+    fn call(&mut self, call: Call) -> TransportFuture {
         let authority = match &self.authority {
             Ok(a) => a.clone(),
             Err(e) => return TransportFuture::failed(InvalidUri(e.to_string()).into()),
         };
-        let path = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(self.scheme.clone());
         parts.authority = Some(authority);
-        parts.path_and_query = Some(path);
-        match Uri::from_parts(parts) {
-            Ok(uri) => *req.uri_mut() = uri,
+        parts.path_and_query = Some(call.path);
+        let uri = match Uri::from_parts(parts) {
+            Ok(uri) => uri,
             Err(e) => return TransportFuture::failed(InvalidUri(e.to_string()).into()),
+        };
+        // The full header set, written once, into the request sent: the
+        // caller's own, the client's defaults it did not override, and what
+        // propagates.
+        let mut headers = call.headers;
+        for (name, value) in self.defaults.iter() {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
         }
-        let deadline = req.deadline();
+        headers.insert(REQUEST_ID, call.request_id);
+        headers.insert(TRACEPARENT, call.trace.to_header_value());
         // One clock read for the header and the timer (about 30 ns each here).
         let now = Instant::now();
-        if let Some(deadline) = deadline {
-            req.headers_mut()
-                .insert(DEADLINE, deadline.to_header_value(now));
+        if let Some(deadline) = call.deadline {
+            headers.insert(DEADLINE, deadline.to_header_value(now));
         }
+        let mut req = Request::new(Full::new(call.body));
+        *req.method_mut() = call.method;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
         // The attempt's end, if it comes before the deadline: past the
         // deadline the layer above cancels the attempt (the caller's budget
         // ran out, which says nothing about this instance), before it the
@@ -163,10 +176,10 @@ impl Service<Request<Body>> for EndpointTransport {
         // records.
         let timer = self.limits.timeout.and_then(|timeout| {
             let mut end = now + timeout;
-            if let Some(AttemptEnd(at)) = req.extensions().get::<AttemptEnd>() {
-                end = end.min(*at);
+            if let Some(at) = call.attempt_end {
+                end = end.min(at);
             }
-            match deadline {
+            match call.deadline {
                 Some(d) if d.instant() <= end => None,
                 _ => Some(Box::pin(tokio::time::sleep_until(end))),
             }

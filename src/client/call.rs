@@ -1,0 +1,75 @@
+//! [`Call`]: one request as the client's layers carry it, from the request
+//! builder down to the endpoint's transport.
+//!
+//! Not an `http::Request`: every attempt is a copy (tower's retry keeps one
+//! for the next attempt), and an `http::Request` copies its header map and
+//! its extensions map (where a deadline would live), several allocations a
+//! call. A `Call` carries the deadline and the propagated context as plain
+//! fields and only the caller's own headers as a map; the transport writes
+//! the full header set once, into the request it sends.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method};
+use tokio::time::Instant;
+
+use super::propagation::TraceParent;
+use crate::balance::AttemptEnds;
+use crate::deadline::{Deadline, HasDeadline};
+use crate::retry::{NoReplay, Replay};
+
+/// One call: what to send, and what travels with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Call {
+    pub(crate) method: Method,
+    pub(crate) path: PathAndQuery,
+    /// The caller's own headers (and the content type, accept).
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    /// `x-request-id`: the caller's, propagated, or a new one.
+    pub(crate) request_id: HeaderValue,
+    /// `traceparent`.
+    pub(crate) trace: TraceParent,
+    /// The merged deadline (set by the deadline layer), or a caller's.
+    pub(crate) deadline: Option<Deadline>,
+    /// This call's own time limit, merged by the deadline layer.
+    pub(crate) timeout: Option<Duration>,
+    /// When the attempt must end, if it waited for an endpoint.
+    pub(crate) attempt_end: Option<Instant>,
+}
+
+impl HasDeadline for Call {
+    #[inline]
+    fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+
+    #[inline]
+    fn set_deadline(&mut self, deadline: Deadline) {
+        self.deadline = Some(deadline);
+    }
+
+    #[inline]
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+}
+
+impl Replay for Call {
+    #[inline]
+    fn replay(&self, allow_non_idempotent: bool) -> Result<Self, NoReplay> {
+        if !allow_non_idempotent && !self.method.is_idempotent() {
+            return Err(NoReplay::NotIdempotent);
+        }
+        Ok(self.clone())
+    }
+}
+
+impl AttemptEnds for Call {
+    #[inline]
+    fn set_attempt_end(&mut self, at: Instant) {
+        self.attempt_end = Some(at);
+    }
+}

@@ -25,7 +25,7 @@ pub struct WatchStatus {
     pub last_error: Option<String>,
 }
 
-/// A stream of endpoint changes from Consul; see the [module docs](self).
+/// A stream of endpoint changes from Consul; see the [module docs](super).
 ///
 /// ```no_run
 /// use meshguard::discovery::consul::{ConsulDiscovery, ConsulToken};

@@ -2,7 +2,7 @@
 //!
 //! [`ConsulDiscovery`] runs a blocking-query loop on
 //! `GET /v1/health/service/:name` through `rs-consul` and yields
-//! [`Change`]s (inserts and removals, diffed by instance id), usable
+//! [`Change`](super::Change)s (inserts and removals, diffed by instance id), usable
 //! directly by `tower::balance`. The loop follows Consul's documented client
 //! obligations (Consul's [blocking queries] page; the facts, with their
 //! sources, are in the repository's `tests/fixtures/consul/README.md`, §2):

@@ -309,27 +309,3 @@ fn rs_consul_parses_the_health_samples() {
         assert!(nodes.iter().all(|n| !n.service.id.is_empty()));
     }
 }
-
-#[test]
-fn the_catalog_samples_give_endpoints_with_the_node_address_as_fallback() {
-    use meshguard::discovery::Scheme;
-    use meshguard::discovery::consul::catalog_endpoints;
-    let read = |f: &str| std::fs::read_to_string(format!("tests/fixtures/consul/{f}")).unwrap();
-    let with = catalog_endpoints(&read("catalog-service.json"), Scheme::Http).unwrap();
-    assert_eq!(with.len(), 1);
-    assert_eq!(with[0].base_url(), "http://172.17.0.3:5000");
-    let empty =
-        catalog_endpoints(&read("catalog-service-empty-address.json"), Scheme::Http).unwrap();
-    let urls: Vec<String> = empty.iter().map(|e| e.base_url()).collect();
-    assert_eq!(
-        urls,
-        [
-            "http://198.18.0.1:9090",
-            "http://198.18.0.2:9090",
-            "http://198.18.0.4:9090"
-        ]
-    );
-    assert_eq!(empty[0].tags(), ["tag"]);
-    let err = catalog_endpoints("{\"oops\": 1}", Scheme::Http).unwrap_err();
-    assert_eq!(err.field(), "catalog");
-}

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use meshguard::discovery::consul::ConsulToken;
-use meshguard::discovery::registration::{Registration, RegistrationError, RegistrationStep};
+use meshguard::discovery::registration::{
+    HealthCheck, RegistrationConfig, RegistrationError, RegistrationStep,
+};
 use meshguard::testing::{CheckStatus, ConsulRegistry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -36,12 +38,19 @@ async fn until(limit: Duration, mut cond: impl FnMut() -> bool) {
 async fn an_http_checked_service_registers_turns_passing_and_deregisters_on_shutdown() {
     let consul = ConsulRegistry::start().await;
     let addr = health_server().await;
-    let guard = Registration::builder(consul.url(), "web", "web-1", "127.0.0.1", addr.port())
+    let guard = RegistrationConfig::builder()
+        .agent(consul.url())
+        .service("web")
+        .id("web-1")
+        .address("127.0.0.1")
+        .port(addr.port())
         .http_check(
             format!("http://{addr}/health"),
             Duration::from_secs(1),
             Duration::from_secs(1),
         )
+        .build()
+        .unwrap()
         .register()
         .await
         .unwrap();
@@ -57,7 +66,14 @@ async fn an_http_checked_service_registers_turns_passing_and_deregisters_on_shut
 #[tokio::test(start_paused = true)]
 async fn a_dropped_guard_deregisters() {
     let consul = ConsulRegistry::start().await;
-    let guard = Registration::builder(consul.url(), "web", "web-1", "127.0.0.1", 8080)
+    let guard = RegistrationConfig::builder()
+        .agent(consul.url())
+        .service("web")
+        .id("web-1")
+        .address("127.0.0.1")
+        .port(8080)
+        .build()
+        .unwrap()
         .register()
         .await
         .unwrap();
@@ -68,8 +84,15 @@ async fn a_dropped_guard_deregisters() {
 #[tokio::test(start_paused = true)]
 async fn the_ttl_heartbeat_keeps_the_check_passing_and_stops_with_the_guard() {
     let consul = ConsulRegistry::start().await;
-    let guard = Registration::builder(consul.url(), "job", "job-1", "127.0.0.1", 9000)
+    let guard = RegistrationConfig::builder()
+        .agent(consul.url())
+        .service("job")
+        .id("job-1")
+        .address("127.0.0.1")
+        .port(9000)
         .ttl_check(Duration::from_secs(10))
+        .build()
+        .unwrap()
         .register()
         .await
         .unwrap();
@@ -86,7 +109,14 @@ async fn the_ttl_heartbeat_keeps_the_check_passing_and_stops_with_the_guard() {
 #[tokio::test(start_paused = true)]
 async fn the_agents_refusal_is_returned() {
     let consul = ConsulRegistry::start().await;
-    let err = Registration::builder(consul.url(), "web", "web-1", "0.0.0.0", 8080)
+    let err = RegistrationConfig::builder()
+        .agent(consul.url())
+        .service("web")
+        .id("web-1")
+        .address("0.0.0.0")
+        .port(8080)
+        .build()
+        .unwrap()
         .register()
         .await
         .unwrap_err();
@@ -115,7 +145,14 @@ async fn the_agents_refusal_is_returned() {
 async fn an_unreachable_agent_is_an_error_not_a_panic() {
     let consul = ConsulRegistry::start().await;
     consul.go_down().await;
-    let err = Registration::builder(consul.url(), "web", "web-1", "127.0.0.1", 8080)
+    let err = RegistrationConfig::builder()
+        .agent(consul.url())
+        .service("web")
+        .id("web-1")
+        .address("127.0.0.1")
+        .port(8080)
+        .build()
+        .unwrap()
         .register()
         .await
         .unwrap_err();
@@ -135,18 +172,215 @@ async fn an_unreachable_agent_is_an_error_not_a_panic() {
 }
 
 #[test]
-fn invalid_registrations_name_their_field() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+fn an_agent_that_is_not_an_http_url_is_rejected_naming_the_field() {
+    let err = RegistrationConfig::builder()
+        .agent("consul:8500")
+        .service("web")
+        .id("web-1")
+        .port(80)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "agent");
+}
+
+#[test]
+fn a_missing_service_id_or_port_is_rejected_naming_the_field() {
+    let full = || {
+        RegistrationConfig::builder()
+            .service("web")
+            .id("web-1")
+            .port(80)
+    };
+    for (builder, field) in [
+        (
+            RegistrationConfig::builder().id("web-1").port(80),
+            "service",
+        ),
+        (RegistrationConfig::builder().service("web").port(80), "id"),
+        (
+            RegistrationConfig::builder().service("web").id("web-1"),
+            "port",
+        ),
+    ] {
+        let err = builder.build().unwrap_err();
+        assert_eq!(err.to_string(), format!("invalid `{field}`: must be set"));
+    }
+    for (builder, field) in [(full().service(""), "service"), (full().id(""), "id")] {
+        let err = builder.build().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("invalid `{field}`: must not be empty")
+        );
+    }
+}
+
+#[test]
+fn invalid_checks_are_rejected_naming_the_field() {
+    let full = || {
+        RegistrationConfig::builder()
+            .service("web")
+            .id("web-1")
+            .port(80)
+    };
+    let second = Duration::from_secs(1);
+    for (builder, field, message) in [
+        (
+            full().http_check("http://127.0.0.1/health", Duration::ZERO, second),
+            "check.interval",
+            "must be greater than zero, got 0ns",
+        ),
+        (
+            full().http_check("http://127.0.0.1/health", second, Duration::ZERO),
+            "check.timeout",
+            "must be greater than zero, got 0ns",
+        ),
+        (
+            full().ttl_check(Duration::from_millis(500)),
+            "check.ttl",
+            "must be at least 1s, got 500ms",
+        ),
+    ] {
+        let err = builder.build().unwrap_err();
+        assert_eq!((err.field(), err.message()), (field, message));
+    }
+}
+
+#[test]
+fn the_defaults_are_the_local_agent_and_an_http_check_of_health() {
+    let config = RegistrationConfig::builder()
+        .service("web")
+        .id("web-1")
+        .address("10.0.0.7")
+        .port(8080)
         .build()
         .unwrap();
-    let err = rt
-        .block_on(Registration::builder("consul:8500", "web", "web-1", "", 80).register())
+    assert_eq!(config.agent(), "http://127.0.0.1:8500");
+    assert_eq!(
+        config.check(),
+        &HealthCheck::Http {
+            url: "http://10.0.0.7:8080/health".into(),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+        }
+    );
+    assert_eq!(config.deregister_critical_after(), Duration::from_secs(600));
+    assert_eq!(config.connect_timeout(), Duration::from_secs(2));
+    assert_eq!(config.request_timeout(), Duration::from_secs(5));
+    let without_address = RegistrationConfig::builder()
+        .service("web")
+        .id("web-1")
+        .port(8080)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        without_address.check(),
+        HealthCheck::Http { url, .. } if url == "http://127.0.0.1:8080/health"
+    ));
+}
+
+#[test]
+fn a_config_file_gives_the_same_config_as_the_builder() {
+    let from_file: RegistrationConfig = toml::from_str(
+        r#"
+        agent = "http://10.0.0.1:8500"
+        service = "job"
+        id = "job-1"
+        address = "10.0.0.7"
+        port = 9000
+        tags = ["v2"]
+        meta = { zone = "a" }
+        check = { kind = "ttl", ttl = "30s" }
+        deregister_critical_after = "90m"
+        connect_timeout = "1s"
+        request_timeout = "3s"
+        "#,
+    )
+    .unwrap();
+    let built = RegistrationConfig::builder()
+        .agent("http://10.0.0.1:8500")
+        .service("job")
+        .id("job-1")
+        .address("10.0.0.7")
+        .port(9000)
+        .tags(["v2"])
+        .meta("zone", "a")
+        .ttl_check(Duration::from_secs(30))
+        .deregister_critical_after(Duration::from_secs(90 * 60))
+        .connect_timeout(Duration::from_secs(1))
+        .request_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    assert_eq!(from_file, built);
+}
+
+#[test]
+fn an_http_check_in_a_file_defaults_what_it_leaves_out() {
+    let config: RegistrationConfig = toml::from_str(
+        r#"
+        service = "web"
+        id = "web-1"
+        port = 8080
+        check = { kind = "http", interval = "5s" }
+        "#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.check(),
+        &HealthCheck::Http {
+            url: "http://127.0.0.1:8080/health".into(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(5),
+        }
+    );
+}
+
+#[test]
+fn a_config_file_is_checked_as_the_builder_is() {
+    for (text, expected) in [
+        (
+            "service = \"web\"\nid = \"web-1\"",
+            "invalid `port`: must be set",
+        ),
+        (
+            "service = \"web\"\nid = \"web-1\"\nport = 80\nrequest_timeout = \"0s\"",
+            "invalid `request_timeout`: must be greater than zero, got 0ns",
+        ),
+        (
+            "service = \"web\"\nid = \"web-1\"\nport = 80\nname = \"web\"",
+            "unknown field `name`",
+        ),
+        (
+            "service = \"web\"\nid = \"web-1\"\nport = 80\ncheck = { kind = \"ttl\", ttl = \"30s\", url = \"x\" }",
+            "unknown field `url`",
+        ),
+    ] {
+        let err = toml::from_str::<RegistrationConfig>(text).unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_env_that_is_not_set_fails_before_anything_is_sent() {
+    let consul = ConsulRegistry::start().await;
+    let err = RegistrationConfig::builder()
+        .agent(consul.url())
+        .service("web")
+        .id("web-1")
+        .port(8080)
+        .token_env("MESHGUARD_TEST_UNSET_CONSUL_TOKEN")
+        .build()
+        .unwrap()
+        .register()
+        .await
         .unwrap_err();
     match err {
-        RegistrationError::Invalid(e) => assert_eq!(e.field(), "agent"),
+        RegistrationError::Invalid(e) => assert_eq!(
+            e.to_string(),
+            "invalid `token_env`: environment variable MESHGUARD_TEST_UNSET_CONSUL_TOKEN is not set"
+        ),
         other => panic!("{other:?}"),
     }
+    assert!(!consul.is_registered("web-1"));
 }
 
 #[test]
@@ -156,22 +390,23 @@ fn the_body_has_the_shape_of_consuls_register_sample() {
     )
     .unwrap();
     let ours: serde_json::Value = serde_json::from_str(
-        &Registration::builder(
-            "http://127.0.0.1:8500",
-            "redis",
-            "redis1",
-            "127.0.0.1",
-            8000,
-        )
-        .tags(["primary", "v1"])
-        .meta("redis_version", "4.0")
-        .http_check(
-            "http://127.0.0.1:8000/health",
-            Duration::from_secs(10),
-            Duration::from_secs(5),
-        )
-        .deregister_critical_after(Duration::from_secs(90 * 60))
-        .body(),
+        &RegistrationConfig::builder()
+            .agent("http://127.0.0.1:8500")
+            .service("redis")
+            .id("redis1")
+            .address("127.0.0.1")
+            .port(8000)
+            .tags(["primary", "v1"])
+            .meta("redis_version", "4.0")
+            .http_check(
+                "http://127.0.0.1:8000/health",
+                Duration::from_secs(10),
+                Duration::from_secs(5),
+            )
+            .deregister_critical_after(Duration::from_secs(90 * 60))
+            .build()
+            .unwrap()
+            .body(),
     )
     .unwrap();
     for key in ["ID", "Name", "Tags", "Address", "Port", "Meta"] {
@@ -185,9 +420,14 @@ fn the_body_has_the_shape_of_consuls_register_sample() {
 
 #[test]
 fn the_token_is_not_in_debug_output() {
-    let r = Registration::builder("http://127.0.0.1:8500", "web", "web-1", "", 80)
+    let builder = RegistrationConfig::builder()
+        .service("web")
+        .id("web-1")
+        .port(80)
         .token(ConsulToken::new("s3cr3t"));
-    assert!(!format!("{r:?}").contains("s3cr3t"));
+    assert!(!format!("{builder:?}").contains("s3cr3t"));
+    let config = builder.build().unwrap();
+    assert!(!format!("{config:?}").contains("s3cr3t"));
 }
 
 // ---- agents that misbehave --------------------------------------------
@@ -250,8 +490,15 @@ async fn registering_with_an_agent_that_never_answers_times_out_naming_agent_and
     let agent = silent_agent().await;
     let start = Instant::now();
     let err = within_a_minute(
-        Registration::builder(&agent, "web", "web-1", "127.0.0.1", 8080)
+        RegistrationConfig::builder()
+            .agent(&agent)
+            .service("web")
+            .id("web-1")
+            .address("127.0.0.1")
+            .port(8080)
             .request_timeout(Duration::from_secs(3))
+            .build()
+            .unwrap()
             .register(),
     )
     .await
@@ -276,7 +523,14 @@ async fn registering_with_an_agent_that_never_answers_times_out_naming_agent_and
 #[tokio::test(start_paused = true)]
 async fn deregistering_from_an_agent_that_never_answers_times_out_naming_agent_and_step() {
     let agent = stub_agent().await;
-    let guard = Registration::builder(&agent.url, "web", "web-1", "127.0.0.1", 8080)
+    let guard = RegistrationConfig::builder()
+        .agent(&agent.url)
+        .service("web")
+        .id("web-1")
+        .address("127.0.0.1")
+        .port(8080)
+        .build()
+        .unwrap()
         .register()
         .await
         .unwrap();
@@ -305,8 +559,15 @@ async fn the_ttl_heartbeat_keeps_its_schedule_while_beats_time_out() {
     let agent = stub_agent().await;
     agent.hang.store(true, Ordering::SeqCst);
     // A beat every 10 s; each hangs and is given up after 5 s.
-    let guard = Registration::builder(&agent.url, "job", "job-1", "127.0.0.1", 9000)
+    let guard = RegistrationConfig::builder()
+        .agent(&agent.url)
+        .service("job")
+        .id("job-1")
+        .address("127.0.0.1")
+        .port(9000)
         .ttl_check(Duration::from_secs(30))
+        .build()
+        .unwrap()
         .register()
         .await
         .unwrap();
@@ -336,7 +597,15 @@ async fn a_ten_megabyte_error_answer_is_quoted_in_at_most_a_kilobyte_cut_at_a_ch
     // "€" is three bytes: 1 KiB ends inside the 342nd.
     let agent = erroring_agent("€".repeat(10 * 1024 * 1024 / 3)).await;
     let err = within_a_minute(
-        Registration::builder(&agent, "web", "web-1", "127.0.0.1", 8080).register(),
+        RegistrationConfig::builder()
+            .agent(&agent)
+            .service("web")
+            .id("web-1")
+            .address("127.0.0.1")
+            .port(8080)
+            .build()
+            .unwrap()
+            .register(),
     )
     .await
     .unwrap_err();
@@ -367,7 +636,15 @@ async fn reading_an_error_answer_stops_at_the_limit() {
     });
     let start = Instant::now();
     let err = within_a_minute(
-        Registration::builder(&agent, "web", "web-1", "127.0.0.1", 8080).register(),
+        RegistrationConfig::builder()
+            .agent(&agent)
+            .service("web")
+            .id("web-1")
+            .address("127.0.0.1")
+            .port(8080)
+            .build()
+            .unwrap()
+            .register(),
     )
     .await
     .unwrap_err();
@@ -389,8 +666,15 @@ async fn reading_an_error_answer_stops_at_the_limit() {
 async fn an_id_with_reserved_characters_reaches_the_agent_as_one_path_segment() {
     let consul = ConsulRegistry::start().await;
     let id = "web/1?x=y z%2F#";
-    let guard = Registration::builder(consul.url(), "web", id, "127.0.0.1", 8080)
+    let guard = RegistrationConfig::builder()
+        .agent(consul.url())
+        .service("web")
+        .id(id)
+        .address("127.0.0.1")
+        .port(8080)
         .ttl_check(Duration::from_secs(10))
+        .build()
+        .unwrap()
         .register()
         .await
         .unwrap();
@@ -407,25 +691,22 @@ async fn an_id_with_reserved_characters_reaches_the_agent_as_one_path_segment() 
 
 #[test]
 fn zero_timeouts_are_rejected_naming_the_field() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let base = || Registration::builder("http://127.0.0.1:8500", "web", "web-1", "", 80);
-    for (registration, field) in [
+    let base = || {
+        RegistrationConfig::builder()
+            .service("web")
+            .id("web-1")
+            .port(80)
+    };
+    for (builder, field) in [
         (base().connect_timeout(Duration::ZERO), "connect_timeout"),
         (base().request_timeout(Duration::ZERO), "request_timeout"),
     ] {
-        match rt.block_on(registration.register()).unwrap_err() {
-            RegistrationError::Invalid(e) => {
-                assert_eq!(e.field(), field);
-                assert_eq!(
-                    e.to_string(),
-                    format!("invalid `{field}`: must be greater than zero, got 0ns")
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        let err = builder.build().unwrap_err();
+        assert_eq!(err.field(), field);
+        assert_eq!(
+            err.to_string(),
+            format!("invalid `{field}`: must be greater than zero, got 0ns")
+        );
     }
 }
 
@@ -453,8 +734,15 @@ async fn a_connect_that_never_completes_times_out_after_the_connect_timeout() {
     let (agent, _queued, _listener) = unconnectable_agent();
     let start = Instant::now();
     let err = within_a_minute(
-        Registration::builder(&agent, "web", "web-1", "127.0.0.1", 8080)
+        RegistrationConfig::builder()
+            .agent(&agent)
+            .service("web")
+            .id("web-1")
+            .address("127.0.0.1")
+            .port(8080)
             .connect_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap()
             .register(),
     )
     .await
@@ -476,8 +764,15 @@ async fn a_connect_that_never_completes_times_out_after_the_connect_timeout() {
 async fn errors_name_the_agent_without_its_credentials() {
     let agent = erroring_agent("no".into()).await;
     let with_credentials = agent.replacen("http://", "http://ops:s3cr3t@", 1);
-    let err = Registration::builder(&with_credentials, "web", "web-1", "127.0.0.1", 8080)
+    let err = RegistrationConfig::builder()
+        .agent(&with_credentials)
+        .service("web")
+        .id("web-1")
+        .address("127.0.0.1")
+        .port(8080)
         .token(ConsulToken::new("t0k3n"))
+        .build()
+        .unwrap()
         .register()
         .await
         .unwrap_err();

@@ -1,5 +1,6 @@
-//! The in-process Consul-compatible registry behaves as
-//! shared/consul/API-FACTS.md says (section numbers refer to it).
+//! The in-process Consul-compatible registry behaves as the Consul API
+//! facts in tests/fixtures/consul/README.md say (section numbers refer to
+//! it).
 
 use std::time::{Duration, Instant};
 

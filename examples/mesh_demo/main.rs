@@ -28,7 +28,7 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use meshguard::circuit_breaker::{Event, State};
-use meshguard::discovery::registration::Registration;
+use meshguard::discovery::registration::RegistrationConfig;
 use meshguard::testing::{ConsulRegistry, Fault, FaultHandle};
 use services::clients::{UserClient, service_client};
 use services::config::{Upstream, env_num};
@@ -99,12 +99,19 @@ async fn register(
     id: &str,
     port: u16,
 ) -> meshguard::discovery::registration::RegistrationGuard {
-    Registration::builder(consul.url(), name, id, "127.0.0.1", port)
+    RegistrationConfig::builder()
+        .agent(consul.url())
+        .service(name)
+        .id(id)
+        .address("127.0.0.1")
+        .port(port)
         .http_check(
             format!("http://127.0.0.1:{port}/health"),
             Duration::from_secs(1),
             Duration::from_millis(500),
         )
+        .build()
+        .expect("a valid registration")
         .register()
         .await
         .expect("the registry accepts the registration")

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use meshguard::discovery::registration::{Registration, RegistrationError, RegistrationGuard};
+use meshguard::discovery::registration::{
+    RegistrationConfig, RegistrationError, RegistrationGuard,
+};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tower::Service;
@@ -44,20 +46,20 @@ pub async fn register(
     address: &str,
     port: u16,
 ) -> Result<RegistrationGuard, RegistrationError> {
-    let guard = Registration::builder(
-        super::config::with_scheme(agent),
-        service,
-        id,
-        address,
-        port,
-    )
-    .http_check(
-        format!("http://{address}:{port}/health"),
-        Duration::from_secs(5),
-        Duration::from_secs(2),
-    )
-    .register()
-    .await?;
+    let guard = RegistrationConfig::builder()
+        .agent(super::config::with_scheme(agent))
+        .service(service)
+        .id(id)
+        .address(address)
+        .port(port)
+        .http_check(
+            format!("http://{address}:{port}/health"),
+            Duration::from_secs(5),
+            Duration::from_secs(2),
+        )
+        .build()?
+        .register()
+        .await?;
     tracing::info!(service, id, "registered in consul");
     Ok(guard)
 }

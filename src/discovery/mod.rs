@@ -3,9 +3,10 @@
 //! A discovery source is a stream of [`Change`]s keyed by instance id, which
 //! is what `tower::discover::Discover` and so `tower::balance` consume.
 //! [`StaticDiscovery`] serves a fixed list (local runs, tests); the Consul
-//! health watch is in [`consul`] (feature `consul`). [`Services`] turns
-//! endpoint changes into service changes with a function that connects an
-//! [`Endpoint`].
+//! health watch is in [`consul`] (feature `consul`), and registering an
+//! instance with the agent in [`registration`]. Balancing over the
+//! endpoints, connecting each [`Endpoint`], is
+//! [`balance::balance`](crate::balance::balance)'s job.
 
 #[cfg(feature = "consul")]
 #[cfg_attr(docsrs, doc(cfg(feature = "consul")))]
@@ -18,8 +19,6 @@ use std::convert::Infallible;
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-
-use pin_project_lite::pin_project;
 
 use crate::ConfigError;
 
@@ -211,68 +210,5 @@ impl futures_core::Stream for StaticDiscovery {
                 .pop()
                 .map(|e| Ok(Change::Insert(e.id.clone(), e))),
         )
-    }
-}
-
-pin_project! {
-    /// Endpoint changes turned into service changes by a connect function;
-    /// made by [`services`].
-    pub struct Services<D, F> {
-        #[pin]
-        discover: D,
-        connect: F,
-    }
-}
-
-impl<D, F> fmt::Debug for Services<D, F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Services").finish_non_exhaustive()
-    }
-}
-
-/// Maps each inserted [`Endpoint`] to a service with `connect`, for
-/// `tower::balance`:
-///
-/// ```
-/// use meshguard::discovery::{services, StaticDiscovery};
-///
-/// let d = StaticDiscovery::from_urls(["http://127.0.0.1:8081"]).unwrap();
-/// let svcs = services(d, |e| {
-///     let base = e.base_url();
-///     tower::service_fn(move |path: String| {
-///         let url = format!("{base}{path}");
-///         async move { Ok::<_, std::convert::Infallible>(url) }
-///     })
-/// });
-/// # let _ = svcs;
-/// ```
-pub fn services<D, F, S>(discover: D, connect: F) -> Services<D, F>
-where
-    F: FnMut(&Endpoint) -> S,
-{
-    Services { discover, connect }
-}
-
-impl<D, F, S, E> futures_core::Stream for Services<D, F>
-where
-    D: futures_core::Stream<Item = Result<Change, E>>,
-    F: FnMut(&Endpoint) -> S,
-{
-    type Item = Result<tower::discover::Change<String, S>, E>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
-        match this.discover.poll_next(cx) {
-            Poll::Ready(Some(Ok(Change::Insert(k, e)))) => {
-                let svc = (this.connect)(&e);
-                Poll::Ready(Some(Ok(tower::discover::Change::Insert(k, svc))))
-            }
-            Poll::Ready(Some(Ok(Change::Remove(k)))) => {
-                Poll::Ready(Some(Ok(tower::discover::Change::Remove(k))))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
     }
 }

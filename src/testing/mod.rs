@@ -4,15 +4,16 @@
 //!
 //! An in-process imitation of the parts of Consul's HTTP API meshguard uses.
 //!
-//! It serves on `127.0.0.1:0` and behaves as the facts collected in
-//! `shared/consul/API-FACTS.md` say (the section numbers below refer to
-//! it): blocking queries on `/v1/health/service/:name` with `index` and
-//! `wait` (§2), `X-Consul-Index` never 0 (§2), `passing` (§1), agent
-//! registration and deregistration, TTL check updates and maintenance
-//! mode (§8), with Consul's status codes and error texts. HTTP checks are
-//! run for real on their interval. Faults can be injected: the agent goes
-//! down (connections refused), answers 500, answers malformed JSON, or its
-//! index moves backwards.
+//! It serves on `127.0.0.1:0` and behaves as the Consul API facts in the
+//! repository's `tests/fixtures/consul/README.md` say, each with its
+//! public source (the section numbers below refer to it; `docs/testing.md`
+//! summarizes them): blocking queries on `/v1/health/service/:name` with
+//! `index` and `wait` (§2), `X-Consul-Index` never 0 (§2), `passing` (§1),
+//! agent registration and deregistration, TTL check updates and
+//! maintenance mode (§8), with Consul's status codes and error texts. HTTP
+//! checks are run for real on their interval. Faults can be injected: the
+//! agent goes down (connections refused), answers 500, answers malformed
+//! JSON, or its index moves backwards.
 //!
 //! It is written by hand because no maintained crate serves Consul's API
 //! in-process; `@hashicorp/consul-api-double` (npm) is a UI fixture that
@@ -28,8 +29,8 @@
 //! Faults switched at run time through a [`FaultHandle`]: a delay before
 //! each request or a status answered at once, for chaos tests and demos.
 
+mod consul;
 mod fault;
-mod registry;
 
+pub use consul::{CheckStatus, ConsulRegistry};
 pub use fault::{Fault, FaultHandle, FaultLayer, FaultService};
-pub use registry::{CheckStatus, ConsulRegistry};

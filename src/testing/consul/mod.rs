@@ -1,0 +1,24 @@
+//! The in-process Consul-compatible registry, documented in
+//! [`crate::testing`]; the Consul API facts it follows, with their sources,
+//! are in `tests/fixtures/consul/README.md` (section numbers in comments
+//! refer to it).
+//!
+//! - [`registry`]: the public [`ConsulRegistry`] handle (start, faults,
+//!   helpers that change the catalog without HTTP) and its routes;
+//! - [`state`]: the catalog of instances and checks, and the index;
+//! - [`health`]: `GET /v1/health/service/:name` (blocking queries);
+//! - [`agent`]: agent register, deregister and maintenance endpoints;
+//! - [`checks`]: HTTP checks run for real, TTL expiry and TTL updates;
+//! - [`params`]: query parameters and error answers as the agent has them;
+//! - [`filter`]: the bexpr subset.
+
+mod agent;
+mod checks;
+mod filter;
+mod health;
+mod params;
+mod registry;
+mod state;
+
+pub use registry::ConsulRegistry;
+pub use state::CheckStatus;

@@ -10,7 +10,7 @@
 //! Environment: `PORT` (8081), `CONSUL_HTTP_ADDR` (register there, with an
 //! HTTP check on /health; deregister on Ctrl-C or SIGTERM),
 //! `SERVICE_ADDRESS` (the address Consul gives callers; 127.0.0.1),
-//! `INSTANCE_ID` (user-service-<port>), `REDIS_URL` (publish
+//! `INSTANCE_ID` (`user-service-{PORT}`), `REDIS_URL` (publish
 //! `user.created` events there). See examples/user_service/README.md.
 
 use meshguard_examples::config::{env_num, env_opt, env_or};

@@ -29,7 +29,8 @@
 //!   registry and a fault-injection layer for tests and demos.
 //!
 //! The example services (a user service, an order service, a gateway)
-//! and the mesh demo are in `examples/`.
+//! and the mesh demo are the `meshguard-examples` crate in the repository's
+//! `examples/` (not published).
 //!
 //! Feature `metrics` reports through the `metrics` facade (names in
 //! `docs/observability.md`).

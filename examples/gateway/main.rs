@@ -1,7 +1,7 @@
 //! The API gateway.
 //!
 //! ```sh
-//! cargo run --example gateway --all-features
+//! cargo run -p meshguard-examples --bin gateway
 //! curl -s localhost:8080/api/users/1 -H "authorization: Bearer $TOKEN"
 //! ```
 //!
@@ -11,20 +11,17 @@
 //! `USER_SERVICE_URLS` / `ORDER_SERVICE_URLS`. Prints a token for the
 //! development key at start. See examples/gateway/README.md.
 
-#[path = "../services/mod.rs"]
-mod services;
-
-use services::clients::service_client;
-use services::config::{Upstream, env_num, env_opt};
-use services::gateway::{GatewayState, app, token};
-use services::server::{serve, shutdown_signal};
+use meshguard_examples::clients::service_client;
+use meshguard_examples::config::{Upstream, env_num, env_opt};
+use meshguard_examples::gateway::{GatewayState, app, token};
+use meshguard_examples::server::{serve, shutdown_signal};
 
 const DEV_SECRET: &str = "meshguard-development-secret";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    services::telemetry::init_logs();
-    services::telemetry::prometheus();
+    meshguard_examples::telemetry::init_logs();
+    meshguard_examples::telemetry::prometheus();
     let port: u16 = env_num("PORT", 8080);
     let secret = env_opt("JWT_SECRET").unwrap_or_else(|| {
         tracing::warn!(token = %token(DEV_SECRET.as_bytes(), "dev"), "JWT_SECRET unset: using the development key");

@@ -1,7 +1,7 @@
 //! The whole example system in one process, under traffic and faults.
 //!
 //! ```sh
-//! cargo run --example mesh_demo --all-features
+//! cargo run -p meshguard-examples --bin mesh_demo
 //! ```
 //!
 //! Starts the in-process Consul-compatible registry, three user-service
@@ -17,9 +17,6 @@
 //!
 //! `MESH_DEMO_PHASE_SECS` sets each phase's length (default 4 s).
 
-#[path = "../services/mod.rs"]
-mod services;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,12 +27,12 @@ use axum::response::Response;
 use meshguard::circuit_breaker::{Event, State};
 use meshguard::discovery::registration::RegistrationConfig;
 use meshguard::testing::{ConsulRegistry, Fault, FaultHandle};
-use services::clients::{UserClient, service_client};
-use services::config::{Upstream, env_num};
-use services::gateway::{GatewayState, token};
-use services::order::OrderState;
-use services::server::Instance;
-use services::user::{MemoryStore, UserState};
+use meshguard_examples::clients::{UserClient, service_client};
+use meshguard_examples::config::{Upstream, env_num};
+use meshguard_examples::gateway::{GatewayState, token};
+use meshguard_examples::order::OrderState;
+use meshguard_examples::server::Instance;
+use meshguard_examples::user::{MemoryStore, UserState};
 
 const SECRET: &[u8] = b"mesh-demo-secret";
 
@@ -140,7 +137,7 @@ fn prometheus_sum(text: &str, name: &str, label: &str) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    let metrics = services::telemetry::prometheus();
+    let metrics = meshguard_examples::telemetry::prometheus();
     let phase = Duration::from_secs(env_num("MESH_DEMO_PHASE_SECS", 4));
     let consul = ConsulRegistry::start().await;
     let upstream = |service: &str| Upstream::Consul {
@@ -157,7 +154,7 @@ async fn main() {
         let (faults, stats) = (FaultHandle::new(), Arc::new(Stats::default()));
         // Faults on the API only: /health keeps answering, so Consul keeps
         // listing a failing instance and outlier ejection has to act.
-        let api = services::user::routes(UserState {
+        let api = meshguard_examples::user::routes(UserState {
             store: store.clone(),
             events: None,
         })
@@ -166,7 +163,7 @@ async fn main() {
             let stats = stats.clone();
             move |req, next| record(stats.clone(), req, next)
         }));
-        let app = services::user::with_operations(api);
+        let app = meshguard_examples::user::with_operations(api);
         let server = Instance::start(app).await;
         let id = format!("user-{n}");
         registrations.push(register(&consul, "user-service", &id, server.addr.port()).await);
@@ -183,7 +180,7 @@ async fn main() {
         "user-service",
         &upstream("user-service"),
     )));
-    let orders = Instance::start(services::order::app(order_state)).await;
+    let orders = Instance::start(meshguard_examples::order::app(order_state)).await;
     registrations.push(register(&consul, "order-service", "order-1", orders.addr.port()).await);
     let gateway_state = GatewayState::new(
         service_client("user-service", &upstream("user-service")),
@@ -192,7 +189,7 @@ async fn main() {
         10_000,
     );
     let gateway_users = gateway_state.users.clone();
-    let gateway = Instance::start(services::gateway::app(gateway_state)).await;
+    let gateway = Instance::start(meshguard_examples::gateway::app(gateway_state)).await;
     let base = gateway.url();
     println!("registry {}  gateway {}", consul.url(), base);
 

@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-30}
-cargo build --quiet --example mesh_demo --all-features
-demo="${CARGO_TARGET_DIR:-target}/debug/examples/mesh_demo"
+cargo build --quiet -p meshguard-examples --bin mesh_demo
+demo="${CARGO_TARGET_DIR:-target}/debug/mesh_demo"
 log=$(mktemp)
 for i in $(seq 1 "$runs"); do
     if "$demo" >"$log" 2>&1; then

@@ -1,7 +1,7 @@
 //! The order service.
 //!
 //! ```sh
-//! cargo run --example order_service --all-features
+//! cargo run -p meshguard-examples --bin order_service
 //! curl -s localhost:8082/orders -H 'content-type: application/json' \
 //!      -d '{"user_id":1,"item":"book","quantity":2}'
 //! ```
@@ -11,18 +11,15 @@
 //! `REDIS_URL` (consume `user.created` as group `order-service`);
 //! `SERVICE_ADDRESS`, `INSTANCE_ID`. See examples/order_service/README.md.
 
-#[path = "../services/mod.rs"]
-mod services;
-
-use services::clients::{UserClient, service_client};
-use services::config::{Upstream, env_num, env_opt, env_or};
-use services::order::{OrderState, app};
-use services::server::{register, serve, shutdown_signal};
+use meshguard_examples::clients::{UserClient, service_client};
+use meshguard_examples::config::{Upstream, env_num, env_opt, env_or};
+use meshguard_examples::order::{OrderState, app};
+use meshguard_examples::server::{register, serve, shutdown_signal};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    services::telemetry::init_logs();
-    services::telemetry::prometheus();
+    meshguard_examples::telemetry::init_logs();
+    meshguard_examples::telemetry::prometheus();
     let port: u16 = env_num("PORT", 8082);
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     let upstream = Upstream::from_env("user-service", "USER_SERVICE_URLS", "http://127.0.0.1:8081");
@@ -30,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(url) = env_opt("REDIS_URL") {
         let view = state.clone();
         let consumer = env_or("INSTANCE_ID", &format!("order-service-{port}"));
-        tokio::spawn(services::events::consume(
+        tokio::spawn(meshguard_examples::events::consume(
             url,
             "order-service",
             consumer,

@@ -1,7 +1,7 @@
 //! The user service.
 //!
 //! ```sh
-//! cargo run --example user_service --all-features
+//! cargo run -p meshguard-examples --bin user_service
 //! curl -s localhost:8081/users -H 'content-type: application/json' \
 //!      -d '{"name":"Ada","email":"ada@example.com"}'
 //! curl -s localhost:8081/users/1
@@ -10,22 +10,19 @@
 //! Environment: `PORT` (8081), `CONSUL_HTTP_ADDR` (register there, with an
 //! HTTP check on /health; deregister on Ctrl-C or SIGTERM),
 //! `SERVICE_ADDRESS` (the address Consul gives callers; 127.0.0.1),
-//! `INSTANCE_ID` (user-service-<port>), `REDIS_URL` (publish
+//! `INSTANCE_ID` (`user-service-{PORT}`), `REDIS_URL` (publish
 //! `user.created` events there). See examples/user_service/README.md.
 
-#[path = "../services/mod.rs"]
-mod services;
-
-use services::config::{env_num, env_opt, env_or};
-use services::events::Publisher;
-use services::server::{register, serve, shutdown_signal};
-use services::user::{MemoryStore, UserState, app};
+use meshguard_examples::config::{env_num, env_opt, env_or};
+use meshguard_examples::events::Publisher;
+use meshguard_examples::server::{register, serve, shutdown_signal};
+use meshguard_examples::user::{MemoryStore, UserState, app};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    services::telemetry::init_logs();
-    services::telemetry::prometheus();
+    meshguard_examples::telemetry::init_logs();
+    meshguard_examples::telemetry::prometheus();
     let port: u16 = env_num("PORT", 8081);
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     let events = env_opt("REDIS_URL")

@@ -49,10 +49,12 @@ fn with_upstream(b: ServiceClientBuilder, upstream: &Upstream) -> ServiceClientB
 pub struct UserClient(pub ServiceClient);
 
 impl UserClient {
+    /// `GET /users/{id}`: the user, or `None` on 404.
     pub async fn get(&self, id: u64) -> Result<Option<User>, ClientError> {
         self.0.get(format!("/users/{id}")).send_opt().await
     }
 
+    /// `POST /users`: the user as created.
     pub async fn create(&self, user: &NewUser) -> Result<User, ClientError> {
         self.0.post("/users").json(user).send().await
     }
@@ -63,10 +65,12 @@ impl UserClient {
 pub struct OrderClient(pub ServiceClient);
 
 impl OrderClient {
+    /// `GET /orders/{id}`: the order, or `None` on 404.
     pub async fn get(&self, id: u64) -> Result<Option<Order>, ClientError> {
         self.0.get(format!("/orders/{id}")).send_opt().await
     }
 
+    /// `POST /orders`: the order as created.
     pub async fn create(&self, order: &NewOrder) -> Result<Order, ClientError> {
         self.0.post("/orders").json(order).send().await
     }

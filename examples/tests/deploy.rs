@@ -1,26 +1,23 @@
 //! The deployment files agree with the services: every Kubernetes probe asks
 //! a route the service really answers, on the port it listens on; every
-//! command the manifests, the compose file and the Dockerfile run is an
-//! example the crate builds.
-
-#[path = "../examples/services/mod.rs"]
-mod services;
+//! command the manifests, the compose file and the Dockerfile run is a
+//! binary this crate builds.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::body::Body;
 use http::Request;
+use meshguard_examples::clients::{UserClient, service_client};
+use meshguard_examples::config::Upstream;
+use meshguard_examples::gateway::GatewayState;
+use meshguard_examples::order::OrderState;
+use meshguard_examples::user::{MemoryStore, UserState};
 use serde::Deserialize;
 use serde_yaml::Value;
-use services::clients::{UserClient, service_client};
-use services::config::Upstream;
-use services::gateway::GatewayState;
-use services::order::OrderState;
-use services::user::{MemoryStore, UserState};
 use tower::ServiceExt;
 
-const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/deploy");
+const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
 
 fn documents(path: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -42,13 +39,13 @@ fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
     docs.iter().filter(|d| d["kind"] == kind).collect()
 }
 
-/// The example binaries Cargo.toml declares.
-fn examples() -> BTreeSet<String> {
+/// The binaries this crate's Cargo.toml declares.
+fn binaries() -> BTreeSet<String> {
     let manifest: toml::Value = toml::from_str(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap(),
     )
     .unwrap();
-    manifest["example"]
+    manifest["bin"]
         .as_array()
         .unwrap()
         .iter()
@@ -56,19 +53,18 @@ fn examples() -> BTreeSet<String> {
         .collect()
 }
 
-/// The router the example binary `command` serves.
+/// The router the binary `command` serves.
 fn app_for(command: &str) -> axum::Router {
     let nowhere = Upstream::Urls(vec!["http://127.0.0.1:9".into()]);
     match command {
-        "user_service" => services::user::app(UserState {
+        "user_service" => meshguard_examples::user::app(UserState {
             store: Arc::new(MemoryStore::default()),
             events: None,
         }),
-        "order_service" => services::order::app(OrderState::new(UserClient(service_client(
-            "user-service",
-            &nowhere,
-        )))),
-        "gateway" => services::gateway::app(GatewayState::new(
+        "order_service" => meshguard_examples::order::app(OrderState::new(UserClient(
+            service_client("user-service", &nowhere),
+        ))),
+        "gateway" => meshguard_examples::gateway::app(GatewayState::new(
             service_client("user-service", &nowhere),
             service_client("order-service", &nowhere),
             b"test",
@@ -78,7 +74,7 @@ fn app_for(command: &str) -> axum::Router {
     }
 }
 
-/// The port the example binary `command` listens on by default.
+/// The port the binary `command` listens on by default.
 fn default_port(command: &str) -> u64 {
     match command {
         "gateway" => 8080,
@@ -181,14 +177,14 @@ fn every_container_has_limits_runs_as_non_root_and_reads_its_secret() {
 }
 
 #[test]
-fn every_command_the_deployment_files_run_is_a_built_example() {
-    let examples = examples();
+fn every_command_the_deployment_files_run_is_a_built_binary() {
+    let binaries = binaries();
     let docs = manifests();
     for d in of_kind(&docs, "Deployment") {
         let command = d["spec"]["template"]["spec"]["containers"][0]["command"][0]
             .as_str()
             .unwrap();
-        assert!(examples.contains(command), "k8s runs {command}");
+        assert!(binaries.contains(command), "k8s runs {command}");
     }
     let compose = &documents(&format!("{DEPLOY}/docker-compose.yml"))[0];
     for (name, service) in compose["services"].as_mapping().unwrap() {
@@ -197,7 +193,7 @@ fn every_command_the_deployment_files_run_is_a_built_example() {
             .filter(|_| service["image"] == "meshguard-examples")
         {
             assert!(
-                examples.contains(command),
+                binaries.contains(command),
                 "compose {name:?} runs {command}"
             );
             let port: u64 = service["environment"]["PORT"]
@@ -213,7 +209,7 @@ fn every_command_the_deployment_files_run_is_a_built_example() {
         .split_whitespace()
         .collect::<Vec<_>>()
         .windows(2)
-        .filter(|w| w[0] == "--example")
+        .filter(|w| w[0] == "--bin")
         .map(|w| w[1].to_string())
         .collect();
     assert_eq!(
@@ -222,7 +218,7 @@ fn every_command_the_deployment_files_run_is_a_built_example() {
             .map(String::from)
             .into()
     );
-    assert!(built.iter().all(|b| examples.contains(b)));
+    assert!(built.iter().all(|b| binaries.contains(b)));
     assert!(
         dockerfile.contains("USER 10001"),
         "the image runs as a non-root user"

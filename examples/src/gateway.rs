@@ -25,7 +25,9 @@ use super::user::error;
 /// A token's claims: who the client is and until when.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
+    /// The client.
     pub sub: String,
+    /// Expiry, in seconds since the Unix epoch.
     pub exp: u64,
 }
 
@@ -48,15 +50,21 @@ pub fn token(secret: &[u8], client: &str) -> String {
     .expect("HS256 signs any claims")
 }
 
+/// The gateway's clients of the services it routes to, its token key and
+/// its rate limiter.
 #[derive(Clone)]
 pub struct GatewayState {
+    /// The user service.
     pub users: ServiceClient,
+    /// The order service.
     pub orders: ServiceClient,
     key: Arc<DecodingKey>,
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
 }
 
 impl GatewayState {
+    /// Tokens are checked with `secret` (HS256); each client may make
+    /// `per_second` requests a second (at least 1).
     pub fn new(
         users: ServiceClient,
         orders: ServiceClient,
@@ -73,6 +81,8 @@ impl GatewayState {
     }
 }
 
+/// The gateway's routes: `/api/...` (authenticated, rate limited) and
+/// `/health`, `/metrics`.
 pub fn app(state: GatewayState) -> Router {
     let api = Router::new()
         .route("/api/users", any(forward_users))

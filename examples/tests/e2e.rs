@@ -6,9 +6,6 @@
 //! Real time throughout: these are real servers and a real Redis; waits
 //! poll with a bound and fail with a message.
 
-#[path = "../examples/services/mod.rs"]
-mod services;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -16,14 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use meshguard::testing::ConsulRegistry;
+use meshguard_examples::clients::{UserClient, service_client};
+use meshguard_examples::config::Upstream;
+use meshguard_examples::events::Publisher;
+use meshguard_examples::gateway::{GatewayState, token};
+use meshguard_examples::order::OrderState;
+use meshguard_examples::server::Instance;
+use meshguard_examples::user::{MemoryStore, UserState};
 use serde_json::Value;
-use services::clients::{UserClient, service_client};
-use services::config::Upstream;
-use services::events::Publisher;
-use services::gateway::{GatewayState, token};
-use services::order::OrderState;
-use services::server::Instance;
-use services::user::{MemoryStore, UserState};
 
 const SECRET: &[u8] = b"e2e-secret";
 
@@ -128,7 +125,7 @@ struct System {
 
 impl System {
     async fn start(redis: Option<&Redis>) -> System {
-        services::telemetry::prometheus();
+        meshguard_examples::telemetry::prometheus();
         let consul = ConsulRegistry::start().await;
         let upstream = |service: &str| Upstream::Consul {
             address: consul.url(),
@@ -139,7 +136,7 @@ impl System {
         for n in 1..=3 {
             let events = redis.map(|r| Publisher::start(&r.url()).unwrap());
             publishers.extend(events.clone());
-            let app = services::user::app(UserState {
+            let app = meshguard_examples::user::app(UserState {
                 store: store.clone(),
                 events,
             });
@@ -158,16 +155,16 @@ impl System {
         )));
         if let Some(r) = redis {
             let view = order_state.clone();
-            tokio::spawn(services::events::consume(
+            tokio::spawn(meshguard_examples::events::consume(
                 r.url(),
                 "order-service",
                 "order-1".into(),
                 move |e| view.apply(e),
             ));
         }
-        let orders = Instance::start(services::order::app(order_state.clone())).await;
+        let orders = Instance::start(meshguard_examples::order::app(order_state.clone())).await;
         consul.register_passing("order-service", "order-1", "127.0.0.1", orders.addr.port());
-        let gateway = Instance::start(services::gateway::app(GatewayState::new(
+        let gateway = Instance::start(meshguard_examples::gateway::app(GatewayState::new(
             service_client("user-service", &upstream("user-service")),
             service_client("order-service", &upstream("order-service")),
             SECRET,
@@ -413,7 +410,7 @@ async fn the_gateway_rejects_a_missing_or_forged_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_limits_each_clients_rate() {
     let system = System::start(None).await;
-    let gateway = Instance::start(services::gateway::app(GatewayState::new(
+    let gateway = Instance::start(meshguard_examples::gateway::app(GatewayState::new(
         service_client("user-service", &Upstream::Urls(vec![system.users[1].url()])),
         service_client("order-service", &Upstream::Urls(vec![system.orders.url()])),
         SECRET,
@@ -495,10 +492,15 @@ async fn invalid_input_is_400_with_a_clear_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_registers_itself_and_deregisters_at_shutdown() {
     let consul = ConsulRegistry::start().await;
-    let guard =
-        services::server::register(&consul.url(), "user-service", "user-7", "127.0.0.1", 8081)
-            .await
-            .unwrap();
+    let guard = meshguard_examples::server::register(
+        &consul.url(),
+        "user-service",
+        "user-7",
+        "127.0.0.1",
+        8081,
+    )
+    .await
+    .unwrap();
     assert!(consul.is_registered("user-7"));
     guard.deregister().await.unwrap();
     assert!(!consul.is_registered("user-7"));

@@ -1,6 +1,6 @@
 //! A flaky in-process service behind a circuit breaker.
 //!
-//! Run: `cargo run --example breaker_demo`
+//! Run: `cargo run -p meshguard-examples --bin breaker_demo`
 //!
 //! The service fails 80% of calls for a while, then recovers. The demo drives
 //! calls at a steady pace (on tokio's paused clock, so the two simulated

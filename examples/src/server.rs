@@ -79,6 +79,7 @@ pub async fn serve(
 /// A server that can be killed like a crashed process: aborting it closes
 /// the listener and every open connection mid-request.
 pub struct Instance {
+    /// Where it listens.
     pub addr: SocketAddr,
     task: JoinHandle<()>,
 }
@@ -117,6 +118,7 @@ impl Instance {
         self.task.abort();
     }
 
+    /// Its base URL: `http://{addr}`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

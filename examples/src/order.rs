@@ -19,23 +19,35 @@ use super::events::UserCreated;
 use super::telemetry;
 use super::user::error;
 
+/// An order, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Order {
+    /// The order's id.
     pub id: u64,
+    /// The user who placed it.
     pub user_id: u64,
+    /// What was ordered.
     pub item: String,
+    /// How many.
     pub quantity: u32,
 }
 
+/// An order to create: `POST /orders`'s body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewOrder {
+    /// The user placing it (checked through the user service).
     pub user_id: u64,
+    /// What is ordered.
     pub item: String,
+    /// How many.
     pub quantity: u32,
 }
 
+/// The order service's state: its client of the user service, its orders,
+/// and the users it learnt of from events.
 #[derive(Clone)]
 pub struct OrderState {
+    /// The user service.
     pub users: UserClient,
     orders: Arc<RwLock<HashMap<u64, Order>>>,
     next: Arc<AtomicU64>,
@@ -44,6 +56,7 @@ pub struct OrderState {
 }
 
 impl OrderState {
+    /// No orders yet, no users known.
     pub fn new(users: UserClient) -> Self {
         OrderState {
             users,
@@ -62,6 +75,7 @@ impl OrderState {
     }
 }
 
+/// The order service's routes.
 pub fn app(state: OrderState) -> Router {
     Router::new()
         .route("/orders", post(create_order))

@@ -24,8 +24,11 @@ pub const USER_CREATED: &str = "user.created";
 /// The event: the user as created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserCreated {
+    /// The user's id.
     pub id: u64,
+    /// The user's name.
     pub name: String,
+    /// The user's email address.
     pub email: String,
 }
 

@@ -31,11 +31,20 @@ pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// `fallback`.
 #[derive(Debug, Clone)]
 pub enum Upstream {
-    Consul { address: String, service: String },
+    /// `service`'s passing instances in the Consul agent at `address`.
+    Consul {
+        /// The agent's URL.
+        address: String,
+        /// The service's name in Consul.
+        service: String,
+    },
+    /// A fixed list of base URLs.
     Urls(Vec<String>),
 }
 
 impl Upstream {
+    /// `service`'s upstream from the environment, `urls_var` naming its
+    /// static URLs variable.
     pub fn from_env(service: &str, urls_var: &str, fallback: &str) -> Upstream {
         match env_opt("CONSUL_HTTP_ADDR") {
             Some(address) => Upstream::Consul {

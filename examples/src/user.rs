@@ -16,23 +16,32 @@ use serde::{Deserialize, Serialize};
 use super::events::{Publisher, UserCreated};
 use super::telemetry;
 
+/// A user, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {
+    /// The user's id.
     pub id: u64,
+    /// The user's name.
     pub name: String,
+    /// The user's email address.
     pub email: String,
 }
 
+/// A user to create: `POST /users`'s body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewUser {
+    /// The name (1 to 100 characters).
     pub name: String,
+    /// The email address (`local@domain.tld`).
     pub email: String,
 }
 
 /// Where users live. The example keeps them in memory; a real service puts
 /// a database behind the same two methods.
 pub trait UserStore: Send + Sync + 'static {
+    /// The user with `id`, if there is one.
     fn get(&self, id: u64) -> Option<User>;
+    /// Stores `user` under a new id.
     fn insert(&self, user: NewUser) -> User;
 }
 
@@ -61,9 +70,12 @@ impl UserStore for MemoryStore {
     }
 }
 
+/// The user service's state.
 #[derive(Clone)]
 pub struct UserState {
+    /// Where users live.
     pub store: Arc<dyn UserStore>,
+    /// Where `user.created` events go, if anywhere.
     pub events: Option<Publisher>,
 }
 

@@ -749,8 +749,8 @@ async fn rejections_yield_to_the_scheduler_so_timers_keep_their_schedule() {
             let mut svc = wrap(&breaker);
             let stop = stop.clone();
             tokio::spawn(async move {
-                let until = std::time::Instant::now() + Duration::from_secs(2);
-                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                let until = tokio::time::Instant::now() + Duration::from_secs(2);
+                while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < until {
                     assert!(rejected(&mut svc, Call::Ok).await);
                 }
             })

@@ -2,7 +2,8 @@
 //! Consul-compatible registry on 127.0.0.1:0. Real time where propagation
 //! is measured, with short waits; paused time where a timeout is the point.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use meshguard::backoff::Backoff;
 use meshguard::discovery::Change;
@@ -230,7 +231,7 @@ async fn an_answer_that_stalls_mid_body_fails_the_query_within_its_timeout() {
     });
     let d = ConsulDiscovery::builder(url, "users").build().unwrap();
     let mut status = d.status_watch();
-    let start = tokio::time::Instant::now();
+    let start = Instant::now();
     tokio::time::timeout(
         Duration::from_secs(60),
         status.wait_for(|s| s.failures >= 1),

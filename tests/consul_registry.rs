@@ -2,7 +2,8 @@
 //! facts in tests/fixtures/consul/README.md say (section numbers refer to
 //! it).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use meshguard::testing::{CheckStatus, ConsulRegistry};
 use serde_json::Value;
@@ -86,7 +87,7 @@ async fn a_blocking_query_times_out_with_200_and_the_same_index() {
     let api = Api::new(&consul);
     let (_, index, _) = api.get("/v1/health/service/users").await;
     let index = index.unwrap();
-    let start = tokio::time::Instant::now();
+    let start = Instant::now();
     let (status, again, body) = api
         .get(&format!("/v1/health/service/users?index={index}&wait=1s"))
         .await;

@@ -67,6 +67,9 @@ mod clock;
 pub mod deadline;
 pub mod discovery;
 mod error;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod propagation;
 mod recycle;
 pub mod retry;
 mod sync;

@@ -9,7 +9,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Extension, Json};
-use meshguard::client::{CallContext, ClientError, PropagationLayer, ServiceClient, TraceParent};
+use meshguard::client::{ClientError, ServiceClient};
+use meshguard::propagation::{CallContext, PropagationLayer, TraceParent};
 use serde::{Deserialize, Serialize};
 
 mod support;

@@ -15,7 +15,8 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use meshguard::client::{PropagationLayer, ServiceClient};
+use meshguard::client::ServiceClient;
+use meshguard::propagation::PropagationLayer;
 use serde::{Deserialize, Serialize};
 
 use super::clients::{OrderClient, UserClient, error_response};

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use meshguard::client::PropagationLayer;
+use meshguard::propagation::PropagationLayer;
 use serde::{Deserialize, Serialize};
 
 use super::clients::{UserClient, error_response};

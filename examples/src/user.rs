@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use meshguard::client::PropagationLayer;
+use meshguard::propagation::PropagationLayer;
 use serde::{Deserialize, Serialize};
 
 use super::events::{Publisher, UserCreated};

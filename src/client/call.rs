@@ -15,9 +15,9 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method};
 use tokio::time::Instant;
 
-use super::propagation::TraceParent;
 use crate::balance::AttemptEnds;
 use crate::deadline::{Deadline, HasDeadline};
+use crate::propagation::TraceParent;
 use crate::retry::{NoReplay, Replay};
 
 /// One call: what to send, and what travels with it.

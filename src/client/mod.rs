@@ -3,7 +3,6 @@
 mod builder;
 mod call;
 mod error;
-mod propagation;
 mod request;
 mod source;
 mod stack;
@@ -16,10 +15,6 @@ use http::Method;
 
 pub use builder::{ConsulConfig, ServiceClientBuilder, ServiceClientConfig};
 pub use error::{ClientError, STATUS_BODY_LIMIT};
-pub use propagation::{
-    CallContext, ContextService, ContextSpan, PropagationLayer, PropagationService, REQUEST_ID,
-    TRACEPARENT, TraceParent,
-};
 pub use request::RequestBuilder;
 
 use crate::ConfigError;

@@ -14,9 +14,9 @@ use tower::Service;
 
 use super::call::Call;
 use super::error::STATUS_BODY_LIMIT;
-use super::propagation::{CallContext, TraceParent, new_request_id};
 use super::{ClientError, ServiceClient};
 use crate::classify::parse_retry_after;
+use crate::propagation::{CallContext, TraceParent, new_request_id};
 use crate::retry::HttpRetryOn;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");

@@ -23,11 +23,11 @@ use tower::Service;
 
 use super::call::Call;
 use super::error::InvalidUri;
-use super::propagation::{REQUEST_ID, TRACEPARENT};
 use crate::BoxError;
 use crate::classify::{Classified, Outcome};
 use crate::deadline::DEADLINE;
 use crate::discovery::Endpoint;
+use crate::propagation::{REQUEST_ID, TRACEPARENT};
 
 /// The request body every client call sends: buffered, so it can be sent
 /// again by a retry.

@@ -1,0 +1,130 @@
+//! The server side: [`PropagationLayer`].
+
+use std::task::{Context, Poll};
+
+use http::Request;
+use tower::{Layer, Service};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{MakeSpan, Trace, TraceLayer};
+
+use super::{CallContext, REQUEST_ID};
+
+/// The server side of propagation, for axum or any tower HTTP service:
+/// tower-http's `SetRequestId` (keeps an incoming `x-request-id`, else makes
+/// a UUID) and `PropagateRequestId` (echoes it on the response), then
+/// [`ContextService`] (the [`CallContext`], current for the rest of the
+/// request), then tower-http's `Trace` with a span carrying the request
+/// and trace IDs.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use meshguard::propagation::{CallContext, PropagationLayer};
+///
+/// async fn hello() -> String {
+///     let ctx = CallContext::current().expect("set by the layer");
+///     format!("{:?}", ctx.request_id())
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/hello", get(hello))
+///     .layer(PropagationLayer::new());
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PropagationLayer {
+    _priv: (),
+}
+
+impl PropagationLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        PropagationLayer { _priv: () }
+    }
+}
+
+/// The service [`PropagationLayer`] makes.
+pub type PropagationService<S> = SetRequestId<
+    PropagateRequestId<ContextService<Trace<S, HttpFailures, ContextSpan>>>,
+    MakeRequestUuid,
+>;
+
+type HttpFailures =
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>;
+
+impl<S> Layer<S> for PropagationLayer {
+    type Service = PropagationService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let traced = TraceLayer::new_for_http()
+            .make_span_with(ContextSpan { _priv: () })
+            .layer(inner);
+        let with_context = ContextService { inner: traced };
+        let echoed = PropagateRequestIdLayer::new(REQUEST_ID).layer(with_context);
+        SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid).layer(echoed)
+    }
+}
+
+/// Reads a request's [`CallContext`] into its extensions and makes it
+/// current while the inner service handles it; part of [`PropagationLayer`].
+#[derive(Debug, Clone)]
+pub struct ContextService<S> {
+    inner: S,
+}
+
+impl<S> ContextService<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        ContextService { inner }
+    }
+}
+
+impl<S, B> Service<Request<B>> for ContextService<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    // tokio's task-local scope is the whole future: nothing to add to it.
+    type Future = tokio::task::futures::TaskLocalFuture<CallContext, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let ctx = CallContext::from_request(&req);
+        if let Some(deadline) = ctx.deadline() {
+            req.extensions_mut().insert(deadline);
+        }
+        req.extensions_mut().insert(ctx.clone());
+        ctx.scope(self.inner.call(req))
+    }
+}
+
+/// Makes the span of an incoming request: `request` with `method`, `uri`,
+/// `request_id`, `trace_id`, `span_id` and `parent_id` (the caller's span).
+#[derive(Debug, Clone, Copy)]
+pub struct ContextSpan {
+    _priv: (),
+}
+
+impl<B> MakeSpan<B> for ContextSpan {
+    fn make_span(&mut self, req: &Request<B>) -> tracing::Span {
+        let ctx = req.extensions().get::<CallContext>();
+        let request_id = ctx
+            .and_then(|c| c.request_id())
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let trace = ctx.and_then(|c| c.trace());
+        tracing::info_span!(
+            "request",
+            method = %req.method(),
+            uri = %req.uri(),
+            request_id,
+            trace_id = %trace.map(|t| format!("{:032x}", t.trace_id())).unwrap_or_default(),
+            span_id = %trace.map(|t| format!("{:016x}", t.span_id())).unwrap_or_default(),
+            parent_id = %ctx.and_then(|c| c.parent_span()).map(|p| format!("{p:016x}")).unwrap_or_default(),
+        )
+    }
+}

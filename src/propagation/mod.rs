@@ -1,0 +1,35 @@
+//! What a call carries from one service to the next: the correlation ID
+//! (`x-request-id`), the W3C trace context (`traceparent`) and the time
+//! left before the caller's deadline (`x-deadline-ms`).
+//!
+//! On the server, [`PropagationLayer`] reads them from each incoming
+//! request (tower-http's request-id layers make or keep the ID; its trace
+//! layer opens a span carrying the IDs) into a [`CallContext`] that is
+//! current for the handler's task. A `ServiceClient` called from that task
+//! sends them on: the same request ID and trace, and the remaining deadline,
+//! so deadlines shrink across hops as Finagle's do.
+//!
+//! - [`TraceParent`]: the W3C `traceparent` value.
+//! - [`CallContext`]: what a request carries on to the calls made while
+//!   serving it.
+//! - [`PropagationLayer`]: the server side, for axum or any tower HTTP
+//!   service.
+//!
+//! The deadline's header and format are the [`deadline`](crate::deadline)
+//! module's ([`DEADLINE`](crate::deadline::DEADLINE)).
+
+mod context;
+mod layer;
+mod trace;
+
+use http::HeaderName;
+
+pub use context::CallContext;
+pub use layer::{ContextService, ContextSpan, PropagationLayer, PropagationService};
+pub use trace::TraceParent;
+pub(crate) use trace::new_request_id;
+
+/// The correlation ID header.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The W3C trace context header.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");

@@ -8,8 +8,6 @@
 #[cfg(feature = "metrics")]
 mod imp {
     use metrics::{Counter, Gauge, counter, gauge};
-    #[cfg(feature = "client")]
-    use metrics::{Histogram, histogram};
 
     use crate::circuit_breaker::State;
 
@@ -69,16 +67,6 @@ mod imp {
         }
     }
 
-    /// A retry was planned (cold path: looked up per retry).
-    pub(crate) fn retried(service: &'static str, reason: &'static str) {
-        counter!("meshguard_retries_total", "service" => service, "reason" => reason).increment(1);
-    }
-
-    /// A retry was wanted but the budget had nothing left.
-    pub(crate) fn budget_exhausted(service: &'static str) {
-        counter!("meshguard_retry_budget_exhausted_total", "service" => service).increment(1);
-    }
-
     /// Per balancer: endpoints held and ejected.
     pub(crate) struct EndpointMetrics {
         ready: Gauge,
@@ -104,66 +92,6 @@ mod imp {
             self.ejected.set(ejected as f64);
         }
     }
-
-    /// Per client: attempts sent to an instance (first tries, retries and
-    /// hedges; not calls failed before reaching one), beside
-    /// `meshguard_client_requests_total` so retry amplification shows.
-    #[cfg(feature = "client")]
-    #[derive(Clone)]
-    pub(crate) struct AttemptMetrics(Counter);
-
-    #[cfg(feature = "client")]
-    impl AttemptMetrics {
-        pub(crate) fn new(service: &str) -> Self {
-            AttemptMetrics(counter!(
-                "meshguard_client_attempts_total",
-                "service" => service.to_string()
-            ))
-        }
-
-        #[inline]
-        pub(crate) fn sent(&self) {
-            self.0.increment(1);
-        }
-    }
-
-    /// Per client: calls by outcome and their latency.
-    #[cfg(feature = "client")]
-    pub(crate) struct ClientMetrics {
-        outcomes: Vec<(&'static str, Counter)>,
-        latency: Histogram,
-    }
-
-    #[cfg(feature = "client")]
-    impl ClientMetrics {
-        pub(crate) fn new(service: &str) -> Self {
-            let outcomes = crate::client::OUTCOMES
-                .iter()
-                .map(|&o| {
-                    let c = counter!(
-                        "meshguard_client_requests_total",
-                        "service" => service.to_string(),
-                        "outcome" => o,
-                    );
-                    (o, c)
-                })
-                .collect();
-            ClientMetrics {
-                outcomes,
-                latency: histogram!(
-                    "meshguard_client_request_duration_seconds",
-                    "service" => service.to_string()
-                ),
-            }
-        }
-
-        pub(crate) fn record(&self, outcome: &'static str, elapsed: std::time::Duration) {
-            if let Some((_, c)) = self.outcomes.iter().find(|(o, _)| *o == outcome) {
-                c.increment(1);
-            }
-            self.latency.record(elapsed.as_secs_f64());
-        }
-    }
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -185,12 +113,6 @@ mod imp {
         pub(crate) fn transition(&self, _: State) {}
     }
 
-    #[inline(always)]
-    pub(crate) fn retried(_: &'static str, _: &'static str) {}
-
-    #[inline(always)]
-    pub(crate) fn budget_exhausted(_: &'static str) {}
-
     #[derive(Debug)]
     pub(crate) struct EndpointMetrics;
 
@@ -202,35 +124,6 @@ mod imp {
 
         #[inline(always)]
         pub(crate) fn set(&self, _: usize, _: usize) {}
-    }
-
-    #[cfg(feature = "client")]
-    #[derive(Clone)]
-    pub(crate) struct AttemptMetrics;
-
-    #[cfg(feature = "client")]
-    impl AttemptMetrics {
-        #[inline(always)]
-        pub(crate) fn new(_: &str) -> Self {
-            AttemptMetrics
-        }
-
-        #[inline(always)]
-        pub(crate) fn sent(&self) {}
-    }
-
-    #[cfg(feature = "client")]
-    pub(crate) struct ClientMetrics;
-
-    #[cfg(feature = "client")]
-    impl ClientMetrics {
-        #[inline(always)]
-        pub(crate) fn new(_: &str) -> Self {
-            ClientMetrics
-        }
-
-        #[inline(always)]
-        pub(crate) fn record(&self, _: &'static str, _: std::time::Duration) {}
     }
 }
 

@@ -284,7 +284,7 @@ impl ServiceClientBuilder {
         let source = Source::new(kind);
         let settled = source.settled();
         let http = transport::http_client(self.pool_idle_timeout, self.pool_max_idle_per_host);
-        let attempts = crate::telemetry::AttemptMetrics::new(&self.name);
+        let attempts = super::metrics::AttemptMetrics::new(&self.name);
         let defaults = Arc::new(headers);
         let connect: Connect = Box::new(move |e: &Endpoint| {
             EndpointTransport::new(http.clone(), e, limits, defaults.clone(), attempts.clone())
@@ -310,7 +310,7 @@ impl ServiceClientBuilder {
         );
         Ok(ServiceClient {
             shared: Arc::new(Shared {
-                metrics: crate::telemetry::ClientMetrics::new(&self.name),
+                metrics: super::metrics::ClientMetrics::new(&self.name),
                 name: self.name.into(),
                 breaker,
                 retry_on: self.retry_on,

@@ -4,10 +4,12 @@
 //! Not an `http::Request`: every attempt is a copy (tower's retry keeps one
 //! for the next attempt), and an `http::Request` copies its header map and
 //! its extensions map (where a deadline would live), several allocations a
-//! call. A `Call` carries the deadline and the propagated context as plain
-//! fields and only the caller's own headers as a map; the transport writes
-//! the full header set once, into the request it sends.
+//! call. A `Call` shares what it sends between its copies, carries the
+//! deadline and the propagated context as plain fields and only the
+//! caller's own headers as a map; the transport writes the full header set
+//! once, into the request it sends.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,9 +22,25 @@ use crate::deadline::{Deadline, HasDeadline};
 use crate::propagation::TraceParent;
 use crate::retry::{NoReplay, Replay};
 
-/// One call: what to send, and what travels with it.
+/// One call: what to send, shared by its attempts, and what each attempt
+/// carries (the deadline, set by the deadline layer; when the attempt must
+/// end).
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
+    /// What to send: one allocation a call, shared (not copied) by the copy
+    /// the retry layer keeps for the next attempt.
+    pub(crate) parts: Arc<CallParts>,
+    /// The merged deadline (set by the deadline layer), or a caller's.
+    pub(crate) deadline: Option<Deadline>,
+    /// This call's own time limit, merged by the deadline layer.
+    pub(crate) timeout: Option<Duration>,
+    /// When the attempt must end, if it waited for an endpoint.
+    pub(crate) attempt_end: Option<Instant>,
+}
+
+/// What a call sends.
+#[derive(Debug, Clone)]
+pub(crate) struct CallParts {
     pub(crate) method: Method,
     pub(crate) path: PathAndQuery,
     /// The caller's own headers (and the content type, accept).
@@ -32,12 +50,6 @@ pub(crate) struct Call {
     pub(crate) request_id: HeaderValue,
     /// `traceparent`.
     pub(crate) trace: TraceParent,
-    /// The merged deadline (set by the deadline layer), or a caller's.
-    pub(crate) deadline: Option<Deadline>,
-    /// This call's own time limit, merged by the deadline layer.
-    pub(crate) timeout: Option<Duration>,
-    /// When the attempt must end, if it waited for an endpoint.
-    pub(crate) attempt_end: Option<Instant>,
 }
 
 impl HasDeadline for Call {
@@ -60,7 +72,7 @@ impl HasDeadline for Call {
 impl Replay for Call {
     #[inline]
     fn replay(&self, allow_non_idempotent: bool) -> Result<Self, NoReplay> {
-        if !allow_non_idempotent && !self.method.is_idempotent() {
+        if !allow_non_idempotent && !self.parts.method.is_idempotent() {
             return Err(NoReplay::NotIdempotent);
         }
         Ok(self.clone())

@@ -3,6 +3,7 @@
 mod builder;
 mod call;
 mod error;
+mod metrics;
 mod request;
 mod source;
 mod stack;
@@ -21,22 +22,6 @@ use crate::ConfigError;
 use crate::circuit_breaker::CircuitBreaker;
 use crate::retry::HttpRetryOn;
 use stack::Stack;
-
-/// The `outcome` label values of `meshguard_client_requests_total`.
-#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-pub(crate) const OUTCOMES: [&str; 11] = [
-    "success",
-    "client_error",
-    "server_error",
-    "circuit_open",
-    "timeout",
-    "deadline_exceeded",
-    "no_endpoints",
-    "transport",
-    "decode",
-    "body_too_large",
-    "invalid_request",
-];
 
 /// A client for one service: every call goes through a deadline, retries
 /// within a budget, the service's circuit breaker, and p2c balancing over
@@ -77,7 +62,7 @@ struct Shared {
     /// What is retried: also what `ClientError::is_retryable` says.
     retry_on: HttpRetryOn,
     view: crate::balance::BalanceView,
-    metrics: crate::telemetry::ClientMetrics,
+    metrics: metrics::ClientMetrics,
 }
 
 impl fmt::Debug for ServiceClient {

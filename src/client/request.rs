@@ -1,6 +1,7 @@
 //! [`RequestBuilder`]: one call, built and sent.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,11 +10,11 @@ use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::time::Instant;
 use tower::Service;
 
-use super::call::Call;
+use super::call::{Call, CallParts};
 use super::error::STATUS_BODY_LIMIT;
+use super::metrics::CallTimer;
 use super::{ClientError, ServiceClient};
 use crate::classify::parse_retry_after;
 use crate::propagation::{CallContext, TraceParent, new_request_id};
@@ -141,7 +142,7 @@ impl<'a> RequestBuilder<'a> {
     /// 204). Any other status is [`ClientError::Status`].
     pub async fn send<T: DeserializeOwned>(self) -> Result<T, ClientError> {
         let client = self.client;
-        let started = Instant::now();
+        let started = CallTimer::start();
         let result = self
             .accept_json()
             .execute()
@@ -155,7 +156,7 @@ impl<'a> RequestBuilder<'a> {
     /// As [`send`](Self::send), but a 404 is `Ok(None)`.
     pub async fn send_opt<T: DeserializeOwned>(self) -> Result<Option<T>, ClientError> {
         let client = self.client;
-        let started = Instant::now();
+        let started = CallTimer::start();
         let result = match self.accept_json().execute().await {
             Ok(r) if r.status() == StatusCode::NOT_FOUND => Ok(None),
             other => other
@@ -175,7 +176,7 @@ impl<'a> RequestBuilder<'a> {
     /// read (up to the client's limit).
     pub async fn send_raw(self) -> Result<Response<Bytes>, ClientError> {
         let client = self.client;
-        let started = Instant::now();
+        let started = CallTimer::start();
         let result = self.execute().await;
         let ok = match &result {
             Ok(r) => status_outcome(r.status()),
@@ -205,16 +206,18 @@ impl<'a> RequestBuilder<'a> {
         let context = self.context.or_else(CallContext::current);
         let context = context.as_ref();
         let req = Call {
-            method: self.method,
-            path,
-            headers: self.headers,
-            body: self.body,
-            request_id: context
-                .and_then(|c| c.request_id().cloned())
-                .unwrap_or_else(new_request_id),
-            trace: context
-                .and_then(|c| c.trace())
-                .unwrap_or_else(TraceParent::new_root),
+            parts: Arc::new(CallParts {
+                method: self.method,
+                path,
+                headers: self.headers,
+                body: self.body,
+                request_id: context
+                    .and_then(|c| c.request_id().cloned())
+                    .unwrap_or_else(new_request_id),
+                trace: context
+                    .and_then(|c| c.trace())
+                    .unwrap_or_else(TraceParent::new_root),
+            }),
             // Carried as they are; the stack's deadline layer merges them
             // with the client's, once.
             deadline: context.and_then(|c| c.deadline()),
@@ -286,7 +289,7 @@ impl ServiceClient {
     /// Logs a failure and counts the call by outcome: by status when a
     /// response came (`success`, `client_error`, `server_error`), else by
     /// the error's kind.
-    fn record<T>(&self, result: &Result<T, ClientError>, ok: &'static str, started: Instant) {
+    fn record<T>(&self, result: &Result<T, ClientError>, ok: &'static str, started: CallTimer) {
         let outcome = match result {
             Ok(_) => ok,
             Err(ClientError::Status { status, .. }) => status_outcome(*status),
@@ -295,7 +298,7 @@ impl ServiceClient {
         if let Err(e) = result {
             tracing::debug!(service = %self.name(), outcome, error = %e, "call failed");
         }
-        self.shared.metrics.record(outcome, started.elapsed());
+        self.shared.metrics.record(outcome, started);
     }
 }
 

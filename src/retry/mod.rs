@@ -3,6 +3,7 @@
 mod budget;
 mod decide;
 mod hedge;
+mod metrics;
 mod policy;
 mod replay;
 

@@ -369,10 +369,10 @@ impl<C> Attempts<C> {
         let service: &'static str = &self.settings.service;
         if !self.budget.withdraw() {
             tracing::debug!(service, reason, "not retrying: retry budget exhausted");
-            crate::telemetry::budget_exhausted(service);
+            super::metrics::budget_exhausted(service);
             return None;
         }
-        crate::telemetry::retried(service, reason);
+        super::metrics::retried(service, reason);
         self.attempt = attempt;
         self.previous = (delay.as_nanos() as u64).max(1);
         tracing::info!(

@@ -82,6 +82,9 @@ impl Window {
 }
 
 /// What the breaker does with calls while it is open.
+///
+/// Deserializes from `"fail_fast"` or `"wait"`; `"gate"`, its earlier
+/// name, is accepted as an alias of `"wait"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rejection {
@@ -89,10 +92,12 @@ pub enum Rejection {
     /// breaker in front of one service.
     #[default]
     FailFast,
-    /// `poll_ready` stays `Pending` while the breaker is open and wakes when
-    /// the open period ends. For a breaker in front of one endpoint inside a
-    /// load balancer, which then routes around it (outlier ejection).
-    Gate,
+    /// `poll_ready` waits (stays `Pending`) while the breaker is open and
+    /// wakes when the open period ends. For a breaker in front of one
+    /// endpoint inside a load balancer, which then routes around it
+    /// (outlier ejection).
+    #[serde(alias = "gate")]
+    Wait,
 }
 
 /// What trips the breaker.
@@ -247,7 +252,7 @@ impl CircuitBreakerConfig {
         self.max_wait_in_half_open
     }
 
-    /// Fail fast or gate.
+    /// Fail fast or wait.
     pub fn rejection(&self) -> Rejection {
         self.rejection
     }
@@ -418,7 +423,7 @@ impl CircuitBreakerConfigBuilder {
         self
     }
 
-    /// Fail fast (default) or gate `poll_ready`.
+    /// Fail fast (default) or wait in `poll_ready` while open.
     pub fn rejection(mut self, rejection: Rejection) -> Self {
         self.config.rejection = rejection;
         self

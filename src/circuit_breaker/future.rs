@@ -6,7 +6,8 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use super::state::{Admission, Core, FLAG_TIME_WINDOW, Role, Slot};
+use super::machine::{Admission, Core, Role};
+use super::slot::{FLAG_TIME_WINDOW, Slot};
 use super::{BreakerError, CircuitOpen};
 use crate::classify::{Classify, Outcome};
 
@@ -89,7 +90,7 @@ where
     }
 }
 
-/// What a call needs to record its outcome: no `Arc`, see `state.rs`.
+/// What a call needs to record its outcome: no `Arc`, see `slot.rs`.
 #[derive(Debug)]
 pub(crate) struct Recorder {
     slot: &'static Slot,

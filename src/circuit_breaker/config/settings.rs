@@ -156,7 +156,7 @@ impl CircuitBreakerConfig {
     }
 
     /// Whether calls read the coarse clock; see
-    /// [`CircuitBreakerConfigBuilder::coarse_clock`].
+    /// [`CircuitBreakerConfigBuilder::coarse_clock`](super::CircuitBreakerConfigBuilder::coarse_clock).
     pub fn coarse_clock(&self) -> bool {
         self.coarse_clock
     }

@@ -11,13 +11,13 @@
 //!   breaker's open period, retries and ejection.
 //! - [`circuit_breaker`]: a lock-free circuit breaker as a tower layer, with
 //!   count and time windows, slow-call detection, half-open probes, manual
-//!   states and a gate mode for load balancers.
+//!   states and a wait mode for load balancers.
 //! - [`retry`]: retries on `tower::retry` with jittered backoff, a retry
 //!   budget, `Retry-After`, attempt timeouts, an overall deadline carried in
 //!   the request, and hedging on `tower::hedge`.
 //!
-//! - [`balance`]: p2c over PeakEwma fed by discovery, with per-endpoint gate
-//!   breakers for outlier ejection (a maximum ejected share, a panic
+//! - [`balance`]: p2c over PeakEwma fed by discovery, with per-endpoint
+//!   wait-mode breakers for outlier ejection (a maximum ejected share, a panic
 //!   threshold) and endpoints ranked by recent failures.
 //! - [`discovery`] (feature `consul` for Consul): endpoints as
 //!   `tower::discover::Change`s, from a static list or a Consul health watch.
@@ -73,7 +73,6 @@ pub mod propagation;
 mod recycle;
 pub mod retry;
 mod sync;
-mod telemetry;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;

@@ -1,6 +1,7 @@
 //! The balancer over real HTTP servers on 127.0.0.1:0: ejection of a failing
 //! endpoint and its return, the ejection limit, removal while requests are
-//! in flight, and an endpoint killed mid-traffic under the retry layer.
+//! in flight, and an endpoint killed mid-traffic under the retry layer; and
+//! the endpoints the balancer holds.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -237,4 +238,20 @@ async fn killing_one_of_three_mid_traffic_fails_no_idempotent_request_under_retr
         .map(|s| s.state.hits.load(Ordering::SeqCst))
         .sum();
     assert!(after >= 200, "{after}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_balancer_counts_the_endpoints_discovery_gave_it_once_polled() {
+    let endpoints =
+        StaticDiscovery::from_urls(["http://10.0.0.1:80", "http://10.0.0.2:80"]).unwrap();
+    let mut lb = balance::<_, _, _, _, ()>(
+        "count",
+        endpoints,
+        |_| tower::service_fn(|_: ()| async { Ok::<_, Infallible>(()) }),
+        meshguard::classify::ErrorsAreFailures,
+        BalanceConfig::default(),
+    );
+    assert_eq!((lb.len(), lb.is_empty()), (0, true));
+    lb.ready().await.unwrap();
+    assert_eq!((lb.len(), lb.is_empty()), (2, false));
 }

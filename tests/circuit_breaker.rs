@@ -537,9 +537,9 @@ async fn subscribers_see_every_transition_in_order() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn gate_mode_wakes_the_task_exactly_when_half_open_begins() {
+async fn wait_mode_wakes_the_task_exactly_when_half_open_begins() {
     let config = opens_on_one_failure(1)
-        .rejection(Rejection::Gate)
+        .rejection(Rejection::Wait)
         .build()
         .unwrap();
     let breaker = CircuitBreaker::new("t", config);
@@ -561,9 +561,9 @@ async fn gate_mode_wakes_the_task_exactly_when_half_open_begins() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn gate_mode_wakes_on_reset() {
+async fn wait_mode_wakes_on_reset() {
     let config = CircuitBreakerConfig::builder()
-        .rejection(Rejection::Gate)
+        .rejection(Rejection::Wait)
         .build()
         .unwrap();
     let breaker = CircuitBreaker::new("t", config);
@@ -577,9 +577,9 @@ async fn gate_mode_wakes_on_reset() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn gate_mode_wakes_a_parked_task_when_a_cancelled_probe_gives_its_permit_back() {
+async fn wait_mode_wakes_a_parked_task_when_a_cancelled_probe_gives_its_permit_back() {
     let config = opens_on_one_failure(1)
-        .rejection(Rejection::Gate)
+        .rejection(Rejection::Wait)
         .build()
         .unwrap();
     let breaker = CircuitBreaker::new("t", config);
@@ -601,9 +601,9 @@ async fn gate_mode_wakes_a_parked_task_when_a_cancelled_probe_gives_its_permit_b
 }
 
 #[tokio::test(start_paused = true)]
-async fn gate_mode_wakes_a_parked_task_when_the_half_open_wait_ends() {
+async fn wait_mode_wakes_a_parked_task_when_the_half_open_wait_ends() {
     let config = opens_on_one_failure(1)
-        .rejection(Rejection::Gate)
+        .rejection(Rejection::Wait)
         .max_wait_in_half_open(SECS(5))
         .build()
         .unwrap();
@@ -627,6 +627,45 @@ async fn gate_mode_wakes_a_parked_task_when_the_half_open_wait_ends() {
     parked.ready().await.unwrap();
     assert_eq!(started.elapsed(), SECS(10));
     assert_eq!(breaker.state(), State::HalfOpen);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fail_fast_breakers_rejection_says_fail_fast() {
+    let breaker = CircuitBreaker::new("t", CircuitBreakerConfig::default());
+    let mut svc = wrap(&breaker);
+    breaker.force_open();
+    match call(&mut svc, Call::Ok).await {
+        Err(BreakerError::Open(open)) => assert_eq!(open.rejection(), Rejection::FailFast),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_mode_breakers_rejection_says_wait() {
+    let config = CircuitBreakerConfig::builder()
+        .rejection(Rejection::Wait)
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::new("t", config);
+    let mut svc = wrap(&breaker);
+    breaker.force_open();
+    // A call made without waiting for readiness is rejected.
+    match svc.call(Call::Ok).await {
+        Err(BreakerError::Open(open)) => assert_eq!(open.rejection(), Rejection::Wait),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_wait_rejection_deserializes_from_wait() {
+    let config: CircuitBreakerConfig = toml::from_str(r#"rejection = "wait""#).unwrap();
+    assert_eq!(config.rejection(), Rejection::Wait);
+}
+
+#[test]
+fn the_wait_rejection_deserializes_from_its_earlier_name_gate() {
+    let config: CircuitBreakerConfig = toml::from_str(r#"rejection = "gate""#).unwrap();
+    assert_eq!(config.rejection(), Rejection::Wait);
 }
 
 /// A service that is never ready, counting how often it is asked.

@@ -739,7 +739,7 @@ async fn a_stalled_body_counts_against_the_instance() {
                 .ejection(Some(
                     CircuitBreakerConfig::builder()
                         .consecutive_failures(1)
-                        .rejection(meshguard::circuit_breaker::Rejection::Gate)
+                        .rejection(meshguard::circuit_breaker::Rejection::Wait)
                         .build()
                         .unwrap(),
                 ))

@@ -217,7 +217,7 @@ async fn an_instance_whose_probes_timed_out_is_back_within_an_open_period_and_a_
                         .consecutive_failures(1)
                         .open_duration(Backoff::constant(open))
                         .half_open_calls(1)
-                        .rejection(Rejection::Gate)
+                        .rejection(Rejection::Wait)
                         .build()
                         .unwrap(),
                 ))

@@ -44,17 +44,16 @@ pub(crate) trait Len {
     fn len(&self) -> usize;
 }
 
-impl<D, Req> Len for tower::balance::p2c::Balance<D, Req>
+impl<D, F, C, S, Req> Len for super::Balancer<D, F, C, Req>
 where
-    D: tower::discover::Discover + Unpin,
-    D::Key: std::hash::Hash + Clone,
-    D::Error: Into<BoxError>,
-    D::Service: Service<Req> + tower::load::Load,
-    <D::Service as tower::load::Load>::Metric: std::fmt::Debug,
-    <D::Service as Service<Req>>::Error: Into<BoxError>,
+    D: futures_core::Stream<Item = Result<crate::discovery::Change, std::convert::Infallible>>,
+    F: FnMut(&crate::discovery::Endpoint) -> S,
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: crate::classify::Classify<S::Response, S::Error> + Clone,
 {
     fn len(&self) -> usize {
-        tower::balance::p2c::Balance::len(self)
+        super::Balancer::len(self)
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::State;
+use super::{Rejection, State};
 use crate::BoxError;
 
 /// A call rejected because the breaker is open, forced open, or half-open
@@ -20,7 +20,7 @@ use crate::BoxError;
 pub struct CircuitOpen {
     state: State,
     retry_after: Option<Duration>,
-    gate: bool,
+    rejection: Rejection,
 }
 
 impl CircuitOpen {
@@ -28,21 +28,24 @@ impl CircuitOpen {
         CircuitOpen {
             state,
             retry_after,
-            gate: false,
+            rejection: Rejection::FailFast,
         }
     }
 
-    pub(crate) fn in_gate_mode(mut self) -> Self {
-        self.gate = true;
+    /// The same rejection, from a breaker in `rejection` mode.
+    pub(crate) fn with_rejection(mut self, rejection: Rejection) -> Self {
+        self.rejection = rejection;
         self
     }
 
-    /// Whether a breaker in gate mode (a per-endpoint breaker inside a load
-    /// balancer) rejected the call. Such a rejection concerns one endpoint,
-    /// so the retry layer retries it (on another endpoint); a fail-fast
-    /// breaker's rejection concerns the whole service and is not retried.
-    pub fn is_from_gate(&self) -> bool {
-        self.gate
+    /// The rejection mode of the breaker that rejected the call.
+    ///
+    /// [`Rejection::Wait`] is a per-endpoint breaker inside a load balancer:
+    /// its rejection concerns one endpoint, so the retry layer retries it
+    /// (on another endpoint). A [`Rejection::FailFast`] breaker's rejection
+    /// concerns the whole service and is not retried.
+    pub fn rejection(&self) -> Rejection {
+        self.rejection
     }
 
     /// How long until the breaker lets a probe through, when it is known:
@@ -62,7 +65,7 @@ impl fmt::Debug for CircuitOpen {
         f.debug_struct("CircuitOpen")
             .field("state", &self.state)
             .field("retry_after", &self.retry_after)
-            .field("gate", &self.gate)
+            .field("rejection", &self.rejection)
             .finish()
     }
 }

@@ -6,7 +6,8 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use super::state::{Admission, Core, FLAG_TIME_WINDOW, Role, Slot};
+use super::machine::{Admission, Core, Record, Role};
+use super::slot::{FLAG_TIME_WINDOW, Slot};
 use super::{BreakerError, CircuitOpen};
 use crate::classify::{Classify, Outcome};
 
@@ -89,7 +90,7 @@ where
     }
 }
 
-/// What a call needs to record its outcome: no `Arc`, see `state.rs`.
+/// What a call needs to record its outcome: no `Arc`, see `slot.rs`.
 #[derive(Debug)]
 pub(crate) struct Recorder {
     slot: &'static Slot,
@@ -128,20 +129,15 @@ impl Recorder {
 
     #[inline]
     pub(crate) fn finish(&mut self, outcome: Outcome) {
-        // The breaker records three things: a success, a failure, or
-        // nothing (see `Outcome::counts`).
-        let outcome = match outcome.counts() {
-            Some(true) => Outcome::Success,
-            Some(false) => Outcome::Failure,
-            None => Outcome::Ignored,
-        };
+        // A success, a failure, or nothing (see `Outcome::counts`).
+        let outcome = Record::of(&outcome);
         let role = std::mem::replace(&mut self.admission.role, Role::Pass);
         let slot = self.slot;
         let generation = self.admission.generation;
         match role {
             Role::Pass => {}
             Role::Record
-                if outcome != Outcome::Ignored
+                if outcome != Record::Ignored
                     && self.start == 0
                     && slot.flags() & FLAG_TIME_WINDOW == 0 =>
             {
@@ -157,13 +153,13 @@ impl Recorder {
 
     #[cold]
     #[inline(never)]
-    fn finish_timed(&mut self, role: Role, outcome: Outcome) {
+    fn finish_timed(&mut self, role: Role, outcome: Record) {
         let slot = self.slot;
         let generation = self.admission.generation;
         let needs_clock = self.start != 0 || slot.flags() & FLAG_TIME_WINDOW != 0;
         let now = if needs_clock { slot.call_now() } else { 0 };
         let slow = match slot.slow_nanos() {
-            Some(limit) if self.start != 0 && outcome != Outcome::Ignored => {
+            Some(limit) if self.start != 0 && outcome != Record::Ignored => {
                 now.saturating_sub(self.start) >= limit
             }
             _ => false,
@@ -174,7 +170,7 @@ impl Recorder {
                     core.record_probe(slot, generation, outcome, slow);
                 }
             }
-            Role::Record if outcome != Outcome::Ignored => {
+            Role::Record if outcome != Record::Ignored => {
                 let time = (slot.flags() & FLAG_TIME_WINDOW != 0).then_some(now);
                 if let Some(now) = time {
                     if Core::rotation_due(slot, now) {

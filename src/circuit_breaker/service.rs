@@ -5,9 +5,10 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 use tower::Service;
 
-use super::config::Rejection;
 use super::future::{Recorder, ResponseFuture};
-use super::state::{self, Admission, Core, Role, Slot};
+use super::machine::{Admission, Core, Role};
+use super::slot::{FLAG_WAIT, Slot};
+use super::word::{CLOSED, DISABLED, METRICS_ONLY, VACANT, kind};
 use super::{BreakerError, CircuitBreaker, CircuitOpen};
 use crate::classify::{Classify, ErrorsAreFailures};
 
@@ -17,13 +18,14 @@ pub struct CircuitBreakerService<S, C = ErrorsAreFailures> {
     inner: S,
     breaker: CircuitBreaker,
     classify: C,
-    gate: Gate,
+    readiness: Readiness,
 }
 
-/// What `poll_ready` decided for the next call, and gate mode's waiting
-/// state. Empty (and allocation-free) while the breaker is closed.
+/// What `poll_ready` decided for the next call, and, in wait mode
+/// ([`Rejection::Wait`](super::Rejection::Wait)), what it waits on. Empty
+/// (and allocation-free) while the breaker is closed.
 #[derive(Default)]
-struct Gate {
+struct Readiness {
     reserved: Option<Reserved>,
     /// Fail-fast mode: `poll_ready` found the breaker open and answered
     /// Ready without polling the inner service; the next `call` fails with
@@ -33,7 +35,7 @@ struct Gate {
     notified: Option<Pin<Box<OwnedNotified>>>,
 }
 
-impl Gate {
+impl Readiness {
     #[inline]
     fn is_idle(&self) -> bool {
         self.reserved.is_none() && self.rejected.is_none() && self.notified.is_none()
@@ -70,7 +72,7 @@ impl<S, C> CircuitBreakerService<S, C> {
             inner,
             breaker,
             classify,
-            gate: Gate::default(),
+            readiness: Readiness::default(),
         }
     }
 
@@ -101,59 +103,56 @@ impl<S, C> CircuitBreakerService<S, C> {
     /// inner service's readiness is polled for a call that will be made.
     #[inline(never)]
     fn decide(&mut self) {
-        if self.gate.reserved.is_some() || self.gate.rejected.is_some() {
+        if self.readiness.reserved.is_some() || self.readiness.rejected.is_some() {
             return;
         }
         let owner = &self.breaker.owner;
         match owner.core.admit(owner.slot) {
             Ok(admission) => {
-                self.gate.reserved = Some(Reserved {
+                self.readiness.reserved = Some(Reserved {
                     admission,
                     slot: owner.slot,
                 })
             }
-            Err(open) => self.gate.rejected = Some(open),
+            Err(open) => self.readiness.rejected = Some(open),
         }
     }
 
-    /// Gate mode: `Ready` once the breaker admits a call, reserving it.
+    /// Wait mode: `Ready` once the breaker admits a call, reserving it.
     /// While it cannot, the task is registered to be woken by every event
     /// that may let a call through: a transition, a half-open permit given
     /// back, and a timer for the end of the open period or of the half-open
     /// wait. Nothing here relies on being polled again by someone else.
     #[inline(never)]
-    fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let owner = &self.breaker.owner;
         let (slot, core) = (owner.slot, &owner.core);
         loop {
-            if self.gate.reserved.is_some() {
-                self.gate.notified = None;
+            if self.readiness.reserved.is_some() {
+                self.readiness.notified = None;
                 return Poll::Ready(());
             }
             let word = slot.word();
-            if matches!(
-                state::kind(word),
-                state::CLOSED | state::METRICS_ONLY | state::DISABLED | state::VACANT
-            ) {
-                self.gate.notified = None;
+            if matches!(kind(word), CLOSED | METRICS_ONLY | DISABLED | VACANT) {
+                self.readiness.notified = None;
                 return Poll::Ready(());
             }
             // Listen before looking, so a transition in between is not missed.
-            if self.gate.notified.is_none() {
+            if self.readiness.notified.is_none() {
                 let mut notified = Box::pin(core.notify.clone().notified_owned());
                 notified.as_mut().enable();
-                self.gate.notified = Some(notified);
+                self.readiness.notified = Some(notified);
                 continue;
             }
             match core.admit(slot) {
                 Ok(admission) => {
-                    self.gate.reserved = Some(Reserved { admission, slot });
+                    self.readiness.reserved = Some(Reserved { admission, slot });
                     continue;
                 }
                 Err(_) => {
                     if let Some(until) = core.wait_until(slot, slot.word()) {
                         let sleep = self
-                            .gate
+                            .readiness
                             .sleep
                             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
                         if sleep.deadline() != until {
@@ -163,9 +162,9 @@ impl<S, C> CircuitBreakerService<S, C> {
                             continue;
                         }
                     }
-                    let notified = self.gate.notified.as_mut().expect("armed above");
+                    let notified = self.readiness.notified.as_mut().expect("armed above");
                     if notified.as_mut().poll(cx).is_ready() {
-                        self.gate.notified = None;
+                        self.readiness.notified = None;
                         continue;
                     }
                     return Poll::Pending;
@@ -209,14 +208,14 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let slot = self.breaker.owner.slot;
         // The common case, inline: closed, nothing decided or armed.
-        if !(self.gate.is_idle() && state::kind(slot.word()) == state::CLOSED) {
-            if slot.flags() & state::FLAG_GATE != 0 {
-                if self.poll_gate(cx).is_pending() {
+        if !(self.readiness.is_idle() && kind(slot.word()) == CLOSED) {
+            if slot.flags() & FLAG_WAIT != 0 {
+                if self.poll_wait(cx).is_pending() {
                     return Poll::Pending;
                 }
             } else {
                 self.decide();
-                if self.gate.rejected.is_some() {
+                if self.readiness.rejected.is_some() {
                     return Poll::Ready(Ok(()));
                 }
             }
@@ -227,9 +226,9 @@ where
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let owner = &self.breaker.owner;
-        let admission = match self.gate.reserved.take() {
+        let admission = match self.readiness.reserved.take() {
             Some(r) => Ok(r.take()),
-            None => match self.gate.rejected.take() {
+            None => match self.readiness.rejected.take() {
                 Some(open) => Err(open),
                 None => owner.core.admit(owner.slot),
             },
@@ -240,11 +239,7 @@ where
                 ResponseFuture::called(self.inner.call(req), recorder, self.classify.clone())
             }
             Err(open) => {
-                let open = if owner.core.config.rejection == Rejection::Gate {
-                    open.in_gate_mode()
-                } else {
-                    open
-                };
+                let open = open.with_rejection(owner.core.config.rejection);
                 ResponseFuture::rejected(open, owner.slot, self.classify.clone())
             }
         }

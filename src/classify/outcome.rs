@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use http::StatusCode;
 
 use crate::BoxError;
-use crate::circuit_breaker::CircuitOpen;
+use crate::circuit_breaker::{CircuitOpen, Rejection};
 use crate::deadline::DeadlineExceeded;
 
 /// What one attempt came to.
@@ -175,7 +175,7 @@ impl Outcome {
     ///
     /// Walks the error's `source()` chain and stops at the first error it
     /// knows: a [`Classified`] (whose outcome was decided where it arose),
-    /// a breaker's [`CircuitOpen`] (by its rejection mode: a fail-fast
+    /// a breaker's [`CircuitOpen`] (by its [`Rejection`] mode: a fail-fast
     /// breaker guards the service, a waiting one an endpoint),
     /// [`DeadlineExceeded`], a timeout (tower's or tokio's `Elapsed`),
     /// [`NoEndpoints`](crate::balance::NoEndpoints), or a `std::io::Error`
@@ -191,12 +191,11 @@ impl Outcome {
                 return c.outcome;
             }
             if let Some(open) = e.downcast_ref::<CircuitOpen>() {
-                return if open.is_from_gate() {
-                    Outcome::RejectedByEndpoint
-                } else {
-                    Outcome::RejectedByService {
+                return match open.rejection() {
+                    Rejection::FailFast => Outcome::RejectedByService {
                         retry_after: open.retry_after(),
-                    }
+                    },
+                    Rejection::Wait => Outcome::RejectedByEndpoint,
                 };
             }
             if e.is::<DeadlineExceeded>() {
@@ -381,7 +380,7 @@ mod tests {
                 retry_after: Some(Duration::from_secs(3))
             }
         );
-        let endpoint = CircuitOpen::new(State::Open, None).in_gate_mode();
+        let endpoint = CircuitOpen::new(State::Open, None).with_rejection(Rejection::Wait);
         assert_eq!(Outcome::of_error(&endpoint), Outcome::RejectedByEndpoint);
     }
 

@@ -1,9 +1,9 @@
-//! Hooks into the `metrics` facade (feature `metrics`). With the feature
-//! off every hook is an empty inline function and every handle a unit
-//! struct, so nothing is paid. Names and labels: docs/observability.md.
+//! The breaker's metrics through the `metrics` facade (feature `metrics`):
+//! `meshguard_breaker_*`, listed in docs/observability.md. With the feature
+//! off the handle is a unit struct and every hook an empty inline function.
 //!
-//! Handles are registered when the breaker or client is made: install the
-//! recorder (exporter) before building them.
+//! Handles are registered when the breaker is made: install the recorder
+//! (exporter) before building it.
 
 #[cfg(feature = "metrics")]
 mod imp {
@@ -66,32 +66,6 @@ mod imp {
             State::MetricsOnly => "metrics_only",
         }
     }
-
-    /// Per balancer: endpoints held and ejected.
-    pub(crate) struct EndpointMetrics {
-        ready: Gauge,
-        ejected: Gauge,
-    }
-
-    impl std::fmt::Debug for EndpointMetrics {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("EndpointMetrics")
-        }
-    }
-
-    impl EndpointMetrics {
-        pub(crate) fn new(service: &str) -> Self {
-            EndpointMetrics {
-                ready: gauge!("meshguard_endpoints_ready", "service" => service.to_string()),
-                ejected: gauge!("meshguard_endpoints_ejected", "service" => service.to_string()),
-            }
-        }
-
-        pub(crate) fn set(&self, endpoints: usize, ejected: usize) {
-            self.ready.set(endpoints.saturating_sub(ejected) as f64);
-            self.ejected.set(ejected as f64);
-        }
-    }
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -112,19 +86,6 @@ mod imp {
         #[inline(always)]
         pub(crate) fn transition(&self, _: State) {}
     }
-
-    #[derive(Debug)]
-    pub(crate) struct EndpointMetrics;
-
-    impl EndpointMetrics {
-        #[inline(always)]
-        pub(crate) fn new(_: &str) -> Self {
-            EndpointMetrics
-        }
-
-        #[inline(always)]
-        pub(crate) fn set(&self, _: usize, _: usize) {}
-    }
 }
 
-pub(crate) use imp::*;
+pub(crate) use imp::BreakerMetrics;

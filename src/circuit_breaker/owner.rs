@@ -1,0 +1,54 @@
+//! Who owns a slot: slots are leased from the crate's recycler
+//! (`crate::recycle`) for a breaker's lifetime.
+
+use std::sync::Arc as StdArc;
+
+use super::machine::Core;
+use super::open_limit::holds_place;
+use super::slot::Slot;
+use super::word::kind;
+use crate::recycle::{Lease, Pool};
+use crate::sync::stripe_count;
+
+/// Slots of dropped breakers, reused by new ones (`crate::recycle`).
+static SLOTS: Pool<Slot> = Pool::new();
+
+/// Owns a slot for a breaker's lifetime; gives it back on drop.
+///
+/// Calls reach the slot as a bare `&'static Slot` ([`Lease::unguarded`]),
+/// not a counted handle: the breaker's target is 20 ns a call, and every
+/// call already tells owners apart by the generation in the state word,
+/// which [`Core::assign`] and [`Core::vacate`] advance. An outcome admitted
+/// under an earlier owner is therefore dropped rather than recorded. The
+/// lease keeps the slot from a new breaker while this owner lives.
+#[derive(Debug)]
+pub(crate) struct Owner {
+    pub(crate) slot: &'static Slot,
+    pub(crate) core: StdArc<Core>,
+    lease: Lease<Slot>,
+}
+
+impl Owner {
+    pub(crate) fn new(core: Core) -> Owner {
+        // The pool is touched only when a breaker is created or dropped,
+        // never by a call.
+        let lease = SLOTS.take(|| Slot::new(stripe_count()));
+        let slot = lease.unguarded();
+        let core = StdArc::new(core);
+        slot.core.store(Some(core.clone()));
+        core.assign(slot);
+        Owner { slot, core, lease }
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let slot = self.lease.unguarded();
+        if holds_place(kind(slot.word())) {
+            self.core.release_open_place();
+        }
+        self.core.vacate(slot);
+        slot.core.store(None);
+        // `lease`, dropped next, hands the slot back.
+    }
+}

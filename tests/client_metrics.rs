@@ -90,7 +90,13 @@ async fn a_scripted_scenario_moves_exactly_the_expected_metrics() {
         .urls([a])
         .retry(
             quick()
-                .budget(RetryBudgetConfig::new(0.0, 0, Duration::from_secs(10)).unwrap())
+                .budget(
+                    RetryBudgetConfig::builder()
+                        .ratio(0.0)
+                        .min_per_second(0)
+                        .build()
+                        .unwrap(),
+                )
                 .build()
                 .unwrap(),
         )

@@ -9,8 +9,8 @@ use meshguard::backoff::Backoff;
 use meshguard::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitOpen};
 use meshguard::deadline::{Deadline, DeadlineExceeded, DeadlineLayer, HasDeadline};
 use meshguard::retry::{
-    ErrorsOnly, HedgeLayer, NoReplay, Replay, ReplayBody, RetryBudget, RetryBudgetConfig,
-    RetryLayer, RetryPolicy, RetryPolicyBuilder,
+    ErrorsOnly, HedgeConfig, HedgeLayer, NoReplay, Replay, ReplayBody, RetryBudget,
+    RetryBudgetConfig, RetryLayer, RetryPolicy, RetryPolicyBuilder,
 };
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
@@ -112,7 +112,13 @@ async fn each_backoff_delay_lies_within_its_full_jitter_bounds_and_below_the_cap
     let layer = RetryLayer::new(
         policy()
             .max_attempts(8)
-            .budget(RetryBudgetConfig::new(1000.0, 1000, SECS(10)).unwrap())
+            .budget(
+                RetryBudgetConfig::builder()
+                    .ratio(1000.0)
+                    .min_per_second(1000)
+                    .build()
+                    .unwrap(),
+            )
             .build()
             .unwrap(),
     );
@@ -162,9 +168,12 @@ async fn the_default_budget_allows_one_point_three_attempts_per_request_at_a_tho
 
 #[tokio::test(start_paused = true)]
 async fn without_the_floor_the_budget_keeps_attempts_per_request_at_one_plus_the_ratio() {
-    let attempts =
-        attempts_for_a_thousand_failing_requests(RetryBudgetConfig::new(0.2, 0, SECS(10)).unwrap())
-            .await;
+    let no_floor = RetryBudgetConfig::builder()
+        .ratio(0.2)
+        .min_per_second(0)
+        .build()
+        .unwrap();
+    let attempts = attempts_for_a_thousand_failing_requests(no_floor).await;
     // Every fifth request earns one retry: exactly 200 in 1,000.
     assert_eq!(attempts, 1200);
 }
@@ -421,11 +430,20 @@ async fn a_slow_request_is_hedged_and_the_hedge_counts_against_the_budget() {
             Reply::Slow(MS(10))
         }
     });
-    let budget = RetryBudget::new(RetryBudgetConfig::new(0.0, 1, SECS(10)).unwrap());
-    let hedge = HedgeLayer::new(budget.clone())
+    let budget = RetryBudget::new(
+        RetryBudgetConfig::builder()
+            .ratio(0.0)
+            .min_per_second(1)
+            .build()
+            .unwrap(),
+    );
+    let config = HedgeConfig::builder()
         .percentile(90.0)
         .min_data_points(20)
-        .period(SECS(1));
+        .period(SECS(1))
+        .build()
+        .unwrap();
+    let hedge = HedgeLayer::new(config, budget.clone());
     let mut svc = hedge.layer(upstream.clone());
     for _ in 0..20 {
         svc.ready().await.unwrap().call(get()).await.unwrap();

@@ -1,13 +1,20 @@
-//! The retry budget and the retry policy's configuration.
+//! The retry budget, and the settings of retries, budgets and hedges.
 
 use std::time::Duration;
 
-use meshguard::retry::{RetryBudget, RetryBudgetConfig, RetryPolicy};
+use meshguard::retry::{HedgeConfig, RetryBudget, RetryBudgetConfig, RetryPolicy};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 fn budget(ratio: f64, min_per_second: u32) -> RetryBudget {
-    RetryBudget::new(RetryBudgetConfig::new(ratio, min_per_second, SECS(10)).unwrap())
+    RetryBudget::new(
+        RetryBudgetConfig::builder()
+            .ratio(ratio)
+            .min_per_second(min_per_second)
+            .ttl(SECS(10))
+            .build()
+            .unwrap(),
+    )
 }
 
 fn drain(budget: &RetryBudget) -> usize {
@@ -81,11 +88,196 @@ async fn deposits_not_looked_at_are_dated_at_the_last_look() {
 }
 
 #[test]
-fn budget_settings_are_checked() {
-    let err = RetryBudgetConfig::new(-0.1, 10, SECS(10)).unwrap_err();
-    assert_eq!(err.field(), "ratio");
-    let err = RetryBudgetConfig::new(0.2, 10, Duration::from_millis(10)).unwrap_err();
-    assert_eq!(err.field(), "ttl");
+fn the_budget_builders_defaults_are_the_default_budget() {
+    let built = RetryBudgetConfig::builder().build().unwrap();
+    assert_eq!(built, RetryBudgetConfig::default());
+    assert_eq!(
+        (built.ratio(), built.min_per_second(), built.ttl()),
+        (0.2, 10, SECS(10))
+    );
+}
+
+#[test]
+fn invalid_budget_values_name_their_field() {
+    let ratio = |r| RetryBudgetConfig::builder().ratio(r).build().unwrap_err();
+    let ttl = |t| RetryBudgetConfig::builder().ttl(t).build().unwrap_err();
+    let cases = [
+        (
+            ratio(-0.1),
+            "ratio",
+            "must be in [0, 1000] (retries per request), got -0.1",
+        ),
+        (
+            ratio(1000.5),
+            "ratio",
+            "must be in [0, 1000] (retries per request), got 1000.5",
+        ),
+        (
+            ratio(f64::NAN),
+            "ratio",
+            "must be in [0, 1000] (retries per request), got NaN",
+        ),
+        (
+            ttl(Duration::from_millis(10)),
+            "ttl",
+            "must be in [1s, 1h], got 10ms",
+        ),
+        (ttl(SECS(3601)), "ttl", "must be in [1s, 1h], got 3601s"),
+    ];
+    for (err, field, message) in cases {
+        assert_eq!((err.field(), err.message()), (field, message));
+    }
+}
+
+#[test]
+fn a_budget_deserializes_to_what_the_builder_builds() {
+    let parsed: RetryBudgetConfig =
+        toml::from_str("ratio = 0.5\nmin_per_second = 3\nttl = \"30s\"").unwrap();
+    let built = RetryBudgetConfig::builder()
+        .ratio(0.5)
+        .min_per_second(3)
+        .ttl(SECS(30))
+        .build()
+        .unwrap();
+    assert_eq!(parsed, built);
+}
+
+#[test]
+fn a_policys_budget_section_deserializes_to_what_the_builder_builds() {
+    let policy: RetryPolicy =
+        toml::from_str(r#"budget = { ratio = 0.5, min_per_second = 3, ttl = "30s" }"#).unwrap();
+    let built = RetryBudgetConfig::builder()
+        .ratio(0.5)
+        .min_per_second(3)
+        .ttl(SECS(30))
+        .build()
+        .unwrap();
+    assert_eq!(*policy.budget(), built);
+}
+
+#[test]
+fn a_budget_with_no_fields_deserializes_to_the_defaults() {
+    let parsed: RetryBudgetConfig = toml::from_str("").unwrap();
+    assert_eq!(parsed, RetryBudgetConfig::default());
+}
+
+#[test]
+fn a_budget_with_an_unknown_field_does_not_deserialize() {
+    let err = toml::from_str::<RetryBudgetConfig>("ratio = 0.5\nfloor = 3").unwrap_err();
+    assert!(err.message().contains("unknown field `floor`"), "{err}");
+}
+
+#[test]
+fn the_hedge_defaults_are_the_p90_of_twenty_latencies_over_ten_seconds() {
+    let built = HedgeConfig::builder().build().unwrap();
+    assert_eq!(built, HedgeConfig::default());
+    assert_eq!(built.percentile(), 90.0);
+    assert_eq!(built.min_data_points(), 20);
+    assert_eq!(built.period(), SECS(10));
+    assert!(!built.allows_non_idempotent());
+    assert!(built.deposits());
+}
+
+#[test]
+fn invalid_hedge_values_name_their_field() {
+    let percentile = |p| HedgeConfig::builder().percentile(p).build().unwrap_err();
+    let cases = [
+        (
+            percentile(-1.0),
+            "percentile",
+            "must be in [0, 100], got -1",
+        ),
+        (
+            percentile(100.5),
+            "percentile",
+            "must be in [0, 100], got 100.5",
+        ),
+        (
+            percentile(f64::NAN),
+            "percentile",
+            "must be in [0, 100], got NaN",
+        ),
+        (
+            HedgeConfig::builder()
+                .min_data_points(0)
+                .build()
+                .unwrap_err(),
+            "min_data_points",
+            "must be at least 1 (with none, hedges go out at once while no latency is known), got 0",
+        ),
+        (
+            HedgeConfig::builder()
+                .period(Duration::ZERO)
+                .build()
+                .unwrap_err(),
+            "period",
+            "must be greater than zero, got 0s",
+        ),
+    ];
+    for (err, field, message) in cases {
+        assert_eq!((err.field(), err.message()), (field, message));
+    }
+}
+
+#[test]
+fn the_hedge_percentile_may_be_zero_or_a_hundred() {
+    for p in [0.0, 100.0] {
+        let config = HedgeConfig::builder().percentile(p).build().unwrap();
+        assert_eq!(config.percentile(), p);
+    }
+}
+
+#[test]
+fn a_hedge_config_deserializes_to_what_the_builder_builds() {
+    let parsed: HedgeConfig = toml::from_str(
+        r#"
+        percentile = 99.5
+        min_data_points = 50
+        period = "2s"
+        allow_non_idempotent = true
+        deposit = false
+        "#,
+    )
+    .unwrap();
+    let built = HedgeConfig::builder()
+        .percentile(99.5)
+        .min_data_points(50)
+        .period(SECS(2))
+        .allow_non_idempotent(true)
+        .deposit(false)
+        .build()
+        .unwrap();
+    assert_eq!(parsed, built);
+}
+
+#[test]
+fn a_hedge_config_with_no_fields_deserializes_to_the_defaults() {
+    let parsed: HedgeConfig = toml::from_str("").unwrap();
+    assert_eq!(parsed, HedgeConfig::default());
+}
+
+#[test]
+fn invalid_deserialized_hedge_values_name_their_field() {
+    let cases = [
+        (
+            "percentile = 120",
+            "invalid `percentile`: must be in [0, 100], got 120",
+        ),
+        (
+            "percentile = nan",
+            "invalid `percentile`: must be in [0, 100], got NaN",
+        ),
+        (
+            "period = \"0s\"",
+            "invalid `period`: must be greater than zero, got 0s",
+        ),
+    ];
+    for (text, message) in cases {
+        let err = toml::from_str::<HedgeConfig>(text).unwrap_err();
+        assert_eq!(err.message(), message, "{text}");
+    }
+    let err = toml::from_str::<HedgeConfig>("quantile = 0.9").unwrap_err();
+    assert!(err.message().contains("unknown field `quantile`"), "{err}");
 }
 
 #[test]
@@ -169,8 +361,16 @@ fn deposits_from_more_threads_than_stripes_coming_and_going_are_all_counted() {
         .start_paused(true)
         .build()
         .unwrap();
-    let b = rt
-        .block_on(async { RetryBudget::new(RetryBudgetConfig::new(1.0, 0, SECS(3600)).unwrap()) });
+    let b = rt.block_on(async {
+        RetryBudget::new(
+            RetryBudgetConfig::builder()
+                .ratio(1.0)
+                .min_per_second(0)
+                .ttl(SECS(3600))
+                .build()
+                .unwrap(),
+        )
+    });
     const THREADS: usize = 40;
     for _ in 0..2 {
         let start = std::sync::Barrier::new(THREADS);

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use http::{Request, Response};
 use meshguard::BoxError;
@@ -33,7 +32,11 @@ async fn a_request_in_flight_keeps_its_budget_when_a_new_layer_is_made() {
             }
         })
     };
-    let generous = RetryBudgetConfig::new(1.0, 100, Duration::from_secs(10)).unwrap();
+    let generous = RetryBudgetConfig::builder()
+        .ratio(1.0)
+        .min_per_second(100)
+        .build()
+        .unwrap();
     let a = RetryLayer::new(
         RetryPolicy::builder()
             .max_attempts(3)
@@ -48,7 +51,11 @@ async fn a_request_in_flight_keeps_its_budget_when_a_new_layer_is_made() {
         tokio::task::yield_now().await;
     }
     drop(a);
-    let empty = RetryBudgetConfig::new(0.0, 0, Duration::from_secs(10)).unwrap();
+    let empty = RetryBudgetConfig::builder()
+        .ratio(0.0)
+        .min_per_second(0)
+        .build()
+        .unwrap();
     let b = RetryLayer::new(RetryPolicy::builder().budget(empty).build().unwrap());
     assert_eq!(b.budget().balance(), 0);
     go.notify_one();

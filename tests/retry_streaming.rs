@@ -165,7 +165,7 @@ async fn a_hyper_server_forwards_the_request_it_received_through_the_retry_layer
 async fn calls_when_hedging<B: ReplayBody + Send + 'static>(
     body: impl Fn() -> B,
 ) -> (usize, std::time::Duration) {
-    use meshguard::retry::{HedgeLayer, RetryBudget, RetryBudgetConfig};
+    use meshguard::retry::{HedgeConfig, HedgeLayer, RetryBudget, RetryBudgetConfig};
     use std::time::Duration;
     let calls = Arc::new(AtomicUsize::new(0));
     let upstream = {
@@ -180,10 +180,12 @@ async fn calls_when_hedging<B: ReplayBody + Send + 'static>(
         })
     };
     let budget = RetryBudget::new(RetryBudgetConfig::default());
-    let mut svc = HedgeLayer::new(budget)
+    let config = HedgeConfig::builder()
         .min_data_points(20)
         .period(Duration::from_secs(1))
-        .layer(upstream);
+        .build()
+        .unwrap();
+    let mut svc = HedgeLayer::new(config, budget).layer(upstream);
     for _ in 0..20 {
         svc.ready().await.unwrap().call(get(body())).await.unwrap();
     }

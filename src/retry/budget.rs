@@ -13,10 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
-use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::ConfigError;
+use super::budget_config::RetryBudgetConfig;
 use crate::recycle::{self, Lease, Pool};
 use crate::sync::{AtomicU64, Ordering::Relaxed, place, stripe_count};
 
@@ -25,95 +24,6 @@ const BUCKETS: usize = 10;
 
 /// A thread's deposits between two looks at the clock (a power of two).
 const LOOK_EVERY: u64 = 256;
-
-/// A retry budget's settings; deserializes from
-/// `{ ratio = 0.2, min_per_second = 10, ttl = "10s" }`.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(try_from = "RawBudget")]
-pub struct RetryBudgetConfig {
-    ratio: f64,
-    min_per_second: u32,
-    ttl: Duration,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawBudget {
-    #[serde(default = "default_ratio")]
-    ratio: f64,
-    #[serde(default = "default_min")]
-    min_per_second: u32,
-    #[serde(default = "default_ttl", with = "humantime_serde")]
-    ttl: Duration,
-}
-
-fn default_ratio() -> f64 {
-    0.2
-}
-fn default_min() -> u32 {
-    10
-}
-fn default_ttl() -> Duration {
-    Duration::from_secs(10)
-}
-
-impl TryFrom<RawBudget> for RetryBudgetConfig {
-    type Error = ConfigError;
-    fn try_from(raw: RawBudget) -> Result<Self, ConfigError> {
-        RetryBudgetConfig::new(raw.ratio, raw.min_per_second, raw.ttl)
-    }
-}
-
-impl Default for RetryBudgetConfig {
-    /// Finagle's defaults: 20% of requests plus 10 retries a second, over
-    /// the last 10 seconds.
-    fn default() -> Self {
-        RetryBudgetConfig {
-            ratio: default_ratio(),
-            min_per_second: default_min(),
-            ttl: default_ttl(),
-        }
-    }
-}
-
-impl RetryBudgetConfig {
-    /// Retries may be `ratio` of the requests of the last `ttl`, plus
-    /// `min_per_second` a second of `ttl` whatever the traffic.
-    pub fn new(ratio: f64, min_per_second: u32, ttl: Duration) -> Result<Self, ConfigError> {
-        if !(0.0..=1000.0).contains(&ratio) {
-            return Err(ConfigError::new(
-                "ratio",
-                format!("must be in [0, 1000] (retries per request), got {ratio}"),
-            ));
-        }
-        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&ttl) {
-            return Err(ConfigError::new(
-                "ttl",
-                format!("must be in [1s, 1h], got {ttl:?}"),
-            ));
-        }
-        Ok(RetryBudgetConfig {
-            ratio,
-            min_per_second,
-            ttl,
-        })
-    }
-
-    /// Retries allowed per request.
-    pub fn ratio(&self) -> f64 {
-        self.ratio
-    }
-
-    /// Retries allowed per second regardless of traffic.
-    pub fn min_per_second(&self) -> u32 {
-        self.min_per_second
-    }
-
-    /// How long a request keeps earning retries.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-}
 
 /// A retry budget shared by every service of a [`RetryLayer`](super::RetryLayer)
 /// (and, if you pass it around, by several layers and hedges). Cheap to clone.
@@ -124,12 +34,16 @@ impl RetryBudgetConfig {
 /// response or error as it is.
 ///
 /// ```
-/// use std::time::Duration;
 /// use meshguard::retry::{RetryBudget, RetryBudgetConfig};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// // 10% of requests, no floor.
-/// let budget = RetryBudget::new(RetryBudgetConfig::new(0.1, 0, Duration::from_secs(10)).unwrap());
+/// let config = RetryBudgetConfig::builder()
+///     .ratio(0.1)
+///     .min_per_second(0)
+///     .build()
+///     .unwrap();
+/// let budget = RetryBudget::new(config);
 /// for _ in 0..20 {
 ///     budget.deposit();
 /// }
@@ -285,7 +199,7 @@ impl Window {
         Window {
             config,
             epoch: now,
-            width: config.ttl / BUCKETS as u32,
+            width: config.ttl() / BUCKETS as u32,
             head: 0,
             start: [0; BUCKETS],
             withdrawn: [0; BUCKETS],
@@ -320,8 +234,8 @@ impl Window {
         let oldest = self.head.saturating_sub(BUCKETS as u64 - 1);
         let deposits = sum.saturating_sub(self.start[(oldest % BUCKETS as u64) as usize]);
         let withdrawn: u64 = self.withdrawn.iter().sum();
-        let floor = self.config.min_per_second as f64 * self.config.ttl.as_secs_f64();
-        floor + self.config.ratio * deposits as f64 - withdrawn as f64
+        let floor = self.config.min_per_second() as f64 * self.config.ttl().as_secs_f64();
+        floor + self.config.ratio() * deposits as f64 - withdrawn as f64
     }
 }
 
@@ -332,7 +246,11 @@ mod tests {
     // The only lib test that makes budgets, so the pool is this test's.
     #[test]
     fn a_dropped_budgets_memory_serves_a_new_budget_empty() {
-        let config = RetryBudgetConfig::new(1.0, 0, Duration::from_secs(10)).unwrap();
+        let config = RetryBudgetConfig::builder()
+            .ratio(1.0)
+            .min_per_second(0)
+            .build()
+            .unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()

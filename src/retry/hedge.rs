@@ -1,11 +1,11 @@
 //! Hedged requests on top of `tower::hedge`, drawing on a retry budget.
 
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use tower::Layer;
 
 use super::budget::{Handle, RetryBudget};
+use super::hedge_config::HedgeConfig;
 use super::replay::Replay;
 
 /// Sends a second copy of a slow request, on `tower::hedge`: when a request
@@ -13,88 +13,62 @@ use super::replay::Replay;
 /// goes out and the first response wins. Only replayable (by default,
 /// idempotent) requests are hedged, and every hedge withdraws a token from
 /// the same [`RetryBudget`] retries use, so hedging cannot double the load
-/// on a struggling upstream.
+/// on a struggling upstream. The settings are a [`HedgeConfig`].
 ///
 /// ```
 /// use std::time::Duration;
-/// use meshguard::retry::{HedgeLayer, RetryLayer, RetryPolicy};
+/// use meshguard::retry::{HedgeConfig, HedgeLayer, RetryLayer, RetryPolicy};
 ///
+/// # fn main() -> Result<(), meshguard::ConfigError> {
 /// let retry = RetryLayer::new(RetryPolicy::default());
 /// // Hedge at the p95 once 100 latencies are known, over 30 s windows;
 /// // the retry layer above already deposits each request.
-/// let hedge = HedgeLayer::<http::Request<String>>::new(retry.budget().clone())
+/// let config = HedgeConfig::builder()
 ///     .percentile(95.0)
 ///     .min_data_points(100)
 ///     .period(Duration::from_secs(30))
-///     .deposit(false);
+///     .deposit(false)
+///     .build()?;
+/// let hedge = HedgeLayer::<http::Request<String>>::new(config, retry.budget().clone());
 /// # let _ = (retry, hedge);
+/// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct HedgeLayer<Req> {
+    config: HedgeConfig,
     budget: RetryBudget,
-    percentile: f32,
-    min_data_points: u64,
-    period: Duration,
-    allow_non_idempotent: bool,
-    deposit: bool,
     _req: PhantomData<fn(Req)>,
 }
 
 impl<Req> Clone for HedgeLayer<Req> {
     fn clone(&self) -> Self {
         HedgeLayer {
+            config: self.config,
             budget: self.budget.clone(),
             _req: PhantomData,
-            ..*self
         }
     }
 }
 
 impl<Req> HedgeLayer<Req> {
-    /// Hedges at the 90th percentile once 20 latencies are known, over 10 s
-    /// windows; requests deposit into `budget`.
-    pub fn new(budget: RetryBudget) -> Self {
+    /// Hedges by `config`, withdrawing each hedge from `budget` (and, if
+    /// [`HedgeConfig::deposits`], depositing each request into it).
+    pub fn new(config: HedgeConfig, budget: RetryBudget) -> Self {
         HedgeLayer {
+            config,
             budget,
-            percentile: 90.0,
-            min_data_points: 20,
-            period: Duration::from_secs(10),
-            allow_non_idempotent: false,
-            deposit: true,
             _req: PhantomData,
         }
     }
 
-    /// The latency percentile (0 to 100) after which a hedge is sent.
-    pub fn percentile(mut self, p: f32) -> Self {
-        self.percentile = p.clamp(0.0, 100.0);
-        self
+    /// The settings.
+    pub fn config(&self) -> &HedgeConfig {
+        &self.config
     }
 
-    /// Latencies needed before any hedge is sent.
-    pub fn min_data_points(mut self, n: u64) -> Self {
-        self.min_data_points = n;
-        self
-    }
-
-    /// How long latencies are kept (`tower::hedge` keeps two such windows).
-    pub fn period(mut self, period: Duration) -> Self {
-        self.period = period;
-        self
-    }
-
-    /// Hedges non-idempotent requests too.
-    pub fn allow_non_idempotent(mut self, allow: bool) -> Self {
-        self.allow_non_idempotent = allow;
-        self
-    }
-
-    /// Whether requests passing through deposit into the budget: `true`
-    /// alone, `false` below a [`RetryLayer`](super::RetryLayer) sharing the
-    /// budget (which deposits already).
-    pub fn deposit(mut self, deposit: bool) -> Self {
-        self.deposit = deposit;
-        self
+    /// The budget hedges draw on.
+    pub fn budget(&self) -> &RetryBudget {
+        &self.budget
     }
 }
 
@@ -107,18 +81,19 @@ where
     type Service = tower::hedge::Hedge<S, HedgePolicy>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let c = &self.config;
         let policy = HedgePolicy {
             budget: self.budget.handle(),
-            allow_non_idempotent: self.allow_non_idempotent,
-            deposit: self.deposit,
+            allow_non_idempotent: c.allows_non_idempotent(),
+            deposit: c.deposits(),
         };
         tower::hedge::Hedge::new::<Req>(
             inner,
             policy,
-            self.min_data_points,
+            c.min_data_points(),
             // tower takes a quantile, 0 to 1.
-            self.percentile / 100.0,
-            self.period,
+            (c.percentile() / 100.0) as f32,
+            c.period(),
         )
     }
 }

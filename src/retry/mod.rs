@@ -1,8 +1,10 @@
 #![doc = include_str!("../../docs/retry.md")]
 
 mod budget;
+mod budget_config;
 mod decide;
 mod hedge;
+mod hedge_config;
 mod metrics;
 mod policy;
 mod replay;
@@ -17,9 +19,11 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-pub use budget::{RetryBudget, RetryBudgetConfig};
+pub use budget::RetryBudget;
+pub use budget_config::{RetryBudgetConfig, RetryBudgetConfigBuilder};
 pub use decide::{ErrorsOnly, HttpRetryOn, RetryOn, Verdict};
 pub use hedge::{HedgeLayer, HedgePolicy};
+pub use hedge_config::{HedgeConfig, HedgeConfigBuilder};
 pub use policy::{RetryPolicy, RetryPolicyBuilder};
 pub use replay::{NoReplay, Replay, ReplayBody};
 

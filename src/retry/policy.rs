@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::{Instant, Sleep};
 
-use super::budget::{Handle, RawBudget, RetryBudgetConfig};
+use super::budget::Handle;
+use super::budget_config::{RawBudget, RetryBudgetConfig};
 use super::decide::{RetryOn, Verdict};
 use super::replay::Replay;
 use crate::backoff::{Backoff, Jitter, RawBackoff};

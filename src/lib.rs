@@ -6,25 +6,38 @@
 //!
 //! # Layout
 //!
-//! - [`classify`]: what counts as a failure; shared by every policy.
-//! - [`backoff`]: constant and exponential delays with jitter; shared by the
-//!   breaker's open period, retries and ejection.
+//! A call through a [`client::ServiceClient`] passes these layers, outermost
+//! first (the picture, with the file of each, is in `docs/architecture.md`):
+//! [`deadline`] → [`retry`] → [`circuit_breaker`] (the service's, fail fast)
+//! → [`balance`] (shared p2c over PeakEwma) → [`circuit_breaker`] (each
+//! endpoint's, wait mode: outlier ejection) → the client's transport. Each
+//! attempt's result is read once, as a [`classify::Outcome`], by all of them.
+//!
+//! - [`classify`]: one [`Outcome`](classify::Outcome) per attempt (success, a
+//!   failing status with its `Retry-After`, a rejection by the service's or an
+//!   endpoint's breaker, timeout, deadline, connect, transport), read by
+//!   every policy.
+//! - [`deadline`]: [`DeadlineLayer`](deadline::DeadlineLayer) merges a call's
+//!   deadlines once and ends the call by them; the `x-deadline-ms` format.
+//! - [`retry`]: retries on `tower::retry` with jittered backoff, a retry
+//!   budget, `Retry-After`, attempt timeouts, and hedging on `tower::hedge`.
 //! - [`circuit_breaker`]: a lock-free circuit breaker as a tower layer, with
 //!   count and time windows, slow-call detection, half-open probes, manual
-//!   states and a wait mode for load balancers.
-//! - [`retry`]: retries on `tower::retry` with jittered backoff, a retry
-//!   budget, `Retry-After`, attempt timeouts, an overall deadline carried in
-//!   the request, and hedging on `tower::hedge`.
-//!
+//!   states, and fail-fast or wait rejection.
 //! - [`balance`]: p2c over PeakEwma fed by discovery, with per-endpoint
-//!   wait-mode breakers for outlier ejection (a maximum ejected share, a panic
-//!   threshold) and endpoints ranked by recent failures.
+//!   wait-mode breakers for outlier ejection (a maximum ejected share, a
+//!   panic threshold), endpoints ranked by recent failures, and the balancer
+//!   a client's clones share.
+//! - [`backoff`]: constant and exponential delays with jitter; shared by the
+//!   breaker's open period, retries and ejection.
 //! - [`discovery`] (feature `consul` for Consul): endpoints as
-//!   `tower::discover::Change`s, from a static list or a Consul health watch.
+//!   `tower::discover::Change`s, from a static list or a Consul health
+//!   watch, and registration with a Consul agent.
 //! - [`client`] (feature `client`): `ServiceClient`, one builder for the
-//!   whole stack over hyper-util's pooled client, typed JSON calls,
-//!   `ClientError`, and the propagation of request IDs, trace context and
-//!   deadlines (with `PropagationLayer` for servers).
+//!   whole stack over hyper-util's pooled client, typed JSON calls and
+//!   `ClientError`.
+//! - [`propagation`] (feature `client`): request IDs, trace context and
+//!   deadlines across hops, with `PropagationLayer` for servers.
 //! - `testing` (feature `test-util`): an in-process Consul-compatible
 //!   registry and a fault-injection layer for tests and demos.
 //!

@@ -26,11 +26,15 @@
 //! assert_eq!(classify.classify(&unavailable).counts(), Some(false));
 //! ```
 
+mod classified;
 mod http;
 mod outcome;
+mod retry_after;
 
 pub use self::http::HttpClassifier;
-pub use outcome::{Classified, Outcome, parse_retry_after};
+pub use classified::Classified;
+pub use outcome::Outcome;
+pub use retry_after::parse_retry_after;
 
 /// Decides the [`Outcome`] of a call from its result.
 ///

@@ -5,9 +5,10 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use super::{Classified, parse_retry_after};
+
 use http::StatusCode;
 
-use crate::BoxError;
 use crate::circuit_breaker::{CircuitOpen, Rejection};
 use crate::deadline::DeadlineExceeded;
 
@@ -188,7 +189,7 @@ impl Outcome {
         let mut current = Some(error);
         while let Some(e) = current {
             if let Some(c) = e.downcast_ref::<Classified>() {
-                return c.outcome;
+                return c.outcome();
             }
             if let Some(open) = e.downcast_ref::<CircuitOpen>() {
                 return match open.rejection() {
@@ -239,108 +240,10 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// An error whose [`Outcome`] was decided where it arose, by code that
-/// knows more than the boxed error will say: a transport wraps what its
-/// HTTP library returns (a connection that could not be made is
-/// [`Outcome::Connect`], one closed before the response
-/// [`Outcome::Transport`]) so no layer above interprets it again.
-///
-/// Displays and downcasts through to the error it wraps
-/// ([`source`](StdError::source)).
-///
-/// ```
-/// use meshguard::classify::{Classified, Outcome};
-///
-/// let e = Classified::new(Outcome::Connect, std::io::Error::other("dns: no such host"));
-/// let boxed: meshguard::BoxError = e.into();
-/// assert_eq!(Outcome::of_error(&*boxed), Outcome::Connect);
-/// assert_eq!(boxed.to_string(), "dns: no such host");
-/// ```
-#[derive(Debug)]
-pub struct Classified {
-    outcome: Outcome,
-    error: BoxError,
-}
-
-impl Classified {
-    /// `error`, whose outcome is `outcome`.
-    pub fn new(outcome: Outcome, error: impl Into<BoxError>) -> Self {
-        Classified {
-            outcome,
-            error: error.into(),
-        }
-    }
-
-    /// The outcome.
-    pub fn outcome(&self) -> Outcome {
-        self.outcome
-    }
-
-    /// The error it wraps.
-    pub fn into_inner(self) -> BoxError {
-        self.error
-    }
-}
-
-impl fmt::Display for Classified {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
-impl StdError for Classified {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.error)
-    }
-}
-
-/// Parses a `Retry-After` value: delay-seconds or an HTTP date (RFC 9110
-/// section 10.2.3), relative to `now`. A date in the past is a zero delay;
-/// anything unparseable is `None`.
-pub fn parse_retry_after(value: &[u8], now: SystemTime) -> Option<Duration> {
-    let text = std::str::from_utf8(value).ok()?.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse::<u64>().ok().map(Duration::from_secs);
-    }
-    let at = httpdate::parse_http_date(text).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::circuit_breaker::State;
-
-    #[test]
-    fn retry_after_reads_delay_seconds() {
-        let now = SystemTime::UNIX_EPOCH;
-        assert_eq!(
-            parse_retry_after(b"120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(parse_retry_after(b" 0 ", now), Some(Duration::ZERO));
-    }
-
-    #[test]
-    fn retry_after_reads_an_http_date_relative_to_now() {
-        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert_eq!(
-            parse_retry_after(b"Sun, 06 Nov 1994 08:50:07 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_retry_after(b"Sun, 06 Nov 1994 08:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-    }
-
-    #[test]
-    fn retry_after_rejects_garbage() {
-        let now = SystemTime::UNIX_EPOCH;
-        for bad in [&b""[..], b"-5", b"1.5", b"soon", b"\xff\xfe"] {
-            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn io_errors_are_connect_transport_or_timeout_by_kind() {
@@ -398,12 +301,6 @@ mod tests {
             Outcome::of_error(&crate::balance::NoEndpoints),
             Outcome::NoEndpoints
         );
-    }
-
-    #[test]
-    fn a_classified_error_keeps_the_outcome_given_at_its_source() {
-        let e = Classified::new(Outcome::Connect, std::io::Error::other("no route"));
-        assert_eq!(Outcome::of_error(&e), Outcome::Connect);
     }
 
     #[test]

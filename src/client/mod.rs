@@ -2,6 +2,7 @@
 
 mod builder;
 mod call;
+mod config;
 mod error;
 mod metrics;
 mod request;
@@ -14,7 +15,8 @@ use std::sync::Arc;
 
 use http::Method;
 
-pub use builder::{ConsulConfig, ServiceClientBuilder, ServiceClientConfig};
+pub use builder::ServiceClientBuilder;
+pub use config::{ConsulConfig, ServiceClientConfig};
 pub use error::{ClientError, STATUS_BODY_LIMIT};
 pub use request::RequestBuilder;
 

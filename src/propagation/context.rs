@@ -12,7 +12,7 @@ use crate::deadline::{DEADLINE, Deadline};
 
 /// What a request carries on to the calls made while serving it.
 ///
-/// [`PropagationLayer`] makes one per incoming request; it is then current
+/// [`PropagationLayer`](super::PropagationLayer) makes one per incoming request; it is then current
 /// ([`CallContext::current`]) for the task serving the request and is in
 /// the request's extensions. A `ServiceClient` call uses the current one,
 /// or the one given with `.context(..)` (needed in a spawned task, which

@@ -98,6 +98,11 @@ pub use error::{BoxError, ConfigError};
 #[cfg(all(doctest, feature = "client"))]
 pub struct ReadmeDoctests;
 
+/// docs/architecture.md, checked by rustdoc (its links resolve).
+#[doc = include_str!("../docs/architecture.md")]
+#[cfg(all(doctest, feature = "client"))]
+pub struct ArchitectureDoctests;
+
 /// docs/balancing.md's examples, compiled as doctests.
 #[doc = include_str!("../docs/balancing.md")]
 #[cfg(doctest)]

@@ -1,30 +1,4 @@
-//! What one attempt came to: one [`Outcome`], computed once per attempt and
-//! read by the circuit breakers, outlier ejection, retries, metrics and the
-//! client's errors.
-//!
-//! A [`Classify`] looks at the result of a call and returns its
-//! [`Outcome`]: a success, a response status that counts as a failure (with
-//! its `Retry-After`), a rejection by the service's or an endpoint's
-//! breaker, a timeout, the deadline, a connection that could not be made or
-//! failed, or another failure. Errors are interpreted in one place,
-//! [`Outcome::of_error`]. Each layer then reads the outcome with its own
-//! policy: a breaker counts it ([`Outcome::counts`]), the retry layer asks
-//! its [`RetryOn`](crate::retry::RetryOn) whether another attempt could
-//! help; none of them looks at the error again, so they always agree on
-//! what happened.
-//!
-//! ```
-//! use meshguard::classify::{Classify, HttpClassifier, Outcome};
-//!
-//! let classify = HttpClassifier::default();
-//! let not_found: Result<http::Response<()>, std::io::Error> =
-//!     Ok(http::Response::builder().status(404).body(()).unwrap());
-//! assert_eq!(classify.classify(&not_found), Outcome::Success);
-//!
-//! let unavailable: Result<http::Response<()>, std::io::Error> =
-//!     Ok(http::Response::builder().status(503).body(()).unwrap());
-//! assert_eq!(classify.classify(&unavailable).counts(), Some(false));
-//! ```
+#![doc = include_str!("../../docs/classify.md")]
 
 mod classified;
 mod http;

@@ -187,3 +187,125 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::deadline::Timeout;
+
+    /// A service that records the deadline each request carries.
+    fn recording() -> (
+        impl Service<http::Request<()>, Response = (), Error = BoxError, Future: Send> + Clone,
+        Arc<Mutex<Vec<Option<Deadline>>>>,
+    ) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let svc = tower::service_fn(move |req: http::Request<()>| {
+            log.lock().unwrap().push(req.deadline());
+            std::future::ready(Ok::<_, BoxError>(()))
+        });
+        (svc, seen)
+    }
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_layers_deadline_is_written_into_the_request() {
+        let (svc, seen) = recording();
+        let start = Instant::now();
+        DeadlineLayer::new(MS(800))
+            .layer(svc)
+            .oneshot(http::Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(*seen.lock().unwrap(), [Some(Deadline::at(start + MS(800)))]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_calls_own_earlier_timeout_wins() {
+        let (svc, seen) = recording();
+        let start = Instant::now();
+        let mut req = http::Request::new(());
+        req.extensions_mut().insert(Timeout(MS(300)));
+        DeadlineLayer::new(MS(800))
+            .layer(svc)
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(*seen.lock().unwrap(), [Some(Deadline::at(start + MS(300)))]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_callers_earlier_deadline_wins() {
+        let (svc, seen) = recording();
+        let theirs = Deadline::at(Instant::now() + MS(100));
+        let mut req = http::Request::new(());
+        req.set_deadline(theirs);
+        req.extensions_mut().insert(Timeout(MS(300)));
+        DeadlineLayer::new(MS(800))
+            .layer(svc)
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(*seen.lock().unwrap(), [Some(theirs)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_later_callers_deadline_gives_way_to_the_layers() {
+        let (svc, seen) = recording();
+        let start = Instant::now();
+        let mut req = http::Request::new(());
+        req.set_deadline(Deadline::at(start + MS(5_000)));
+        DeadlineLayer::new(MS(800))
+            .layer(svc)
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(*seen.lock().unwrap(), [Some(Deadline::at(start + MS(800)))]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_with_no_deadline_anywhere_carries_none() {
+        let (svc, seen) = recording();
+        DeadlineLayer::from_request()
+            .layer(svc)
+            .oneshot(http::Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(*seen.lock().unwrap(), [None]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_whose_deadline_has_passed_fails_unsent() {
+        let (svc, seen) = recording();
+        let mut req = http::Request::new(());
+        req.set_deadline(Deadline::at(Instant::now()));
+        let err = DeadlineLayer::from_request()
+            .layer(svc)
+            .oneshot(req)
+            .await
+            .unwrap_err();
+        assert!(err.is::<DeadlineExceeded>(), "{err}");
+        assert!(seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_still_running_at_its_deadline_fails_then() {
+        let slow = tower::service_fn(|_: http::Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, BoxError>(())
+        });
+        let start = Instant::now();
+        let err = DeadlineLayer::new(MS(250))
+            .layer(slow)
+            .oneshot(http::Request::new(()))
+            .await
+            .unwrap_err();
+        assert!(err.is::<DeadlineExceeded>(), "{err}");
+        assert_eq!(start.elapsed(), MS(250));
+    }
+}

@@ -1,34 +1,4 @@
-//! Deadlines: when a whole call (every attempt and every backoff included)
-//! must be over, merged once at the top of the stack and carried in the
-//! request for every layer below to read.
-//!
-//! - [`Deadline`]: an instant, carried in the request ([`HasDeadline`]; for
-//!   HTTP, in its extensions).
-//! - [`DeadlineLayer`]: the outermost layer. It merges the deadlines a call
-//!   has (the layer's own, the request's per-call [`Timeout`], and a
-//!   deadline the request already carries, such as a caller's propagated
-//!   one), earliest first, writes the result into the request, and fails
-//!   the call with [`DeadlineExceeded`] when it passes.
-//! - Below it, the retry layer starts no attempt the deadline would cut
-//!   off, and a client sends the time left to the next hop in the
-//!   [`DEADLINE`] header (`x-deadline-ms`), so deadlines shrink across hops.
-//!
-//! ```
-//! use std::time::Duration;
-//! use meshguard::deadline::{DeadlineExceeded, DeadlineLayer};
-//! use tower::{Layer, ServiceExt};
-//!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() {
-//! let slow = tower::service_fn(|_: http::Request<()>| async {
-//!     tokio::time::sleep(Duration::from_secs(5)).await;
-//!     Ok::<_, std::io::Error>("late")
-//! });
-//! let svc = DeadlineLayer::new(Duration::from_secs(1)).layer(slow);
-//! let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
-//! assert!(err.is::<DeadlineExceeded>());
-//! # }
-//! ```
+#![doc = include_str!("../../docs/deadline.md")]
 
 mod layer;
 

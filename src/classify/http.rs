@@ -1,5 +1,7 @@
 //! [`HttpClassifier`]: HTTP responses by status code.
 
+use std::sync::{Mutex, OnceLock};
+
 use http::StatusCode;
 
 use super::{Classify, Outcome, error_outcome};
@@ -24,25 +26,51 @@ use super::{Classify, Outcome, error_outcome};
 ///     Ok(http::Response::builder().status(408).body(()).unwrap());
 /// assert_eq!(classify.classify(&r).status(), Some(StatusCode::REQUEST_TIMEOUT));
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct HttpClassifier {
-    // Two bits per status code 100..=999 would be tighter; two bitsets of
-    // 1,024 bits keep the lookup to one shift and one mask.
+    // A pointer to an interned pair of bitsets, not the 256 bytes inline:
+    // every breaker's response future holds a classifier, and copying 256
+    // bytes into each (twice a call through a client, for the service's and
+    // the endpoint's breaker) was a measurable share of a call's cost.
+    sets: &'static Sets,
+}
+
+/// Two bits per status code 100..=999 would be tighter; two bitsets of
+/// 1,024 bits keep the lookup to one shift and one mask.
+#[derive(Clone, PartialEq, Eq)]
+struct Sets {
     failures: [u64; 16],
     ignored: [u64; 16],
 }
 
+/// Each distinct pair of sets, leaked once and shared: a program configures
+/// a handful (made when a classifier is built, never per call).
+fn intern(sets: Sets) -> &'static Sets {
+    static TABLE: Mutex<Vec<&'static Sets>> = Mutex::new(Vec::new());
+    let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = table.iter().find(|s| ***s == sets) {
+        return found;
+    }
+    let leaked: &'static Sets = Box::leak(Box::new(sets));
+    table.push(leaked);
+    leaked
+}
+
 impl Default for HttpClassifier {
     fn default() -> Self {
-        let mut c = HttpClassifier {
-            failures: [0; 16],
-            ignored: [0; 16],
-        };
-        for code in 500..=599 {
-            set(&mut c.failures, code, true);
-        }
-        set(&mut c.failures, 429, true);
-        c
+        static DEFAULT: OnceLock<&'static Sets> = OnceLock::new();
+        let sets = DEFAULT.get_or_init(|| {
+            let mut s = Sets {
+                failures: [0; 16],
+                ignored: [0; 16],
+            };
+            for code in 500..=599 {
+                set(&mut s.failures, code, true);
+            }
+            set(&mut s.failures, 429, true);
+            intern(s)
+        });
+        HttpClassifier { sets }
     }
 }
 
@@ -66,40 +94,41 @@ impl HttpClassifier {
         Self::default()
     }
 
+    fn with(self, status: StatusCode, failure: bool, ignored: bool) -> Self {
+        let mut sets = self.sets.clone();
+        set(&mut sets.failures, status.as_u16(), failure);
+        set(&mut sets.ignored, status.as_u16(), ignored);
+        HttpClassifier { sets: intern(sets) }
+    }
+
     /// Counts `status` as a failure.
-    pub fn failure(mut self, status: StatusCode) -> Self {
-        set(&mut self.failures, status.as_u16(), true);
-        set(&mut self.ignored, status.as_u16(), false);
-        self
+    pub fn failure(self, status: StatusCode) -> Self {
+        self.with(status, true, false)
     }
 
     /// Counts `status` as a success.
-    pub fn success(mut self, status: StatusCode) -> Self {
-        set(&mut self.failures, status.as_u16(), false);
-        set(&mut self.ignored, status.as_u16(), false);
-        self
+    pub fn success(self, status: StatusCode) -> Self {
+        self.with(status, false, false)
     }
 
     /// Records nothing for `status`.
-    pub fn ignore(mut self, status: StatusCode) -> Self {
-        set(&mut self.failures, status.as_u16(), false);
-        set(&mut self.ignored, status.as_u16(), true);
-        self
+    pub fn ignore(self, status: StatusCode) -> Self {
+        self.with(status, false, true)
     }
 
     /// Whether `status` counts as a failure.
     #[inline]
     pub fn is_failure(&self, status: StatusCode) -> bool {
-        get(&self.failures, status.as_u16())
+        get(&self.sets.failures, status.as_u16())
     }
 
     /// The outcome of one response.
     #[inline]
     pub fn classify_response<B>(&self, response: &http::Response<B>) -> Outcome {
         let code = response.status().as_u16();
-        if get(&self.failures, code) {
+        if get(&self.sets.failures, code) {
             Outcome::of_failed_response(response)
-        } else if get(&self.ignored, code) {
+        } else if get(&self.sets.ignored, code) {
             Outcome::Ignored
         } else {
             Outcome::Success
@@ -111,8 +140,8 @@ impl std::fmt::Debug for HttpClassifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let list = |bits: &[u64; 16]| (100..1000).filter(|c| get(bits, *c)).collect::<Vec<u16>>();
         f.debug_struct("HttpClassifier")
-            .field("failures", &list(&self.failures))
-            .field("ignored", &list(&self.ignored))
+            .field("failures", &list(&self.sets.failures))
+            .field("ignored", &list(&self.sets.ignored))
             .finish()
     }
 }

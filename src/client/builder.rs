@@ -287,8 +287,7 @@ impl ServiceClientBuilder {
         let connect: Connect = Box::new(move |e: &Endpoint| {
             EndpointTransport::new(http.clone(), e, limits, defaults.clone(), attempts.clone())
         });
-        let (lb, view) =
-            balance_with_view(&self.name, source, connect, classify.clone(), self.balance);
+        let (lb, view) = balance_with_view(&self.name, source, connect, classify, self.balance);
         // The attempt timeout also bounds the wait for an endpoint.
         let balanced = SharedBalancer::new(lb, settled, self.timeout);
         let breaker =

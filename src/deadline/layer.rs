@@ -197,10 +197,12 @@ mod tests {
     use super::*;
     use crate::deadline::Timeout;
 
+    type Seen = Arc<Mutex<Vec<Option<Deadline>>>>;
+
     /// A service that records the deadline each request carries.
     fn recording() -> (
-        impl Service<http::Request<()>, Response = (), Error = BoxError, Future: Send> + Clone,
-        Arc<Mutex<Vec<Option<Deadline>>>>,
+        impl Service<http::Request<()>, Response = (), Error = BoxError> + Clone,
+        Seen,
     ) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();

@@ -290,19 +290,16 @@ impl ServiceClientBuilder {
         let (lb, view) = balance_with_view(&self.name, source, connect, classify, self.balance);
         // The attempt timeout also bounds the wait for an endpoint.
         let balanced = SharedBalancer::new(lb, settled, self.timeout);
-        let breaker =
-            CircuitBreaker::new(self.name.clone(), self.breaker.clone().unwrap_or_default());
-        if self.breaker.is_none() {
-            // Not in the stack; disabled so that reading it says so.
-            breaker.disable();
-        }
+        let breaker = self
+            .breaker
+            .map(|config| CircuitBreaker::new(self.name.clone(), config));
         let stack = stack::stack(
             balanced,
             DeadlineLayer::optional(self.deadline),
             RetryLayer::new(self.retry)
                 .name(self.name.as_str())
                 .retry_on(self.retry_on),
-            self.breaker.is_some().then(|| breaker.clone()),
+            breaker.clone(),
             classify,
         );
         Ok(ServiceClient {

@@ -58,9 +58,9 @@ pub struct ServiceClient {
 
 struct Shared {
     name: Arc<str>,
-    /// The service breaker, to read or force (disabled when configured off:
-    /// it is then not in the stack).
-    breaker: CircuitBreaker,
+    /// The service breaker, to read or force; `None` when configured off
+    /// (it is then not in the stack).
+    breaker: Option<CircuitBreaker>,
     /// What is retried: also what `ClientError::is_retryable` says.
     retry_on: HttpRetryOn,
     view: crate::balance::BalanceView,
@@ -92,9 +92,11 @@ impl ServiceClient {
         &self.shared.name
     }
 
-    /// The service-level circuit breaker, to read or force its state.
-    pub fn breaker(&self) -> &CircuitBreaker {
-        &self.shared.breaker
+    /// The service-level circuit breaker, to read or force its state;
+    /// `None` for a client built without one
+    /// ([`circuit_breaker(None)`](ServiceClientBuilder::circuit_breaker)).
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.shared.breaker.as_ref()
     }
 
     /// The instances the client balances over now, each with its ejecting

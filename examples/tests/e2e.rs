@@ -448,7 +448,13 @@ async fn the_gateway_limits_each_clients_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_while_the_user_services_breaker_is_open_is_503_with_retry_after() {
     let system = System::start(None).await;
-    system.order_state.users.0.breaker().force_open();
+    system
+        .order_state
+        .users
+        .0
+        .breaker()
+        .expect("the user client has a service breaker")
+        .force_open();
     let r = system
         .http
         .post(format!("{}/orders", system.orders.url()))

@@ -1,3 +1,4 @@
+// A binary of its own: it installs the process-wide `metrics` recorder.
 //! The `metrics` feature: a scripted scenario through real clients against
 //! an axum server, then every counter, gauge and histogram it should have
 //! moved, read from metrics-util's debugging recorder. One test: the

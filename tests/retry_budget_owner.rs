@@ -1,3 +1,4 @@
+// A binary of its own: a budget made by a test beside it could take the dropped layer's budget.
 //! A request in flight keeps drawing on its own layer's budget after the
 //! layer and its service are gone, whatever budgets are made meanwhile.
 //! One test in this file: budgets made by tests running beside it would

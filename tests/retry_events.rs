@@ -1,3 +1,4 @@
+// A binary of its own: `tracing` caches per call site, process-wide, whether anyone listens.
 //! The retry layer's `tracing` events. Alone in this binary: `tracing`
 //! caches per call site whether anyone listens, and a test thread without a
 //! subscriber racing this one could make the events vanish.

@@ -13,8 +13,7 @@ use meshguard::client::{ClientError, ServiceClient};
 use meshguard::propagation::{CallContext, PropagationLayer, TraceParent};
 use serde::{Deserialize, Serialize};
 
-mod support;
-use support::http::{serve, url};
+use crate::support::http::{serve, url};
 
 /// What the back service saw.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -15,8 +15,7 @@ use meshguard::retry::{
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
-mod support;
-use support::upstream::{Reply, Upstream};
+use crate::support::upstream::{Reply, Upstream};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 const SECS: fn(u64) -> Duration = Duration::from_secs;

@@ -2,13 +2,12 @@
 //! of successes, failures, slow calls and clock advances, the counts it
 //! reports equal the model's.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Call, MS, call, wrap};
 use meshguard::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, Window};
 use proptest::prelude::*;
-use support::{Call, MS, call, wrap};
+use proptest::test_runner::FileFailurePersistence;
 
 const SLOW: Duration = Duration::from_millis(100);
 
@@ -75,6 +74,15 @@ fn model(window: Window, done: &[Done], now_ms: u64) -> (u64, u64, u64) {
 }
 
 proptest! {
+    // Failures are saved next to this file, in
+    // window_model.proptest-regressions: the default (`SourceParallel`)
+    // would find main.rs beside it and write
+    // tests/proptest-regressions/window_model.txt instead.
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
+
     #[test]
     fn window_counts_equal_the_reference_model(
         window in window(),

@@ -20,8 +20,7 @@ use meshguard::discovery::Endpoint;
 use meshguard::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
 
-mod support;
-use support::http::{closed_port, serve, url};
+use crate::support::http::{closed_port, serve, url};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct User {

@@ -1,3 +1,4 @@
+// A binary of its own: a breaker made by a test beside it could take the dropped breaker's slot.
 //! A breaker's memory is recycled when it is dropped (see
 //! `src/circuit_breaker/state.rs`). This file holds one test so that no other
 //! test's breaker takes the recycled slot first: the new breaker below is

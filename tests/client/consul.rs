@@ -9,8 +9,7 @@ use meshguard::client::{ClientError, ServiceClient, ServiceClientConfig};
 use meshguard::discovery::consul::ConsulDiscovery;
 use meshguard::testing::{CheckStatus, ConsulRegistry};
 
-mod support;
-use support::http::serve;
+use crate::support::http::serve;
 
 async fn instance(name: &'static str) -> u16 {
     let app = axum::Router::new().route("/whoami", get(move || async move { name }));

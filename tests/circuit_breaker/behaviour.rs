@@ -1,6 +1,6 @@
 //! The circuit breaker's behaviour, one rule per test, on paused time.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,3 +1,4 @@
+// A binary of its own: real-time timelines under load, which tests running beside it would skew.
 //! Recovery through `ServiceClient`. With the default settings: every
 //! instance of a service refuses connections for 3 s while 16 tasks call it
 //! in a closed loop, then comes back. During the outage the client must not

@@ -1,3 +1,4 @@
+// A binary of its own: its counting `#[global_allocator]` serves the whole process.
 //! A call through the breaker allocates nothing, closed or open.
 
 use std::alloc::{GlobalAlloc, Layout, System};

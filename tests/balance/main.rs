@@ -21,6 +21,7 @@ use meshguard::discovery::{Change, Endpoint, StaticDiscovery};
 use meshguard::retry::{RetryLayer, RetryPolicy};
 use tower::{Layer, Service, ServiceExt};
 
+#[path = "../support/mod.rs"]
 mod support;
 use support::transport::connect;
 

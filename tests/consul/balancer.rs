@@ -16,8 +16,7 @@ use meshguard::discovery::consul::ConsulDiscovery;
 use meshguard::testing::ConsulRegistry;
 use tower::{Service, ServiceExt};
 
-mod support;
-use support::transport::connect;
+use crate::support::transport::connect;
 
 struct Instance {
     port: u16,

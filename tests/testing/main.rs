@@ -1,0 +1,7 @@
+//! The test utilities of `meshguard::testing`: `FaultLayer`, and the
+//! in-process Consul-compatible registry against the Consul API facts in
+//! tests/fixtures/consul/README.md (with the `consul` feature).
+
+#[cfg(feature = "consul")]
+mod consul_registry;
+mod fault;

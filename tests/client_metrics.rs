@@ -115,7 +115,10 @@ async fn a_scripted_scenario_moves_exactly_the_expected_metrics() {
     let absent: Option<serde_json::Value> = metered.get("/missing").send_opt().await.unwrap();
     assert!(absent.is_none());
     metered.get("/flaky").send::<()>().await.unwrap(); // 503, retried, 200
-    metered.breaker().force_open();
+    metered
+        .breaker()
+        .expect("a service breaker by default")
+        .force_open();
     let err = metered.get("/ok").send::<()>().await.unwrap_err();
     assert!(matches!(err, ClientError::CircuitOpen { .. }), "{err:?}");
     let err = stingy.get("/down").send::<()>().await.unwrap_err(); // no budget to retry

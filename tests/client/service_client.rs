@@ -832,3 +832,93 @@ async fn a_body_cut_off_midway_is_a_transport_error_retried_for_idempotent_reque
     assert!(matches!(err, ClientError::Transport(_)), "{err:?}");
     assert_eq!(requests.load(Ordering::SeqCst), 4, "a POST was replayed");
 }
+
+/// A server answering every request with `status`.
+async fn always(status: StatusCode) -> String {
+    url(serve(axum::Router::new().route("/", get(move || async move { status }))).await)
+}
+
+#[tokio::test]
+async fn a_status_the_client_retries_is_retryable_in_its_error_and_no_other() {
+    let base = always(StatusCode::INTERNAL_SERVER_ERROR).await;
+    let once = || RetryPolicy::builder().max_attempts(1).build().unwrap();
+    let default = ServiceClient::builder("s")
+        .urls([base.clone()])
+        .retry(once())
+        .build()
+        .unwrap();
+    let asked = ServiceClient::builder("s")
+        .urls([base])
+        .retry(once())
+        .retry_on_status(StatusCode::INTERNAL_SERVER_ERROR, true)
+        .build()
+        .unwrap();
+    let by_default = default.get("/").send::<()>().await.unwrap_err();
+    let when_asked = asked.get("/").send::<()>().await.unwrap_err();
+    assert_eq!(
+        (by_default.is_retryable(), when_asked.is_retryable()),
+        (false, true)
+    );
+    assert!(matches!(
+        when_asked,
+        ClientError::Status {
+            retryable: true,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn an_error_gives_back_the_outcome_of_the_last_attempt() {
+    use meshguard::classify::Outcome;
+    let refused = ServiceClient::builder("users")
+        .urls([url(closed_port().await)])
+        .retry(RetryPolicy::builder().max_attempts(1).build().unwrap())
+        .build()
+        .unwrap();
+    let err = refused.get("/").send::<()>().await.unwrap_err();
+    assert_eq!(err.outcome(), Outcome::Connect);
+    let busy = ServiceClient::builder("s")
+        .urls([always(StatusCode::SERVICE_UNAVAILABLE).await])
+        .retry(RetryPolicy::builder().max_attempts(1).build().unwrap())
+        .build()
+        .unwrap();
+    let err = busy.get("/").send::<()>().await.unwrap_err();
+    assert_eq!(
+        err.outcome(),
+        Outcome::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            retry_after: None
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_retry_policy_with_its_own_attempt_timeout_is_rejected_naming_the_field() {
+    let err = ServiceClient::builder("s")
+        .urls(["http://127.0.0.1:1"])
+        .retry(
+            RetryPolicy::builder()
+                .attempt_timeout(Duration::from_secs(1))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "retry.attempt_timeout");
+}
+
+#[tokio::test]
+async fn a_client_built_without_a_service_breaker_has_none() {
+    let plain = ServiceClient::builder("s")
+        .urls(["http://127.0.0.1:1"])
+        .circuit_breaker(None)
+        .build()
+        .unwrap();
+    assert!(plain.breaker().is_none());
+    let guarded = ServiceClient::builder("s")
+        .urls(["http://127.0.0.1:1"])
+        .build()
+        .unwrap();
+    assert_eq!(guarded.breaker().map(|b| b.name()), Some("s"));
+}

@@ -252,6 +252,9 @@ where
                         {
                             drop(lb);
                             *waited = false;
+                            // Every other waiter learns it too: the balancer
+                            // woke only the last of them.
+                            shared.wake_waiters();
                             // Fails without touching a tokio resource.
                             ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
                             return Poll::Ready(Err(NoEndpoints.into()));
@@ -263,8 +266,9 @@ where
                             drop(lb);
                             *waited = true;
                             if timer.is_none() {
-                                if let Some(timeout) = *timeout {
-                                    let end = Instant::now() + timeout;
+                                if let Some(end) =
+                                    timeout.and_then(|t| Instant::now().checked_add(t))
+                                {
                                     if let Some(req) = req.as_mut() {
                                         req.set_attempt_end(end);
                                     }
@@ -428,6 +432,27 @@ mod tests {
         for call in calls {
             assert_eq!(call.await.unwrap().unwrap(), "served");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_waiter_learns_at_once_that_discovery_answered_empty() {
+        let mock = Mock::default();
+        let settled = Arc::new(AtomicBool::new(false));
+        let lb = SharedBalancer::new(mock.clone(), settled.clone(), Some(Duration::from_secs(3)));
+        let calls: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(lb.clone().call(Req::default())))
+            .collect();
+        tokio::task::yield_now().await;
+        let start = Instant::now();
+        settled.store(true, Ordering::Release);
+        // The balancer wakes only the last caller it saw.
+        let waker = mock.state.lock().unwrap().waker.take();
+        waker.expect("a caller registered").wake();
+        for call in calls {
+            let err = call.await.unwrap().unwrap_err();
+            assert!(err.is::<NoEndpoints>(), "{err}");
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

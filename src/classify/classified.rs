@@ -12,8 +12,12 @@ use crate::BoxError;
 /// [`Outcome::Connect`], one closed before the response
 /// [`Outcome::Transport`]) so no layer above interprets it again.
 ///
-/// Displays and downcasts through to the error it wraps
-/// ([`source`](StdError::source)).
+/// Transparent, as `#[error(transparent)]` is: it displays as the error
+/// it wraps and its [`source`](StdError::source) is that error's source, so
+/// a chain printed link by link shows each message once. To downcast,
+/// take the wrapped error with [`get_ref`](Self::get_ref) or
+/// [`into_inner`](Self::into_inner) (`ServiceClient`'s
+/// `ClientError::Transport` already holds the unwrapped error).
 ///
 /// ```
 /// use meshguard::classify::{Classified, Outcome};
@@ -44,6 +48,11 @@ impl Classified {
     }
 
     /// The error it wraps.
+    pub fn get_ref(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.error
+    }
+
+    /// The error it wraps.
     pub fn into_inner(self) -> BoxError {
         self.error
     }
@@ -57,7 +66,7 @@ impl fmt::Display for Classified {
 
 impl StdError for Classified {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.error)
+        self.error.source()
     }
 }
 

@@ -31,8 +31,13 @@ where
 
 /// The default classifier: every `Ok` is a success and every `Err` is what
 /// [`Outcome::of_error`] makes of it, when the error is one it can read (a
-/// [`BoxError`](crate::BoxError), as tower layers pass errors, or a
-/// `std::io::Error`); any other error is a [`Outcome::Failure`].
+/// [`BoxError`](crate::BoxError), as tower layers pass errors, a breaker's
+/// `BreakerError<BoxError>`, or a `std::io::Error`); any other error is a
+/// [`Outcome::Failure`]. So every error counts as a failure except the two
+/// that say nothing about the callee (see [`Outcome::counts`]): a breaker's
+/// rejection and a passed deadline. Below a breaker, bound calls with a
+/// timeout (`tower::timeout`, read as [`Outcome::Timeout`]), not a
+/// deadline.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ErrorsAreFailures;
 
@@ -61,6 +66,13 @@ pub(crate) fn error_outcome<E: 'static>(error: &E) -> Outcome {
         Outcome::of_error(&**e)
     } else if let Some(e) = any.downcast_ref::<std::io::Error>() {
         Outcome::of_error(e)
+    } else if let Some(e) =
+        any.downcast_ref::<crate::circuit_breaker::BreakerError<crate::BoxError>>()
+    {
+        match e {
+            crate::circuit_breaker::BreakerError::Open(open) => Outcome::of_error(open),
+            crate::circuit_breaker::BreakerError::Inner(inner) => Outcome::of_error(&**inner),
+        }
     } else {
         Outcome::Failure
     }
@@ -78,6 +90,17 @@ mod tests {
         assert_eq!(ErrorsAreFailures.classify(&err), Outcome::Failure);
         let other: Result<u8, &str> = Err("boom");
         assert_eq!(ErrorsAreFailures.classify(&other), Outcome::Failure);
+    }
+
+    #[test]
+    fn an_inner_breakers_rejection_is_read_through_its_breaker_error() {
+        use crate::circuit_breaker::{BreakerError, CircuitOpen, State};
+        let rejected: Result<u8, BreakerError<crate::BoxError>> =
+            Err(BreakerError::Open(CircuitOpen::new(State::Open, None)));
+        assert_eq!(
+            ErrorsAreFailures.classify(&rejected),
+            Outcome::RejectedByService { retry_after: None }
+        );
     }
 
     #[test]

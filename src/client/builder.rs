@@ -13,7 +13,7 @@ use super::transport::{self, EndpointTransport};
 use super::{ServiceClient, Shared};
 use crate::ConfigError;
 use crate::balance::{BalanceConfig, SharedBalancer, balance_with_view};
-use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, Rejection};
 use crate::classify::HttpClassifier;
 use crate::deadline::DeadlineLayer;
 use crate::discovery::{Change, Endpoint, StaticDiscovery};
@@ -259,6 +259,20 @@ impl ServiceClientBuilder {
             }
             Some(Discovery::Stream(kind)) => kind,
         };
+        if self
+            .breaker
+            .as_ref()
+            .is_some_and(|c| c.rejection() == Rejection::Wait)
+        {
+            // Waiting in `poll_ready` would hold calls past their deadline
+            // while the service is down, and its rejections would read as an
+            // endpoint's (retried on another instance).
+            return Err(ConfigError::new(
+                "circuit_breaker.rejection",
+                "the service breaker fails fast (`fail_fast`); `wait` is for the endpoints' \
+                 breakers (`balance.ejection`)",
+            ));
+        }
         if self.retry.attempt_timeout().is_some() {
             return Err(ConfigError::new(
                 "retry.attempt_timeout",

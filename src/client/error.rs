@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use super::transport::transport_outcome;
 use crate::BoxError;
-use crate::classify::Outcome;
+use crate::classify::{Classified, Outcome};
 
 /// How many bytes of an error response's body a [`ClientError::Status`]
 /// keeps: enough for a JSON error message, not a whole page.
@@ -89,7 +90,7 @@ impl ClientError {
                 true
             }
             ClientError::Transport(e) => matches!(
-                Outcome::of_error(e.as_ref()),
+                transport_outcome(e.as_ref()),
                 Outcome::Connect | Outcome::Transport | Outcome::Timeout
             ),
             ClientError::Status { retryable, .. } => *retryable,
@@ -102,7 +103,10 @@ impl ClientError {
 
     /// The outcome this error stands for, in the vocabulary every layer
     /// uses ([`Outcome`]); [`Outcome::Failure`] for what only the client
-    /// knows (decoding, an invalid request, a body over the limit).
+    /// knows (decoding, an invalid request, a body over the limit). A
+    /// [`Status`](ClientError::Status) is [`Outcome::Status`] whatever the
+    /// status (a 404 from `send` included, which the breakers count as a
+    /// success), with the `Retry-After` of a 429 or 503 only.
     pub fn outcome(&self) -> Outcome {
         match self {
             ClientError::CircuitOpen { retry_after } => Outcome::RejectedByService {
@@ -111,14 +115,20 @@ impl ClientError {
             ClientError::Timeout => Outcome::Timeout,
             ClientError::DeadlineExceeded => Outcome::DeadlineExceeded,
             ClientError::NoEndpoints => Outcome::NoEndpoints,
-            ClientError::Transport(e) => Outcome::of_error(e.as_ref()),
+            ClientError::Transport(e) => transport_outcome(e.as_ref()),
             ClientError::Status {
                 status,
                 retry_after,
                 ..
             } => Outcome::Status {
                 status: *status,
-                retry_after: *retry_after,
+                // As the layers read it: only a 429's or a 503's.
+                retry_after: retry_after.filter(|_| {
+                    matches!(
+                        *status,
+                        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+                    )
+                }),
             },
             ClientError::Decode(_)
             | ClientError::BodyTooLarge { .. }
@@ -170,9 +180,19 @@ impl ClientError {
             Outcome::DeadlineExceeded => ClientError::DeadlineExceeded,
             Outcome::Timeout => ClientError::Timeout,
             Outcome::NoEndpoints => ClientError::NoEndpoints,
-            Outcome::Failure => failure(error),
-            _ => ClientError::Transport(error),
+            Outcome::Failure => failure(unwrap(error)),
+            _ => ClientError::Transport(unwrap(error)),
         }
+    }
+}
+
+/// The transport's error itself, out of the [`Classified`] that carried its
+/// outcome up the stack: what a caller downcasts (`hyper_util`'s error, an
+/// `io::Error`); the outcome is read again from it, by the same function.
+fn unwrap(error: BoxError) -> BoxError {
+    match error.downcast::<Classified>() {
+        Ok(classified) => classified.into_inner(),
+        Err(other) => other,
     }
 }
 

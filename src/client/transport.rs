@@ -25,7 +25,7 @@ use super::call::{Call, CallParts};
 use super::error::InvalidUri;
 use crate::BoxError;
 use crate::classify::{Classified, Outcome};
-use crate::deadline::DEADLINE;
+use crate::deadline::{DEADLINE, DeadlineExceeded};
 use crate::discovery::Endpoint;
 use crate::propagation::{REQUEST_ID, TRACEPARENT};
 
@@ -165,9 +165,12 @@ impl Service<Call> for EndpointTransport {
         // propagates.
         let mut headers = own;
         headers.reserve(self.defaults.len() + 3);
-        for (name, value) in self.defaults.iter() {
+        for name in self.defaults.keys() {
             if !headers.contains_key(name) {
-                headers.insert(name.clone(), value.clone());
+                // Every value of a default set more than once.
+                for value in self.defaults.get_all(name) {
+                    headers.append(name.clone(), value.clone());
+                }
             }
         }
         headers.insert(REQUEST_ID, request_id);
@@ -175,6 +178,10 @@ impl Service<Call> for EndpointTransport {
         // One clock read for the header and the timer (about 30 ns each here).
         let now = Instant::now();
         if let Some(deadline) = call.deadline {
+            if deadline.instant() <= now {
+                // Passed while the call waited for an endpoint: not sent.
+                return TransportFuture::failed(DeadlineExceeded.into());
+            }
             headers.insert(DEADLINE, deadline.to_header_value(now));
         }
         let mut req = Request::new(Full::new(body));
@@ -187,7 +194,7 @@ impl Service<Call> for EndpointTransport {
         // attempt fails here with a timeout that this instance's breaker
         // records.
         let timer = self.limits.timeout.and_then(|timeout| {
-            let mut end = now + timeout;
+            let mut end = now.checked_add(timeout)?;
             if let Some(at) = call.attempt_end {
                 end = end.min(at);
             }
@@ -288,7 +295,8 @@ impl Future for TransportFuture {
                     }
                     // Cut off (hyper's "incomplete message") or reset.
                     Poll::Ready(Err(e)) => {
-                        return Poll::Ready(Err(Classified::new(Outcome::Transport, e).into()));
+                        let outcome = transport_outcome(&*e);
+                        return Poll::Ready(Err(Classified::new(outcome, e).into()));
                     }
                     Poll::Pending => break,
                 },
@@ -311,23 +319,30 @@ impl Future for TransportFuture {
     }
 }
 
-/// What a failed exchange means, decided here, where hyper's error says it:
-/// a connection that could not be made was never sent
-/// ([`Outcome::Connect`]); one the server closed before answering
-/// (hyper's "incomplete message", a pooled connection that went away) or
-/// that failed mid-way is [`Outcome::Transport`]; anything else is read
-/// by [`Outcome::of_error`] (an io error by its kind).
+/// Wraps a failed exchange's error with its outcome, decided here, where
+/// hyper's error says it (see [`transport_outcome`]).
 #[cold]
 fn send_error(e: hyper_util::client::legacy::Error) -> BoxError {
-    let outcome = if e.is_connect() {
-        Outcome::Connect
-    } else {
-        match Outcome::of_error(&e) {
-            Outcome::Failure if closed_early(&e) => Outcome::Transport,
-            other => other,
-        }
-    };
-    Classified::new(outcome, e).into()
+    Classified::new(transport_outcome(&e), e).into()
+}
+
+/// What a transport error means: the one place hyper's errors are read. A
+/// connection that could not be made was never sent ([`Outcome::Connect`]);
+/// one the server closed before answering (hyper's "incomplete message", a
+/// pooled connection that went away) or that failed mid-way is
+/// [`Outcome::Transport`]; anything else as [`Outcome::of_error`] reads it
+/// (an io error by its kind; a malformed response is a plain failure).
+pub(crate) fn transport_outcome(error: &(dyn std::error::Error + 'static)) -> Outcome {
+    if error
+        .downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(|e| e.is_connect())
+    {
+        return Outcome::Connect;
+    }
+    match Outcome::of_error(error) {
+        Outcome::Failure if closed_early(error) => Outcome::Transport,
+        other => other,
+    }
 }
 
 fn closed_early(error: &(dyn std::error::Error + 'static)) -> bool {

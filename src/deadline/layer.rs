@@ -107,13 +107,20 @@ where
             };
         }
         let now = Instant::now();
-        let at = [self.after, own]
+        // A deadline too far away for the clock is no deadline.
+        let Some(at) = [self.after, own]
             .into_iter()
             .flatten()
-            .map(|d| now + d)
+            .filter_map(|d| now.checked_add(d))
             .chain(theirs.map(|d| d.instant()))
             .min()
-            .expect("one deadline at least");
+        else {
+            return ResponseFuture {
+                kind: Kind::Open {
+                    call: self.inner.call(req),
+                },
+            };
+        };
         if at <= now {
             // Sending it could only load the upstream with work nobody
             // waits for.

@@ -28,6 +28,7 @@ pub use policy::{RetryPolicy, RetryPolicyBuilder};
 pub use replay::{NoReplay, Replay, ReplayBody};
 
 use crate::BoxError;
+use crate::deadline::{DeadlineExceeded, HasDeadline};
 use policy::Attempts;
 
 /// Retries calls by a [`RetryPolicy`], within a [`RetryBudget`]; see the
@@ -229,6 +230,8 @@ pin_project! {
     enum Kind<F> {
         Open { #[pin] call: F },
         Bounded { #[pin] call: F, timer: Pin<Box<tokio::time::Sleep>> },
+        // The deadline passed before the attempt began: not sent.
+        Expired,
     }
 }
 
@@ -251,6 +254,7 @@ impl<S, Req> Service<Req> for Attempt<S>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
+    Req: HasDeadline,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -263,6 +267,17 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        if req
+            .deadline()
+            .is_some_and(|d| d.instant() <= Instant::now())
+        {
+            // The deadline passed during the backoff (or both timers fired
+            // in one tick): sending it could only load the upstream with
+            // work nobody waits for.
+            return AttemptFuture {
+                kind: Kind::Expired,
+            };
+        }
         let call = self.inner.call(req);
         if self.timeout == 0 {
             return AttemptFuture {
@@ -316,6 +331,11 @@ where
                 }
                 ready!(timer.as_mut().poll(cx));
                 Err(tower::timeout::error::Elapsed::new().into())
+            }
+            KindProj::Expired => {
+                // Fails without touching a tokio resource.
+                ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+                Err(DeadlineExceeded.into())
             }
         })
     }

@@ -922,3 +922,60 @@ async fn a_client_built_without_a_service_breaker_has_none() {
         .unwrap();
     assert_eq!(guarded.breaker().map(|b| b.name()), Some("s"));
 }
+
+#[tokio::test]
+async fn a_default_header_set_twice_is_sent_with_both_values() {
+    let users = ServiceClient::builder("users")
+        .urls([users().await])
+        .header("x-team", "payments")
+        .header("x-team", "billing")
+        .build()
+        .unwrap();
+    let seen: Vec<(String, String)> = users.get("/headers").send().await.unwrap();
+    // The server lists the pairs sorted.
+    assert_eq!(header(&seen, "x-team"), ["billing", "payments"]);
+}
+
+#[tokio::test]
+async fn a_wait_mode_service_breaker_is_rejected_naming_the_field() {
+    use meshguard::circuit_breaker::Rejection;
+    let err = ServiceClient::builder("s")
+        .urls(["http://127.0.0.1:1"])
+        .circuit_breaker(Some(
+            CircuitBreakerConfig::builder()
+                .rejection(Rejection::Wait)
+                .build()
+                .unwrap(),
+        ))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "circuit_breaker.rejection");
+}
+
+#[tokio::test]
+async fn a_transport_error_holds_the_transports_own_error_to_downcast() {
+    let refused = ServiceClient::builder("users")
+        .urls([url(closed_port().await)])
+        .retry(RetryPolicy::builder().max_attempts(1).build().unwrap())
+        .build()
+        .unwrap();
+    match refused.get("/").send::<()>().await.unwrap_err() {
+        ClientError::Transport(e) => {
+            let hyper = e.downcast_ref::<hyper_util::client::legacy::Error>();
+            assert!(hyper.is_some_and(|h| h.is_connect()), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_per_call_deadline_too_far_for_the_clock_is_no_deadline() {
+    let users = client(&users().await);
+    let ada: User = users
+        .get("/users/7")
+        .deadline(Duration::MAX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ada.id, 7);
+}

@@ -323,6 +323,18 @@ async fn a_request_whose_deadline_has_passed_is_not_sent() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_retry_layer_sends_no_attempt_whose_deadline_has_passed() {
+    // No deadline layer above to cut the call: the attempt itself checks.
+    let upstream = Upstream::new(|_| Reply::Status(200));
+    let layer = RetryLayer::new(policy().build().unwrap());
+    let mut req = get();
+    req.extensions_mut().insert(Deadline::at(Instant::now()));
+    let err = send(&layer, &upstream, req).await.unwrap_err();
+    assert!(err.is::<DeadlineExceeded>(), "{err}");
+    assert_eq!(upstream.attempts(), 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_timed_out_attempt_is_retried() {
     let upstream = Upstream::new(|n| {
         if n == 0 {

@@ -80,6 +80,7 @@ mod clock;
 pub mod deadline;
 pub mod discovery;
 mod error;
+mod intern;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod propagation;

@@ -1,6 +1,8 @@
 //! [`HttpClassifier`]: HTTP responses by status code.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use crate::intern::intern;
 
 use http::StatusCode;
 
@@ -41,19 +43,6 @@ pub struct HttpClassifier {
 struct Sets {
     failures: [u64; 16],
     ignored: [u64; 16],
-}
-
-/// Each distinct pair of sets, leaked once and shared: a program configures
-/// a handful (made when a classifier is built, never per call).
-fn intern(sets: Sets) -> &'static Sets {
-    static TABLE: Mutex<Vec<&'static Sets>> = Mutex::new(Vec::new());
-    let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(found) = table.iter().find(|s| ***s == sets) {
-        return found;
-    }
-    let leaked: &'static Sets = Box::leak(Box::new(sets));
-    table.push(leaked);
-    leaked
 }
 
 impl Default for HttpClassifier {

@@ -2,7 +2,6 @@
 //! that applies them to one request).
 
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -242,33 +241,10 @@ struct Settings {
     max_retry_after: Duration,
 }
 
-/// Interns `settings`: each distinct value is leaked once and shared by
-/// every request of every layer that uses it, so a request's policy holds
-/// one pointer instead of a copy or an `Arc` (an `Arc` clone per request
-/// is what `crate::recycle` measured at +34 ns with two threads).
-///
-/// Unlike the budget this aliases nothing: the value is immutable and only
-/// ever shared by layers whose settings (service name included) are equal,
-/// so a request reading another layer's copy reads what its own would say.
-/// The table holds one entry per distinct (name, policy) a program
-/// configures, a handful in practice; a program that made layers with
-/// ever-new names would grow it, which is the cost of a pointer per
-/// request.
-fn intern(settings: Settings) -> &'static Settings {
-    static TABLE: Mutex<Vec<&'static Settings>> = Mutex::new(Vec::new());
-    let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(found) = table.iter().find(|s| ***s == settings) {
-        return found;
-    }
-    let leaked: &'static Settings = Box::leak(Box::new(settings));
-    table.push(leaked);
-    leaked
-}
-
 impl<C> Attempts<C> {
     pub(crate) fn new(policy: &RetryPolicy, service: &str, budget: Handle, retry_on: C) -> Self {
         Attempts {
-            settings: intern(Settings {
+            settings: crate::intern::intern(Settings {
                 service: service.into(),
                 max_attempts: policy.max_attempts,
                 backoff: policy.backoff.clone(),

@@ -192,17 +192,23 @@ impl<'a> RequestBuilder<'a> {
     }
 
     async fn execute(self) -> Result<Response<Bytes>, ClientError> {
-        if let Some(e) = self.error {
-            return Err(ClientError::InvalidRequest(e));
-        }
-        if !self.path.starts_with('/') {
-            return Err(ClientError::InvalidRequest(format!(
+        let invalid = if let Some(e) = self.error {
+            Some(e)
+        } else if !self.path.starts_with('/') {
+            Some(format!(
                 "path {:?}: must start with `/` (the instance is chosen by discovery)",
                 self.path
-            )));
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = invalid {
+            return Err(rejected(message).await);
         }
-        let path = PathAndQuery::from_maybe_shared(Bytes::from(self.path.clone()))
-            .map_err(|e| ClientError::InvalidRequest(format!("path {:?}: {e}", self.path)))?;
+        let path = match PathAndQuery::from_maybe_shared(Bytes::from(self.path.clone())) {
+            Ok(path) => path,
+            Err(e) => return Err(rejected(format!("path {:?}: {e}", self.path)).await),
+        };
         let context = self.context.or_else(CallContext::current);
         let context = context.as_ref();
         let req = Call {
@@ -243,6 +249,14 @@ impl<'a> RequestBuilder<'a> {
         // The body was read inside the attempt, up to the client's limit.
         call.await.map_err(ClientError::from_stack)
     }
+}
+
+/// A call refused before anything was sent. It completes without awaiting
+/// any tokio resource, so it spends the task's cooperative budget, or a
+/// caller looping on a bad request would never yield its worker.
+async fn rejected(message: String) -> ClientError {
+    tokio::task::coop::consume_budget().await;
+    ClientError::InvalidRequest(message)
 }
 
 fn success(

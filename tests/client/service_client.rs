@@ -979,3 +979,22 @@ async fn a_per_call_deadline_too_far_for_the_clock_is_no_deadline() {
         .unwrap();
     assert_eq!(ada.id, 7);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_caller_looping_on_invalid_requests_still_lets_other_tasks_run() {
+    let users = ServiceClient::builder("users")
+        .urls(["http://127.0.0.1:1"])
+        .build()
+        .unwrap();
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+    for _ in 0..1_000 {
+        let err = users.get("no-slash").send::<()>().await.unwrap_err();
+        assert!(matches!(err, ClientError::InvalidRequest(_)), "{err:?}");
+        if ran.load(Ordering::SeqCst) {
+            return;
+        }
+    }
+    panic!("1,000 rejected calls in a row never yielded the worker");
+}

@@ -222,24 +222,62 @@ fn paired(rounds: usize) {
     }
 }
 
-/// `MESHGUARD_COUNT=<reqwest|hyper|ours>:<calls> valgrind --tool=callgrind
+/// `MESHGUARD_COUNT=<reqwest|hyper|p2c|ours>:<calls> valgrind --tool=callgrind
 /// <bench binary>` makes that many calls one after another (after 100 to
 /// warm the pools) and exits: two call counts give the instructions per
-/// call, servers included, without the setup.
+/// call, servers included, without the setup. `p2c` is bare hyper-util
+/// behind tower's p2c over PeakEwma (what meshguard's balancer builds on),
+/// with no other layer: the share of the client's cost that is balancing.
 fn count(spec: &str) {
     let (which, calls) = spec.split_once(':').expect("MESHGUARD_COUNT=ours:1000");
     let calls: u64 = calls.parse().expect("a call count");
+    let (callers, rt) = Callers::new();
+    if which == "p2c" {
+        rt.block_on(count_p2c(&callers, calls));
+        return;
+    }
     let which = match which {
         "reqwest" => 0,
         "hyper" => 1,
         _ => 2,
     };
-    let (callers, rt) = Callers::new();
     rt.block_on(async {
         for i in 0..100 + calls {
             std::hint::black_box(callers.call(which, i).await);
         }
     });
+}
+
+/// Bare hyper-util behind tower's p2c over PeakEwma, one call at a time.
+async fn count_p2c(callers: &Callers, calls: u64) {
+    use tower::{Service, ServiceExt};
+    let endpoints: Vec<_> = callers
+        .uris
+        .iter()
+        .map(|uri| {
+            let (hyper, uri) = (callers.hyper.clone(), uri.clone());
+            let svc = tower::service_fn(move |()| {
+                let (hyper, uri) = (hyper.clone(), uri.clone());
+                async move {
+                    let r = hyper.get(uri).await?;
+                    let body = r.into_body().collect().await?.to_bytes();
+                    Ok::<_, meshguard::BoxError>(body)
+                }
+            });
+            tower::load::PeakEwma::new(
+                svc,
+                Duration::from_millis(30),
+                Duration::from_secs(10).as_nanos() as f64,
+                tower::load::CompleteOnResponse::default(),
+            )
+        })
+        .collect();
+    let mut lb = tower::balance::p2c::Balance::new(tower::discover::ServiceList::new(endpoints));
+    for _ in 0..100 + calls {
+        let body = lb.ready().await.unwrap().call(()).await.unwrap();
+        let user: User = serde_json::from_slice(&body).unwrap();
+        std::hint::black_box(user);
+    }
 }
 
 criterion_group! {

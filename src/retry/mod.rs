@@ -119,7 +119,7 @@ impl<S, R: Clone> Layer<S> for RetryLayer<R> {
 /// (`tower::timeout::error::Elapsed`).
 ///
 /// No retry starts that the request's deadline
-/// ([`HasDeadline`](crate::deadline::HasDeadline), set by a
+/// ([`HasDeadline`], set by a
 /// [`DeadlineLayer`](crate::deadline::DeadlineLayer) above) would cut off.
 pub struct Retry<S, R = HttpRetryOn> {
     inner: tower::retry::Retry<Attempts<R>, Attempt<S>>,

@@ -4,14 +4,15 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::{Layer, Service};
 
-use super::{Deadline, DeadlineExceeded, HasDeadline};
+use super::bounded::{Bounded, Cut};
+use super::{Deadline, HasDeadline};
 use crate::BoxError;
 
 /// Ends every call by its deadline: the earliest of the layer's own (from
@@ -19,7 +20,7 @@ use crate::BoxError;
 /// [`Timeout`](super::Timeout) and a [`Deadline`] the request already
 /// carries (a caller's, propagated). The merged deadline is written into
 /// the request for the layers below, and the call fails with
-/// [`DeadlineExceeded`] when it passes (at once, unsent, if it has already
+/// [`DeadlineExceeded`](super::DeadlineExceeded) when it passes (at once, unsent, if it has already
 /// passed). Put it outermost: above retries, so the deadline bounds them
 /// all. A call with no deadline at all costs one branch.
 ///
@@ -101,9 +102,7 @@ where
         let own = req.timeout();
         if self.after.is_none() && own.is_none() && theirs.is_none() {
             return ResponseFuture {
-                kind: Kind::Open {
-                    call: self.inner.call(req),
-                },
+                kind: Bounded::open(self.inner.call(req)),
             };
         }
         let now = Instant::now();
@@ -116,29 +115,21 @@ where
             .min()
         else {
             return ResponseFuture {
-                kind: Kind::Open {
-                    call: self.inner.call(req),
-                },
+                kind: Bounded::open(self.inner.call(req)),
             };
         };
         if at <= now {
             // Sending it could only load the upstream with work nobody
             // waits for.
             return ResponseFuture {
-                kind: Kind::Expired,
+                kind: Bounded::expired(Cut::Deadline),
             };
         }
         if theirs.is_none_or(|d| d.instant() != at) {
             req.set_deadline(Deadline::at(at));
         }
         ResponseFuture {
-            kind: Kind::Bounded {
-                call: self.inner.call(req),
-                // Boxed: an inline `Sleep` (about 100 bytes) made every
-                // call's future big enough that moving it cost more than
-                // the rest of the call.
-                timer: Box::pin(tokio::time::sleep_until(at)),
-            },
+            kind: Bounded::until(self.inner.call(req), at, Cut::Deadline),
         }
     }
 }
@@ -147,16 +138,7 @@ pin_project! {
     /// The response future of [`DeadlineService`].
     pub struct ResponseFuture<F> {
         #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Open { #[pin] call: F },
-        Bounded { #[pin] call: F, timer: Pin<Box<Sleep>> },
-        Expired,
+        kind: Bounded<F>,
     }
 }
 
@@ -175,23 +157,7 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Open { call } => call.poll(cx).map_err(Into::into),
-            KindProj::Bounded { call, timer } => {
-                if let Poll::Ready(result) = call.poll(cx) {
-                    return Poll::Ready(result.map_err(Into::into));
-                }
-                ready!(timer.as_mut().poll(cx));
-                Poll::Ready(Err(DeadlineExceeded.into()))
-            }
-            KindProj::Expired => {
-                // Fails without touching a tokio resource: spend the task's
-                // budget, or a caller looping on expired calls would starve
-                // its worker.
-                ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
-                Poll::Ready(Err(DeadlineExceeded.into()))
-            }
-        }
+        self.project().kind.poll(cx)
     }
 }
 
@@ -202,7 +168,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::deadline::Timeout;
+    use crate::deadline::{DeadlineExceeded, Timeout};
 
     type Seen = Arc<Mutex<Vec<Option<Deadline>>>>;
 

@@ -1,5 +1,6 @@
 #![doc = include_str!("../../docs/deadline.md")]
 
+mod bounded;
 mod layer;
 
 use std::fmt;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 
+pub(crate) use bounded::{Bounded, Cut};
 pub use layer::{DeadlineLayer, DeadlineService, ResponseFuture};
 
 /// The time left before the caller's deadline, in whole milliseconds when

@@ -12,7 +12,7 @@ mod replay;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
@@ -28,7 +28,7 @@ pub use policy::{RetryPolicy, RetryPolicyBuilder};
 pub use replay::{NoReplay, Replay, ReplayBody};
 
 use crate::BoxError;
-use crate::deadline::{DeadlineExceeded, HasDeadline};
+use crate::deadline::{Bounded, Cut, HasDeadline};
 use policy::Attempts;
 
 /// Retries calls by a [`RetryPolicy`], within a [`RetryBudget`]; see the
@@ -221,20 +221,6 @@ where
     }
 }
 
-pin_project! {
-    /// A call, with or without a timer. The timer is boxed: inline, a
-    /// `Sleep` (about 100 bytes) made every call's future big enough that
-    /// moving it cost more than the rest of the call, with or without a
-    /// timeout configured.
-    #[project = KindProj]
-    enum Kind<F> {
-        Open { #[pin] call: F },
-        Bounded { #[pin] call: F, timer: Pin<Box<tokio::time::Sleep>> },
-        // The deadline passed before the attempt began: not sent.
-        Expired,
-    }
-}
-
 /// One attempt: the inner service with its error boxed, bounded by the
 /// attempt timeout (the attempt fails with
 /// `tower::timeout::error::Elapsed`, which is retried). Written by hand
@@ -275,13 +261,13 @@ where
             // in one tick): sending it could only load the upstream with
             // work nobody waits for.
             return AttemptFuture {
-                kind: Kind::Expired,
+                kind: Bounded::expired(Cut::Deadline),
             };
         }
         let call = self.inner.call(req);
         if self.timeout == 0 {
             return AttemptFuture {
-                kind: Kind::Open { call },
+                kind: Bounded::open(call),
             };
         }
         bounded(call, self.timeout)
@@ -293,10 +279,7 @@ where
 fn bounded<F>(call: F, timeout: u64) -> AttemptFuture<F> {
     let at = Instant::now() + Duration::from_nanos(timeout);
     AttemptFuture {
-        kind: Kind::Bounded {
-            call,
-            timer: Box::pin(tokio::time::sleep_until(at)),
-        },
+        kind: Bounded::until(call, at, Cut::Timeout),
     }
 }
 
@@ -304,7 +287,7 @@ pin_project! {
     /// The response future of one [`Attempt`].
     pub(crate) struct AttemptFuture<F> {
         #[pin]
-        kind: Kind<F>,
+        kind: Bounded<F>,
     }
 }
 
@@ -323,20 +306,6 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(match self.project().kind.project() {
-            KindProj::Open { call } => ready!(call.poll(cx)).map_err(Into::into),
-            KindProj::Bounded { call, timer } => {
-                if let Poll::Ready(result) = call.poll(cx) {
-                    return Poll::Ready(result.map_err(Into::into));
-                }
-                ready!(timer.as_mut().poll(cx));
-                Err(tower::timeout::error::Elapsed::new().into())
-            }
-            KindProj::Expired => {
-                // Fails without touching a tokio resource.
-                ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
-                Err(DeadlineExceeded.into())
-            }
-        })
+        self.project().kind.poll(cx)
     }
 }

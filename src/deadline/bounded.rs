@@ -36,6 +36,7 @@ pin_project! {
     /// moving it cost more than the rest of the call, with or without a
     /// timer armed.
     #[project = BoundedProj]
+    #[derive(Debug)]
     pub(crate) enum Bounded<F> {
         Open { #[pin] call: F },
         Timed { #[pin] call: F, timer: Pin<Box<Sleep>>, cut: Cut },

@@ -244,7 +244,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = AttemptFuture<S::Future>;
+    type Future = Bounded<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
@@ -260,15 +260,11 @@ where
             // The deadline passed during the backoff (or both timers fired
             // in one tick): sending it could only load the upstream with
             // work nobody waits for.
-            return AttemptFuture {
-                kind: Bounded::expired(Cut::Deadline),
-            };
+            return Bounded::expired(Cut::Deadline);
         }
         let call = self.inner.call(req);
         if self.timeout == 0 {
-            return AttemptFuture {
-                kind: Bounded::open(call),
-            };
+            return Bounded::open(call);
         }
         bounded(call, self.timeout)
     }
@@ -276,36 +272,7 @@ where
 
 /// An attempt with a timer.
 #[cold]
-fn bounded<F>(call: F, timeout: u64) -> AttemptFuture<F> {
+fn bounded<F>(call: F, timeout: u64) -> Bounded<F> {
     let at = Instant::now() + Duration::from_nanos(timeout);
-    AttemptFuture {
-        kind: Bounded::until(call, at, Cut::Timeout),
-    }
-}
-
-pin_project! {
-    /// The response future of one [`Attempt`].
-    pub(crate) struct AttemptFuture<F> {
-        #[pin]
-        kind: Bounded<F>,
-    }
-}
-
-impl<F> fmt::Debug for AttemptFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AttemptFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F, T, E> Future for AttemptFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, BoxError>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().kind.poll(cx)
-    }
+    Bounded::until(call, at, Cut::Timeout)
 }

@@ -222,18 +222,24 @@ fn paired(rounds: usize) {
     }
 }
 
-/// `MESHGUARD_COUNT=<reqwest|hyper|p2c|ours>:<calls> valgrind --tool=callgrind
+/// `MESHGUARD_COUNT=<reqwest|hyper|headers|p2c|ours>:<calls> valgrind --tool=callgrind
 /// <bench binary>` makes that many calls one after another (after 100 to
 /// warm the pools) and exits: two call counts give the instructions per
 /// call, servers included, without the setup. `p2c` is bare hyper-util
 /// behind tower's p2c over PeakEwma (what meshguard's balancer builds on),
 /// with no other layer: the share of the client's cost that is balancing.
+/// `headers` is bare hyper-util sending the client's default headers: the
+/// share that is propagation.
 fn count(spec: &str) {
     let (which, calls) = spec.split_once(':').expect("MESHGUARD_COUNT=ours:1000");
     let calls: u64 = calls.parse().expect("a call count");
     let (callers, rt) = Callers::new();
     if which == "p2c" {
         rt.block_on(count_p2c(&callers, calls));
+        return;
+    }
+    if which == "headers" {
+        rt.block_on(count_headers(&callers, calls));
         return;
     }
     let which = match which {
@@ -246,6 +252,38 @@ fn count(spec: &str) {
             std::hint::black_box(callers.call(which, i).await);
         }
     });
+}
+
+/// Bare hyper-util sending the four headers every `ServiceClient` call
+/// sends by default (`accept`, `x-request-id`, `traceparent`,
+/// `x-deadline-ms`; fixed values, neither generated nor allocated): what
+/// those headers cost to send and for the server to parse, apart from the
+/// layers.
+async fn count_headers(callers: &Callers, calls: u64) {
+    for i in 0..100 + calls {
+        use http::header::{ACCEPT, HeaderName, HeaderValue};
+        const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+        const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+        const DEADLINE: HeaderName = HeaderName::from_static("x-deadline-ms");
+        let mut req = http::Request::new(Empty::<Bytes>::new());
+        *req.uri_mut() = callers.uris[i as usize % 3].clone();
+        let headers = req.headers_mut();
+        headers.reserve(5);
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(
+            REQUEST_ID,
+            HeaderValue::from_static("9a1f3c2e-6b7d-4e8f-a0b1-c2d3e4f5a6b7"),
+        );
+        headers.insert(
+            TRACEPARENT,
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        headers.insert(DEADLINE, HeaderValue::from_static("9998"));
+        let r = callers.hyper.request(req).await.unwrap();
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let user: User = serde_json::from_slice(&body).unwrap();
+        std::hint::black_box(user);
+    }
 }
 
 /// Bare hyper-util behind tower's p2c over PeakEwma, one call at a time.

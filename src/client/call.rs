@@ -43,9 +43,13 @@ pub(crate) struct Call {
 pub(crate) struct CallParts {
     pub(crate) method: Method,
     pub(crate) path: PathAndQuery,
-    /// The caller's own headers (and the content type, accept).
+    /// The caller's own headers (empty, unallocated, for most calls).
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+    /// `accept: application/json`, unless the caller set its own.
+    pub(crate) accept_json: bool,
+    /// `content-type: application/json`, unless the caller set its own.
+    pub(crate) json_body: bool,
     /// `x-request-id`: the caller's, propagated, or a new one.
     pub(crate) request_id: HeaderValue,
     /// `traceparent`.

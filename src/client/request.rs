@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use http::header::RETRY_AFTER;
 use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
 use serde::Serialize;
@@ -19,8 +19,6 @@ use super::{ClientError, ServiceClient};
 use crate::classify::parse_retry_after;
 use crate::propagation::{CallContext, TraceParent, new_request_id};
 use crate::retry::HttpRetryOn;
-
-const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// A call being built; send it with [`send`](Self::send) (JSON in, typed
 /// value out), [`send_opt`](Self::send_opt) (404 is `None`) or
@@ -36,6 +34,8 @@ pub struct RequestBuilder<'a> {
     path: String,
     headers: http::HeaderMap,
     body: Bytes,
+    accept_json: bool,
+    json_body: bool,
     context: Option<CallContext>,
     deadline: Option<Duration>,
     error: Option<String>,
@@ -57,10 +57,13 @@ impl<'a> RequestBuilder<'a> {
             client,
             method,
             path,
-            // Room for the usual headers (accept, content type, the propagated
-            // ids, a default or two) without growing the map on the hot path.
-            headers: http::HeaderMap::with_capacity(8),
+            // Empty, which allocates nothing: most calls add no header of
+            // their own (accept and the JSON content type are flags, written
+            // by the transport with the rest).
+            headers: http::HeaderMap::new(),
             body: Bytes::new(),
+            accept_json: false,
+            json_body: false,
             context: None,
             deadline: None,
             error: None,
@@ -72,7 +75,7 @@ impl<'a> RequestBuilder<'a> {
         match serde_json::to_vec(value) {
             Ok(body) => {
                 self.body = body.into();
-                self.headers.insert(CONTENT_TYPE, JSON);
+                self.json_body = true;
             }
             Err(e) => self.fail(format!("the body does not serialize: {e}")),
         }
@@ -85,7 +88,9 @@ impl<'a> RequestBuilder<'a> {
         self
     }
 
-    /// Adds a header (replacing a default header of the same name).
+    /// Adds a header (replacing a default header of the same name, and the
+    /// `accept` or `content-type` that [`send`](Self::send) and
+    /// [`json`](Self::json) would set).
     pub fn header<K, V>(mut self, name: K, value: V) -> Self
     where
         HeaderName: TryFrom<K>,
@@ -187,7 +192,7 @@ impl<'a> RequestBuilder<'a> {
     }
 
     fn accept_json(mut self) -> Self {
-        self.headers.entry(ACCEPT).or_insert(JSON);
+        self.accept_json = true;
         self
     }
 
@@ -205,9 +210,16 @@ impl<'a> RequestBuilder<'a> {
         if let Some(message) = invalid {
             return Err(rejected(message).await);
         }
-        let path = match PathAndQuery::from_maybe_shared(Bytes::from(self.path.clone())) {
+        // Owned by one shared allocation: every attempt's URI holds it by a
+        // reference count (a `Bytes` made from a `Vec` allocates a second
+        // time at its first copy).
+        let path = Bytes::from_owner(self.path);
+        let path = match PathAndQuery::from_maybe_shared(path.clone()) {
             Ok(path) => path,
-            Err(e) => return Err(rejected(format!("path {:?}: {e}", self.path)).await),
+            Err(e) => {
+                let path = String::from_utf8_lossy(&path);
+                return Err(rejected(format!("path {path:?}: {e}")).await);
+            }
         };
         let context = self.context.or_else(CallContext::current);
         let context = context.as_ref();
@@ -217,6 +229,8 @@ impl<'a> RequestBuilder<'a> {
                 path,
                 headers: self.headers,
                 body: self.body,
+                accept_json: self.accept_json,
+                json_body: self.json_body,
                 request_id: context
                     .and_then(|c| c.request_id().cloned())
                     .unwrap_or_else(new_request_id),
@@ -237,17 +251,11 @@ impl<'a> RequestBuilder<'a> {
         std::future::poll_fn(|cx| stack.poll_ready(cx))
             .await
             .map_err(ClientError::from_stack)?;
-        // Boxed as `dyn Future + Send` here, where every lifetime is known:
-        // left unboxed, an axum handler awaiting this call fails to compile
-        // ("implementation of `From` is not general enough"): rustc cannot
-        // prove the stack's future `Send` once the lifetime inside its
-        // `Box<dyn Error>` error type is erased (rust-lang/rust#64552; tower's
-        // own `Retry` over a `BoxError` service hits it too). One allocation
-        // a call, next to a network round trip.
-        let call: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
-            Box::pin(stack.call(req));
-        // The body was read inside the attempt, up to the client's limit.
-        call.await.map_err(ClientError::from_stack)
+        // Awaited in place, not boxed: the stack's future type names no
+        // function pointer, so an axum handler awaiting this is `Send`
+        // (see `client::stack::BoxErrors`). The body was read inside the
+        // attempt, up to the client's limit.
+        stack.call(req).await.map_err(ClientError::from_stack)
     }
 }
 

@@ -10,8 +10,9 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
 use http::uri::{Authority, Scheme};
-use http::{HeaderMap, Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -21,7 +22,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
-use super::call::{Call, CallParts};
+use super::call::Call;
 use super::error::InvalidUri;
 use crate::BoxError;
 use crate::classify::{Classified, Outcome};
@@ -32,6 +33,8 @@ use crate::propagation::{REQUEST_ID, TRACEPARENT};
 /// The request body every client call sends: buffered, so it can be sent
 /// again by a retry.
 pub(crate) type Body = Full<Bytes>;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// One pool of connections for every endpoint of every client that shares
 /// it; HTTP/1.1 over TCP, or TLS (rustls) for `https` endpoints.
@@ -141,30 +144,36 @@ impl Service<Call> for EndpointTransport {
             Ok(a) => a.clone(),
             Err(e) => return TransportFuture::failed(InvalidUri(e.to_string()).into()),
         };
-        // The last copy (a request no retry can replay) is taken apart;
-        // otherwise its parts are copied (reference counts, the caller's
-        // few headers).
-        let CallParts {
-            method,
-            path,
-            headers: own,
-            body,
-            request_id,
-            trace,
-        } = Arc::try_unwrap(call.parts).unwrap_or_else(|shared| (*shared).clone());
+        let parts = &*call.parts;
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(self.scheme.clone());
         uri.authority = Some(authority);
-        uri.path_and_query = Some(path);
+        uri.path_and_query = Some(parts.path.clone());
         let uri = match Uri::from_parts(uri) {
             Ok(uri) => uri,
             Err(e) => return TransportFuture::failed(InvalidUri(e.to_string()).into()),
         };
-        // The full header set, written once, into the request sent: the
-        // caller's own, the client's defaults it did not override, and what
-        // propagates.
-        let mut headers = own;
-        headers.reserve(self.defaults.len() + 3);
+        // One clock read for the header and the timer (about 30 ns each here).
+        let now = Instant::now();
+        if call.deadline.is_some_and(|d| d.instant() <= now) {
+            // Passed while the call waited for an endpoint: not sent.
+            return TransportFuture::failed(DeadlineExceeded.into());
+        }
+        // The full header set, written once, into a map made to its size
+        // (the call's own map is shared with the copy a retry keeps): the
+        // caller's own, then what the call's flags ask for and the client's
+        // defaults, each unless the caller set it, then what propagates.
+        let own = &parts.headers;
+        let mut headers = HeaderMap::with_capacity(own.len() + self.defaults.len() + 6);
+        for (name, value) in own {
+            headers.append(name.clone(), value.clone());
+        }
+        if parts.accept_json && !own.contains_key(ACCEPT) {
+            headers.insert(ACCEPT, JSON);
+        }
+        if parts.json_body && !own.contains_key(CONTENT_TYPE) {
+            headers.insert(CONTENT_TYPE, JSON);
+        }
         for name in self.defaults.keys() {
             if !headers.contains_key(name) {
                 // Every value of a default set more than once.
@@ -173,17 +182,13 @@ impl Service<Call> for EndpointTransport {
                 }
             }
         }
-        headers.insert(REQUEST_ID, request_id);
-        headers.insert(TRACEPARENT, trace.to_header_value());
-        // One clock read for the header and the timer (about 30 ns each here).
-        let now = Instant::now();
+        headers.insert(REQUEST_ID, parts.request_id.clone());
+        headers.insert(TRACEPARENT, parts.trace.to_header_value());
         if let Some(deadline) = call.deadline {
-            if deadline.instant() <= now {
-                // Passed while the call waited for an endpoint: not sent.
-                return TransportFuture::failed(DeadlineExceeded.into());
-            }
             headers.insert(DEADLINE, deadline.to_header_value(now));
         }
+        let method = parts.method.clone();
+        let body = parts.body.clone();
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = method;
         *req.uri_mut() = uri;
@@ -200,7 +205,7 @@ impl Service<Call> for EndpointTransport {
             }
             match call.deadline {
                 Some(d) if d.instant() <= end => None,
-                _ => Some(Box::pin(tokio::time::sleep_until(end))),
+                _ => Some(tokio::time::sleep_until(end)),
             }
         });
         self.attempts.sent();
@@ -208,7 +213,10 @@ impl Service<Call> for EndpointTransport {
             state: TransportState::Sent {
                 inner: self.client.request(req),
             },
-            timer,
+            timer: match timer {
+                Some(sleep) => Timer::Armed { sleep },
+                None => Timer::None,
+            },
             limit: self.limits.max_body_size,
         }
     }
@@ -233,8 +241,19 @@ pin_project! {
     pub(crate) struct TransportFuture {
         #[pin]
         state: TransportState,
-        timer: Option<Pin<Box<Sleep>>>,
+        // Inline, not boxed: a `Sleep` is about 100 bytes, which the few
+        // moves of this future cost less than an allocation and its free.
+        #[pin]
+        timer: Timer,
         limit: usize,
+    }
+}
+
+pin_project! {
+    #[project = TimerProj]
+    enum Timer {
+        None,
+        Armed { #[pin] sleep: Sleep },
     }
 }
 
@@ -258,7 +277,7 @@ impl TransportFuture {
     fn failed(error: BoxError) -> Self {
         TransportFuture {
             state: TransportState::Failed { error: Some(error) },
-            timer: None,
+            timer: Timer::None,
             limit: 0,
         }
     }
@@ -310,8 +329,8 @@ impl Future for TransportFuture {
                 body: body.1,
             });
         }
-        if let Some(timer) = this.timer {
-            if timer.as_mut().poll(cx).is_ready() {
+        if let TimerProj::Armed { sleep } = this.timer.project() {
+            if sleep.poll(cx).is_ready() {
                 return Poll::Ready(Err(tower::timeout::error::Elapsed::new().into()));
             }
         }

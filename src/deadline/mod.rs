@@ -45,7 +45,21 @@ impl Deadline {
 
     /// The time left at `now`, as the [`DEADLINE`] header's value.
     pub fn to_header_value(&self, now: Instant) -> HeaderValue {
-        HeaderValue::from(self.0.saturating_duration_since(now).as_millis() as u64)
+        let ms = self.0.saturating_duration_since(now).as_millis() as u64;
+        // Digits by hand into one buffer: `HeaderValue::from(u64)` goes
+        // through a growing `BytesMut`, two allocations a call.
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = ms;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        HeaderValue::from_bytes(&digits[at..]).expect("ASCII digits")
     }
 
     /// The deadline a [`DEADLINE`] header value gives, counted from `now`;
@@ -136,6 +150,15 @@ mod tests {
             Deadline::from_header_value(&HeaderValue::from_static("1500"), now),
             Some(Deadline::at(now + Duration::from_millis(1500)))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_header_writes_every_digit_of_long_and_round_values() {
+        let now = Instant::now();
+        for ms in [10u64, 100, 9_999, 31_536_000_000] {
+            let d = Deadline::at(now + Duration::from_millis(ms));
+            assert_eq!(d.to_header_value(now), ms.to_string().as_str());
+        }
     }
 
     #[tokio::test(start_paused = true)]

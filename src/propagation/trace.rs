@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use http::HeaderValue;
 
 /// A W3C trace context (`traceparent`, version 00): the trace a call
@@ -162,7 +163,9 @@ pub(crate) fn new_request_id() -> HeaderValue {
     out[14..18].copy_from_slice(&hex[12..16]);
     out[19..23].copy_from_slice(&hex[16..20]);
     out[24..].copy_from_slice(&hex[20..]);
-    HeaderValue::from_bytes(&out).expect("hex digits and dashes")
+    // Owned by one shared allocation, so the copy every attempt sends is a
+    // reference count (`from_bytes` allocates again at the first copy).
+    HeaderValue::from_maybe_shared(Bytes::from_owner(out)).expect("hex digits and dashes")
 }
 
 #[cfg(test)]

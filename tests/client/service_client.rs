@@ -49,7 +49,7 @@ async fn users() -> String {
         )
         .route(
             "/headers",
-            get(|h: HeaderMap| async move {
+            axum::routing::any(|h: HeaderMap| async move {
                 let mut pairs: Vec<(String, String)> = h
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
@@ -437,6 +437,46 @@ async fn an_invalid_header_is_an_invalid_request_and_nothing_is_sent() {
         "{err:?}"
     );
     assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn a_callers_own_accept_header_is_sent_instead_of_json() {
+    let users = client(&users().await);
+    let seen: Vec<(String, String)> = users
+        .get("/headers")
+        .header("accept", "application/vnd.users+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&seen, "accept"), ["application/vnd.users+json"]);
+}
+
+#[tokio::test]
+async fn a_json_body_is_sent_as_application_json_unless_the_caller_says_otherwise() {
+    let users = client(&users().await);
+    let plain: Vec<(String, String)> = users.post("/headers").json(&7).send().await.unwrap();
+    assert_eq!(header(&plain, "content-type"), ["application/json"]);
+    let own: Vec<(String, String)> = users
+        .post("/headers")
+        .header("content-type", "application/merge-patch+json")
+        .json(&7)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&own, "content-type"),
+        ["application/merge-patch+json"]
+    );
+}
+
+#[tokio::test]
+async fn a_path_that_is_not_a_valid_uri_path_is_an_invalid_request_naming_it() {
+    let users = client(&users().await);
+    let err = users.get("/users/a b").send::<User>().await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::InvalidRequest(m) if m.starts_with("path \"/users/a b\": ")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

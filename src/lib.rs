@@ -85,6 +85,9 @@ mod intern;
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod propagation;
 mod recycle;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 pub mod retry;
 mod sync;
 #[cfg(feature = "test-util")]

@@ -1,0 +1,1 @@
+//! meshguard for reqwest users (feature `reqwest`).

@@ -114,9 +114,16 @@ impl HttpClassifier {
     /// The outcome of one response.
     #[inline]
     pub fn classify_response<B>(&self, response: &http::Response<B>) -> Outcome {
-        let code = response.status().as_u16();
+        self.classify_parts(response.status(), response.headers())
+    }
+
+    /// [`classify_response`](Self::classify_response) from a response's
+    /// status and headers (for response types other than `http`'s).
+    #[inline]
+    pub(crate) fn classify_parts(&self, status: StatusCode, headers: &http::HeaderMap) -> Outcome {
+        let code = status.as_u16();
         if get(&self.sets.failures, code) {
-            Outcome::of_failed_response(response)
+            Outcome::of_failed_status(status, headers)
         } else if get(&self.sets.ignored, code) {
             Outcome::Ignored
         } else {

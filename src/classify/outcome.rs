@@ -153,13 +153,18 @@ impl Outcome {
     /// and on a 429 or 503 the `Retry-After` it sent.
     #[cold]
     pub fn of_failed_response<B>(response: &http::Response<B>) -> Outcome {
-        let status = response.status();
+        Outcome::of_failed_status(response.status(), response.headers())
+    }
+
+    /// [`of_failed_response`](Self::of_failed_response) from a response's
+    /// status and headers (for response types other than `http`'s).
+    #[cold]
+    pub(crate) fn of_failed_status(status: StatusCode, headers: &http::HeaderMap) -> Outcome {
         let retry_after = if matches!(
             status,
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
         ) {
-            response
-                .headers()
+            headers
                 .get(http::header::RETRY_AFTER)
                 .and_then(|v| parse_retry_after(v.as_bytes(), SystemTime::now()))
         } else {

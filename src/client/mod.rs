@@ -19,6 +19,8 @@ pub use builder::ServiceClientBuilder;
 pub use config::{ConsulConfig, ServiceClientConfig};
 pub use error::{ClientError, STATUS_BODY_LIMIT};
 pub use request::RequestBuilder;
+#[cfg(feature = "reqwest")]
+pub(crate) use stack::BoxErrors;
 
 use crate::ConfigError;
 use crate::circuit_breaker::CircuitBreaker;

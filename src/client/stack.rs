@@ -68,7 +68,7 @@ pub(crate) fn stack(
 /// rust-lang/rust#64552), and a boxed future to hide it cost an allocation
 /// and a copy of the whole stack's future on every call.
 #[derive(Clone, Debug)]
-pub(crate) struct BoxErrors<S>(S);
+pub(crate) struct BoxErrors<S>(pub(crate) S);
 
 impl<S, R> Service<R> for BoxErrors<S>
 where

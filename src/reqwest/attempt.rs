@@ -1,0 +1,198 @@
+//! One attempt of a reqwest call: the request as the layers carry it, the
+//! service at the bottom that hands it to the rest of the middleware chain,
+//! and how reqwest's answers read in the outcome model.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use ::reqwest::{Request, Response};
+use http::{Extensions, HeaderValue, StatusCode};
+use reqwest_middleware::{Error, Next};
+use tokio::time::Instant;
+use tower::Service;
+
+use crate::BoxError;
+use crate::classify::{Classified, Classify, HttpClassifier, Outcome};
+use crate::deadline::{Bounded, Cut, DEADLINE, Deadline, DeadlineExceeded, HasDeadline};
+use crate::propagation::{REQUEST_ID, TRACEPARENT, TraceParent};
+use crate::retry::{HttpRetryOn, NoReplay, Replay, RetryOn, Verdict};
+
+/// A reqwest request on its way through the layers, with what each attempt
+/// sends besides it.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(crate) request: Request,
+    /// The middleware chain's extensions, copied for each attempt.
+    pub(crate) extensions: Extensions,
+    /// The merged deadline (set by the deadline layer), or a caller's.
+    pub(crate) deadline: Option<Deadline>,
+    /// This call's own time limit (a [`Timeout`](crate::deadline::Timeout)
+    /// in the request's extensions).
+    pub(crate) timeout: Option<Duration>,
+    /// `x-request-id`, the same on every attempt.
+    pub(crate) request_id: HeaderValue,
+    /// `traceparent`.
+    pub(crate) trace: TraceParent,
+}
+
+impl HasDeadline for Call {
+    #[inline]
+    fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+
+    #[inline]
+    fn set_deadline(&mut self, deadline: Deadline) {
+        self.deadline = Some(deadline);
+    }
+
+    #[inline]
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+}
+
+impl Replay for Call {
+    fn replay(&self, allow_non_idempotent: bool) -> Result<Self, NoReplay> {
+        if !allow_non_idempotent && !self.request.method().is_idempotent() {
+            return Err(NoReplay::NotIdempotent);
+        }
+        // `None` for a streaming body: sent once.
+        let request = self
+            .request
+            .try_clone()
+            .ok_or(NoReplay::BodyNotReplayable)?;
+        Ok(Call {
+            request,
+            extensions: self.extensions.clone(),
+            deadline: self.deadline,
+            timeout: self.timeout,
+            request_id: self.request_id.clone(),
+            trace: self.trace,
+        })
+    }
+}
+
+/// The bottom of the middleware's layers: the rest of the
+/// `reqwest_middleware` chain (and the client), under the attempt's timer.
+#[derive(Clone)]
+pub(crate) struct Send<'a> {
+    pub(crate) next: Next<'a>,
+    /// Each attempt's timeout.
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// What the rest of the chain answers, boxed as `Next::run` boxes it.
+type Sent<'a> = Pin<Box<dyn Future<Output = Result<Response, BoxError>> + std::marker::Send + 'a>>;
+
+impl<'a> Service<Call> for Send<'a> {
+    type Response = Response;
+    type Error = BoxError;
+    type Future = Bounded<Sent<'a>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let Call {
+            mut request,
+            mut extensions,
+            deadline,
+            request_id,
+            trace,
+            ..
+        } = call;
+        let now = Instant::now();
+        let headers = request.headers_mut();
+        // A caller's own ids win; the deadline is the merged one.
+        headers.entry(REQUEST_ID).or_insert(request_id);
+        headers
+            .entry(TRACEPARENT)
+            .or_insert_with(|| trace.to_header_value());
+        let mut end = self.timeout.and_then(|t| now.checked_add(t));
+        if let Some(deadline) = deadline {
+            if deadline.instant() <= now {
+                return Bounded::expired(Cut::Deadline);
+            }
+            headers.insert(DEADLINE, deadline.to_header_value(now));
+            // reqwest's own timeout covers the body the caller reads after
+            // this returns: the whole call ends by its deadline.
+            let left = deadline.instant() - now;
+            let timeout = request.timeout_mut();
+            *timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            // Past the deadline the deadline layer above ends the call (the
+            // caller's time ran out, which says nothing about this host);
+            // before it, the attempt fails here with a timeout the host's
+            // breaker records.
+            if end.is_some_and(|e| deadline.instant() <= e) {
+                end = None;
+            }
+        }
+        let next = self.next.clone();
+        let sent: Sent<'a> = Box::pin(async move {
+            match next.run(request, &mut extensions).await {
+                Ok(response) => Ok(response),
+                // reqwest's timeout, set to the deadline, fired as the
+                // deadline layer's timer would have: the deadline's error.
+                Err(Error::Reqwest(e))
+                    if e.is_timeout()
+                        && deadline.is_some_and(|d| d.instant() <= Instant::now()) =>
+                {
+                    Err(Classified::new(Outcome::DeadlineExceeded, DeadlineExceeded).into())
+                }
+                Err(e) => Err(classified(e)),
+            }
+        });
+        match end {
+            Some(at) => Bounded::until(sent, at, Cut::Timeout),
+            None => Bounded::open(sent),
+        }
+    }
+}
+
+/// A failed exchange with its outcome, decided here, where reqwest's error
+/// says it: a connection never made is [`Outcome::Connect`], reqwest's own
+/// timeout [`Outcome::Timeout`], a request or body that failed once sent
+/// [`Outcome::Transport`]; a later middleware's error as
+/// [`Outcome::of_error`] reads it.
+fn classified(error: Error) -> BoxError {
+    let outcome = match &error {
+        Error::Reqwest(e) if e.is_connect() => Outcome::Connect,
+        Error::Reqwest(e) if e.is_timeout() => Outcome::Timeout,
+        Error::Reqwest(e) if e.is_request() || e.is_body() => Outcome::Transport,
+        Error::Reqwest(e) => Outcome::of_error(e),
+        Error::Middleware(e) => Outcome::of_error(AsRef::<dyn std::error::Error>::as_ref(e)),
+    };
+    Classified::new(outcome, error).into()
+}
+
+impl<E: 'static> Classify<Response, E> for HttpClassifier {
+    #[inline]
+    fn classify(&self, result: &Result<Response, E>) -> Outcome {
+        match result {
+            Ok(response) => self.classify_parts(response.status(), response.headers()),
+            Err(e) => crate::classify::error_outcome(e),
+        }
+    }
+}
+
+impl RetryOn<Response> for HttpRetryOn {
+    #[inline]
+    fn verdict(&self, result: &Result<Response, BoxError>) -> Verdict {
+        match result {
+            Ok(response) if !self.retries(response.status()) => Verdict::Done,
+            Ok(response) => self.verdict_of(&Outcome::of_failed_status(
+                response.status(),
+                response.headers(),
+            )),
+            Err(e) => Verdict::of_failure(&Outcome::of_error(&**e)),
+        }
+    }
+}
+
+/// Whether `status` from reqwest's `http` matches ours (the same crate
+/// today; this fails to build if they ever differ).
+const _: fn(StatusCode) -> ::reqwest::StatusCode = |s| s;

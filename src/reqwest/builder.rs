@@ -1,0 +1,134 @@
+//! [`ResilienceBuilder`]: the settings of a [`Resilience`].
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use super::middleware::{Inner, Resilience};
+use crate::ConfigError;
+use crate::circuit_breaker::{CircuitBreakerConfig, Rejection};
+use crate::classify::HttpClassifier;
+use crate::retry::{HttpRetryOn, RetryPolicy};
+
+/// Builds a [`Resilience`]; from [`Resilience::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ResilienceBuilder {
+    retry: RetryPolicy,
+    retry_on: HttpRetryOn,
+    breaker: Option<CircuitBreakerConfig>,
+    timeout: Option<Duration>,
+    deadline: Option<Duration>,
+    max_hosts: usize,
+}
+
+impl Default for ResilienceBuilder {
+    fn default() -> Self {
+        ResilienceBuilder {
+            retry: RetryPolicy::default(),
+            retry_on: HttpRetryOn::default(),
+            breaker: Some(CircuitBreakerConfig::default()),
+            timeout: Some(Duration::from_secs(3)),
+            deadline: Some(Duration::from_secs(10)),
+            max_hosts: 1024,
+        }
+    }
+}
+
+impl ResilienceBuilder {
+    /// How calls are retried (attempts, backoff, budget per host, whether
+    /// POST and PATCH may be). Its `attempt_timeout` must be unset: use
+    /// [`timeout`](Self::timeout).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Which statuses are retried (default 429, 502, 503, 504); they also
+    /// count as failures for the host's breaker.
+    pub fn retry_on(mut self, retry_on: HttpRetryOn) -> Self {
+        self.retry_on = retry_on;
+        self
+    }
+
+    /// Each host's breaker (fail-fast), or `None` for none.
+    pub fn circuit_breaker(mut self, config: Option<CircuitBreakerConfig>) -> Self {
+        self.breaker = config;
+        self
+    }
+
+    /// Each attempt's timeout, to the response's head (default 3 s); a
+    /// timed-out attempt counts against its host and is retried. `None`
+    /// for none.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The whole call's deadline, retries, backoff and the response body
+    /// included (default 10 s; set as the request's reqwest timeout, which
+    /// covers reading the body). An earlier deadline of the request being
+    /// served, or a per-call [`Timeout`](crate::deadline::Timeout) in the
+    /// request's extensions, wins. `None` for none.
+    pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// How many hosts keep a breaker and a retry budget (default 1,024);
+    /// past it, a new host's state replaces an old one's.
+    pub fn max_hosts(mut self, max_hosts: usize) -> Self {
+        self.max_hosts = max_hosts;
+        self
+    }
+
+    /// Checks the settings.
+    pub fn build(self) -> Result<Resilience, ConfigError> {
+        for (field, value) in [("timeout", self.timeout), ("deadline", self.deadline)] {
+            if value == Some(Duration::ZERO) {
+                return Err(ConfigError::new(field, "must be greater than zero"));
+            }
+        }
+        if self.max_hosts == 0 {
+            return Err(ConfigError::new("max_hosts", "must be greater than zero"));
+        }
+        if self.retry.attempt_timeout().is_some() {
+            return Err(ConfigError::new(
+                "retry.attempt_timeout",
+                "set the middleware's `timeout` instead: it bounds each attempt below the \
+                 host's breaker, where a timed-out attempt counts against the host",
+            ));
+        }
+        if self
+            .breaker
+            .as_ref()
+            .is_some_and(|c| c.rejection() == Rejection::Wait)
+        {
+            return Err(ConfigError::new(
+                "circuit_breaker.rejection",
+                "a host's breaker fails fast (`fail_fast`): waiting would hold calls while the \
+                 host is down",
+            ));
+        }
+        // One status policy for every layer: what is retried is a failure.
+        let mut classify = HttpClassifier::default();
+        for code in 400..=599u16 {
+            let status = StatusCode::from_u16(code).expect("a valid status");
+            if self.retry_on.retries(status) {
+                classify = classify.failure(status);
+            }
+        }
+        Ok(Resilience::new(Inner {
+            retry: self.retry,
+            retry_on: self.retry_on,
+            classify,
+            breaker: self.breaker,
+            timeout: self.timeout,
+            deadline: self.deadline,
+            max_hosts: self.max_hosts,
+            hosts: RwLock::new(HashMap::new()),
+        }))
+    }
+}

@@ -13,85 +13,16 @@
 // Wall time is what a benchmark measures: the real clock, not tokio's.
 #![allow(clippy::disallowed_types)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::Json;
-use axum::routing::get;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group};
 use http_body_util::{BodyExt, Empty};
 use meshguard::client::ServiceClient;
-use serde::{Deserialize, Serialize};
 
 mod support;
-
-#[derive(Debug, Serialize, Deserialize)]
-struct User {
-    id: u64,
-    name: String,
-    email: String,
-}
-
-/// Three servers on one background thread; their addresses.
-fn servers() -> Vec<SocketAddr> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut addrs = Vec::new();
-            for _ in 0..3 {
-                let app = axum::Router::new().route(
-                    "/users/7",
-                    get(|| async {
-                        Json(User {
-                            id: 7,
-                            name: "Ada Lovelace".into(),
-                            email: "ada@example.com".into(),
-                        })
-                    }),
-                );
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addrs.push(listener.local_addr().unwrap());
-                tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-            }
-            tx.send(addrs).unwrap();
-            std::future::pending::<()>().await
-        });
-    });
-    rx.recv().unwrap()
-}
-
-/// Runs `iters` calls of `call` spread over `concurrency` tasks; the wall
-/// time.
-async fn run<F, Fut>(iters: u64, concurrency: u64, call: F) -> Duration
-where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    let next = Arc::new(AtomicUsize::new(0));
-    for _ in 0..concurrency {
-        let (call, next) = (call.clone(), next.clone());
-        tasks.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as u64;
-                if i >= iters {
-                    break;
-                }
-                call(i).await;
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
-    start.elapsed()
-}
+use support::loopback::{User, run, servers};
 
 /// The three ways of making the call, over the same three servers.
 #[derive(Clone)]
@@ -185,41 +116,13 @@ fn client(c: &mut Criterion) {
     group.finish();
 }
 
-/// `MESHGUARD_PAIRED=<rounds>`: instead of criterion, runs the three
-/// variants in turn (the order rotating each round), 2,000 calls each, and
-/// prints each variant's median cost per call and the median of the
-/// per-round ratios. Pairing rounds cancels the slow drifts of a shared VM
-/// that make separate criterion runs of the same code differ by 20%.
+/// `MESHGUARD_PAIRED=<rounds>`: instead of criterion, paired rounds of
+/// 2,000 calls of each variant (see `support::loopback::paired`).
 fn paired(rounds: usize) {
     let (callers, rt) = Callers::new();
-    const CALLS: u64 = 2000;
-    for concurrency in [1u64, 16] {
-        let mut times: [Vec<f64>; 3] = Default::default();
-        for round in 0..rounds {
-            for k in 0..3 {
-                let which = (round + k) % 3;
-                let elapsed = rt.block_on(callers.run(which, CALLS, concurrency));
-                times[which].push(elapsed.as_nanos() as f64 / CALLS as f64);
-            }
-        }
-        let median = |v: &[f64]| {
-            let mut v = v.to_vec();
-            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            v[v.len() / 2]
-        };
-        let ratios = |a: usize, b: usize| -> Vec<f64> {
-            times[a].iter().zip(&times[b]).map(|(x, y)| x / y).collect()
-        };
-        println!(
-            "concurrency {concurrency}: median per call: bare reqwest {:.1} us, bare hyper-util {:.1} us, ServiceClient {:.1} us; \
-             median ratio ServiceClient/reqwest {:.3}, ServiceClient/hyper-util {:.3} ({rounds} rounds of {CALLS} calls)",
-            median(&times[0]) / 1000.0,
-            median(&times[1]) / 1000.0,
-            median(&times[2]) / 1000.0,
-            median(&ratios(2, 0)),
-            median(&ratios(2, 1)),
-        );
-    }
+    support::loopback::paired(rounds, 2000, &VARIANTS, |which, calls, concurrency| {
+        rt.block_on(callers.run(which, calls, concurrency))
+    });
 }
 
 /// `MESHGUARD_COUNT=<reqwest|hyper|headers|p2c|ours>:<calls> valgrind --tool=callgrind

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use tower::Service;
 
+pub mod loopback;
+
 /// The criterion settings every bench uses: short runs, so the three
 /// benches finish in a few minutes on two cores.
 pub fn config() -> criterion::Criterion {

@@ -112,24 +112,22 @@ impl<'a> Service<Call> for Send<'a> {
         headers
             .entry(TRACEPARENT)
             .or_insert_with(|| trace.to_header_value());
-        let mut end = self.timeout.and_then(|t| now.checked_add(t));
+        // The attempt's limit is reqwest's own timeout on the request,
+        // which also covers the body the caller reads after this returns:
+        // the attempt's timeout, or the time left before the deadline if
+        // that is shorter (then the whole call ends by its deadline).
+        let mut limit = self.timeout;
         if let Some(deadline) = deadline {
             if deadline.instant() <= now {
                 return Bounded::expired(Cut::Deadline);
             }
             headers.insert(DEADLINE, deadline.to_header_value(now));
-            // reqwest's own timeout covers the body the caller reads after
-            // this returns: the whole call ends by its deadline.
             let left = deadline.instant() - now;
+            limit = Some(limit.map_or(left, |t| t.min(left)));
+        }
+        if let Some(limit) = limit {
             let timeout = request.timeout_mut();
-            *timeout = Some(timeout.map_or(left, |t| t.min(left)));
-            // Past the deadline the deadline layer above ends the call (the
-            // caller's time ran out, which says nothing about this host);
-            // before it, the attempt fails here with a timeout the host's
-            // breaker records.
-            if end.is_some_and(|e| deadline.instant() <= e) {
-                end = None;
-            }
+            *timeout = Some(timeout.map_or(limit, |t| t.min(limit)));
         }
         let next = self.next.clone();
         let sent: Sent<'a> = Box::pin(async move {
@@ -146,10 +144,7 @@ impl<'a> Service<Call> for Send<'a> {
                 Err(e) => Err(classified(e)),
             }
         });
-        match end {
-            Some(at) => Bounded::until(sent, at, Cut::Timeout),
-            None => Bounded::open(sent),
-        }
+        Bounded::open(sent)
     }
 }
 

@@ -59,19 +59,22 @@ impl ResilienceBuilder {
         self
     }
 
-    /// Each attempt's timeout, to the response's head (default 3 s); a
-    /// timed-out attempt counts against its host and is retried. `None`
-    /// for none.
+    /// Each attempt's timeout, headers and body (default 3 s); a timed-out
+    /// attempt counts against its host and is retried. It is set as the
+    /// request's reqwest timeout (with the time left before the deadline,
+    /// whichever is shorter), so it also bounds the body the caller reads
+    /// after the middleware returns, and it replaces a client-wide
+    /// `reqwest::ClientBuilder::timeout` (a shorter per-request
+    /// `RequestBuilder::timeout` still wins). `None` for none.
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// The whole call's deadline, retries, backoff and the response body
-    /// included (default 10 s; set as the request's reqwest timeout, which
-    /// covers reading the body). An earlier deadline of the request being
+    /// included (default 10 s). An earlier deadline of the request being
     /// served, or a per-call [`Timeout`](crate::deadline::Timeout) in the
-    /// request's extensions, wins. `None` for none.
+    /// request's extensions (`with_extension`), wins. `None` for none.
     pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
         self.deadline = deadline;
         self

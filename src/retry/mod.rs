@@ -29,7 +29,7 @@ pub use replay::{NoReplay, Replay, ReplayBody};
 
 use crate::BoxError;
 use crate::deadline::{Bounded, Cut, HasDeadline};
-use policy::Attempts;
+use policy::{Attempts, Settings};
 
 /// Retries calls by a [`RetryPolicy`], within a [`RetryBudget`]; see the
 /// [module docs](self).
@@ -38,7 +38,9 @@ pub struct RetryLayer<R = HttpRetryOn> {
     policy: RetryPolicy,
     budget: RetryBudget,
     retry_on: R,
-    name: Option<std::sync::Arc<str>>,
+    /// What each wrapped service's policy reads (the policy and the
+    /// service's name), made once here.
+    settings: &'static Settings,
 }
 
 impl RetryLayer {
@@ -47,10 +49,10 @@ impl RetryLayer {
     pub fn new(policy: RetryPolicy) -> Self {
         let budget = RetryBudget::new(*policy.budget());
         RetryLayer {
+            settings: Settings::of(&policy, ""),
             policy,
             budget,
             retry_on: HttpRetryOn::default(),
-            name: None,
         }
     }
 }
@@ -68,14 +70,14 @@ impl<R> RetryLayer<R> {
             policy: self.policy,
             budget: self.budget,
             retry_on,
-            name: self.name,
+            settings: self.settings,
         }
     }
 
     /// Names the service retried, in the `retrying` event (field `service`)
     /// and the retry metrics (label `service`).
     pub fn name(mut self, name: impl Into<std::sync::Arc<str>>) -> Self {
-        self.name = Some(name.into());
+        self.settings = Settings::of(&self.policy, &name.into());
         self
     }
 
@@ -101,12 +103,7 @@ impl<S, R: Clone> Layer<S> for RetryLayer<R> {
                 .attempt_timeout
                 .map_or(0, |d| (d.as_nanos() as u64).max(1)),
         };
-        let policy = Attempts::new(
-            &self.policy,
-            self.name.as_deref().unwrap_or(""),
-            self.budget.handle(),
-            self.retry_on.clone(),
-        );
+        let policy = Attempts::new(self.settings, self.budget.handle(), self.retry_on.clone());
         Retry {
             inner: tower::retry::Retry::new(policy, attempt),
             budget: self.budget.clone(),

@@ -233,7 +233,7 @@ pub(crate) struct Attempts<C> {
 
 /// The parts of [`RetryPolicy`] a request needs.
 #[derive(Debug, PartialEq)]
-struct Settings {
+pub(crate) struct Settings {
     service: Box<str>,
     max_attempts: u32,
     backoff: Backoff,
@@ -241,16 +241,26 @@ struct Settings {
     max_retry_after: Duration,
 }
 
+impl Settings {
+    /// The shared copy of what `policy` retrying `service` needs: made
+    /// when a layer is configured, not per service it wraps (interning
+    /// clones the backoff and searches the table, several hundred
+    /// instructions).
+    pub(crate) fn of(policy: &RetryPolicy, service: &str) -> &'static Settings {
+        crate::intern::intern(Settings {
+            service: service.into(),
+            max_attempts: policy.max_attempts,
+            backoff: policy.backoff.clone(),
+            retry_non_idempotent: policy.retry_non_idempotent,
+            max_retry_after: policy.max_retry_after,
+        })
+    }
+}
+
 impl<C> Attempts<C> {
-    pub(crate) fn new(policy: &RetryPolicy, service: &str, budget: Handle, retry_on: C) -> Self {
+    pub(crate) fn new(settings: &'static Settings, budget: Handle, retry_on: C) -> Self {
         Attempts {
-            settings: crate::intern::intern(Settings {
-                service: service.into(),
-                max_attempts: policy.max_attempts,
-                backoff: policy.backoff.clone(),
-                retry_non_idempotent: policy.retry_non_idempotent,
-                max_retry_after: policy.max_retry_after,
-            }),
+            settings,
             budget,
             retry_on,
             attempt: 0,

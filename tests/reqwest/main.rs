@@ -290,3 +290,52 @@ fn a_zero_timeout_is_refused_naming_the_field() {
         .unwrap_err();
     assert_eq!(err.field(), "timeout");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_that_times_out_is_retried_and_the_retry_answers() {
+    let seen = Seen::default();
+    let record = seen.clone();
+    let app = axum::Router::new().fallback(any(move |method: Method, headers: HeaderMap| {
+        let record = record.clone();
+        async move {
+            let first = {
+                let mut seen = record.0.lock().unwrap();
+                seen.push((Instant::now(), method, headers));
+                seen.len() == 1
+            };
+            if first {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            "ok"
+        }
+    }));
+    let base = url(serve(app).await);
+    let http = client(
+        Resilience::builder()
+            .timeout(Some(Duration::from_secs(1)))
+            .build()
+            .unwrap(),
+    );
+    let response = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "ok");
+    let arrivals = seen.arrivals();
+    assert_eq!(arrivals.len(), 2);
+    assert!(arrivals[1] - arrivals[0] >= Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_stalls_after_the_headers_ends_with_the_attempt_timeout() {
+    use futures_util::StreamExt;
+    let app = axum::Router::new().fallback(any(|| async {
+        let chunks = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("{"))])
+            .chain(futures_util::stream::pending());
+        axum::body::Body::from_stream(chunks)
+    }));
+    let base = url(serve(app).await);
+    let http = client(Resilience::builder().build().unwrap());
+    let started = Instant::now();
+    let response = http.get(format!("{base}/")).send().await.unwrap();
+    let err = response.bytes().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+}

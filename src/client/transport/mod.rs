@@ -71,6 +71,9 @@ pub(crate) fn http_client(idle: std::time::Duration, max_idle_per_host: usize) -
 /// the client, or a `reqwest::Client` of the user's own. (With the
 /// `reqwest` feature off, one variant: the match costs nothing.)
 #[derive(Clone)]
+// Not boxed: one per endpoint, made when it is discovered and never moved
+// on a call's path, where a box would cost a pointer chase every call.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Connection {
     /// The built-in pool (`http_client`).
     Hyper(HttpClient),

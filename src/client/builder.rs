@@ -317,7 +317,7 @@ impl ServiceClientBuilder {
                  where a timed-out attempt counts against its instance",
             ));
         }
-        let connection = connection(
+        let connection = Connection::new(
             #[cfg(feature = "reqwest")]
             self.reqwest,
             self.pool_idle_timeout,
@@ -375,33 +375,4 @@ impl ServiceClientBuilder {
             stack,
         })
     }
-}
-
-/// The transport's connection: the user's reqwest client, or the built-in
-/// pool with its settings (which a reqwest client does not use: set, they
-/// are rejected, naming the field).
-fn connection(
-    #[cfg(feature = "reqwest")] reqwest: Option<::reqwest::Client>,
-    pool_idle_timeout: Option<Duration>,
-    pool_max_idle_per_host: Option<usize>,
-) -> Result<Connection, ConfigError> {
-    #[cfg(feature = "reqwest")]
-    if let Some(client) = reqwest {
-        let pool = [
-            ("pool_idle_timeout", pool_idle_timeout.is_some()),
-            ("pool_max_idle_per_host", pool_max_idle_per_host.is_some()),
-        ];
-        if let Some((field, _)) = pool.into_iter().find(|(_, set)| *set) {
-            return Err(ConfigError::new(
-                field,
-                "a setting of the built-in connection pool, which a client built with \
-                 `reqwest(..)` does not use: set it on the `reqwest::ClientBuilder`",
-            ));
-        }
-        return Ok(Connection::Reqwest(client));
-    }
-    Ok(Connection::Hyper(transport::http_client(
-        pool_idle_timeout.unwrap_or(Duration::from_secs(90)),
-        pool_max_idle_per_host.unwrap_or(32),
-    )))
 }

@@ -33,9 +33,9 @@ use tower::Service;
 
 use super::call::Call;
 use super::error::InvalidUri;
-use crate::BoxError;
 use crate::deadline::DeadlineExceeded;
 use crate::discovery::Endpoint;
+use crate::{BoxError, ConfigError};
 pub(crate) use future::TransportFuture;
 use future::TransportState;
 pub(crate) use outcome::{BodyTooLarge, transport_outcome};
@@ -48,7 +48,7 @@ pub(crate) type Body = Full<Bytes>;
 /// it; HTTP/1.1 over TCP, or TLS (rustls) for `https` endpoints.
 pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
-pub(crate) fn http_client(idle: std::time::Duration, max_idle_per_host: usize) -> HttpClient {
+fn http_client(idle: Duration, max_idle_per_host: usize) -> HttpClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -83,6 +83,35 @@ pub(crate) enum Connection {
 }
 
 impl Connection {
+    /// The user's reqwest client, or the built-in pool with its settings
+    /// (which a reqwest client does not use: set, they are rejected,
+    /// naming the field).
+    pub(crate) fn new(
+        #[cfg(feature = "reqwest")] reqwest: Option<::reqwest::Client>,
+        pool_idle_timeout: Option<Duration>,
+        pool_max_idle_per_host: Option<usize>,
+    ) -> Result<Connection, ConfigError> {
+        #[cfg(feature = "reqwest")]
+        if let Some(client) = reqwest {
+            let pool = [
+                ("pool_idle_timeout", pool_idle_timeout.is_some()),
+                ("pool_max_idle_per_host", pool_max_idle_per_host.is_some()),
+            ];
+            if let Some((field, _)) = pool.into_iter().find(|(_, set)| *set) {
+                return Err(ConfigError::new(
+                    field,
+                    "a setting of the built-in connection pool, which a client built with \
+                     `reqwest(..)` does not use: set it on the `reqwest::ClientBuilder`",
+                ));
+            }
+            return Ok(Connection::Reqwest(client));
+        }
+        Ok(Connection::Hyper(http_client(
+            pool_idle_timeout.unwrap_or(Duration::from_secs(90)),
+            pool_max_idle_per_host.unwrap_or(32),
+        )))
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Connection::Hyper(_) => "hyper-util",

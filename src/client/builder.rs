@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::source::{Source, SourceKind};
 use super::stack::{self, Connect};
-use super::transport::{self, EndpointTransport};
+use super::transport::{self, Connection, EndpointTransport};
 use super::{ServiceClient, Shared};
 use crate::ConfigError;
 use crate::balance::{BalanceConfig, SharedBalancer, balance_with_view};
@@ -48,9 +48,13 @@ pub struct ServiceClientBuilder {
     balance: BalanceConfig,
     headers: Vec<(String, String)>,
     max_body_size: usize,
-    pool_idle_timeout: Duration,
-    pool_max_idle_per_host: usize,
+    /// The built-in pool's settings, when set (they do not apply to a
+    /// reqwest client).
+    pool_idle_timeout: Option<Duration>,
+    pool_max_idle_per_host: Option<usize>,
     retry_on: crate::retry::HttpRetryOn,
+    #[cfg(feature = "reqwest")]
+    reqwest: Option<::reqwest::Client>,
 }
 
 impl fmt::Debug for ServiceClientBuilder {
@@ -79,9 +83,11 @@ impl ServiceClientBuilder {
             balance: BalanceConfig::default(),
             headers: Vec::new(),
             max_body_size: 4 << 20,
-            pool_idle_timeout: Duration::from_secs(90),
-            pool_max_idle_per_host: 32,
+            pool_idle_timeout: None,
+            pool_max_idle_per_host: None,
             retry_on: crate::retry::HttpRetryOn::default(),
+            #[cfg(feature = "reqwest")]
+            reqwest: None,
         }
     }
 
@@ -181,15 +187,46 @@ impl ServiceClientBuilder {
         self
     }
 
-    /// How long an idle pooled connection is kept (default 90 s).
+    /// How long an idle pooled connection is kept (default 90 s). A
+    /// setting of the built-in pool: with [`reqwest`](Self::reqwest), set
+    /// it on the reqwest client instead.
     pub fn pool_idle_timeout(mut self, idle: Duration) -> Self {
-        self.pool_idle_timeout = idle;
+        self.pool_idle_timeout = Some(idle);
         self
     }
 
-    /// How many idle connections are kept per endpoint (default 32).
+    /// How many idle connections are kept per endpoint (default 32). A
+    /// setting of the built-in pool: with [`reqwest`](Self::reqwest), set
+    /// it on the reqwest client instead.
     pub fn pool_max_idle_per_host(mut self, n: usize) -> Self {
-        self.pool_max_idle_per_host = n;
+        self.pool_max_idle_per_host = Some(n);
+        self
+    }
+
+    /// Sends the calls through `client`, a `reqwest::Client` of your own,
+    /// instead of the built-in hyper-util pool: for reqwest's proxies,
+    /// cookies, TLS options, DNS resolvers or its own timeouts. Everything
+    /// else stays the client's: discovery, balancing and outlier ejection,
+    /// the breakers, retries, deadlines, the attempt timeout and the body
+    /// limit, default headers and propagation (the same headers as with
+    /// the built-in pool; the reqwest client adds its own default headers
+    /// where none of these is set).
+    ///
+    /// The connection pool is then reqwest's: [`pool_idle_timeout`] and
+    /// [`pool_max_idle_per_host`] do not apply, and [`build`](Self::build)
+    /// rejects them (set them on the `reqwest::ClientBuilder`). A timeout
+    /// of the reqwest client's own ends an attempt as the attempt timeout
+    /// does ([`ClientError::Timeout`](super::ClientError::Timeout));
+    /// redirects are followed as the reqwest client's policy says. The
+    /// client's errors are [`ClientError::Transport`](super::ClientError::Transport)
+    /// holding the `reqwest::Error`.
+    ///
+    /// [`pool_idle_timeout`]: Self::pool_idle_timeout
+    /// [`pool_max_idle_per_host`]: Self::pool_max_idle_per_host
+    #[cfg(feature = "reqwest")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+    pub fn reqwest(mut self, client: ::reqwest::Client) -> Self {
+        self.reqwest = Some(client);
         self
     }
 
@@ -280,6 +317,12 @@ impl ServiceClientBuilder {
                  where a timed-out attempt counts against its instance",
             ));
         }
+        let connection = Connection::new(
+            #[cfg(feature = "reqwest")]
+            self.reqwest,
+            self.pool_idle_timeout,
+            self.pool_max_idle_per_host,
+        )?;
         let limits = transport::Limits {
             timeout: self.timeout,
             max_body_size: self.max_body_size,
@@ -295,11 +338,16 @@ impl ServiceClientBuilder {
 
         let source = Source::new(kind);
         let settled = source.settled();
-        let http = transport::http_client(self.pool_idle_timeout, self.pool_max_idle_per_host);
         let attempts = super::metrics::AttemptMetrics::new(&self.name);
         let defaults = Arc::new(headers);
         let connect: Connect = Box::new(move |e: &Endpoint| {
-            EndpointTransport::new(http.clone(), e, limits, defaults.clone(), attempts.clone())
+            EndpointTransport::new(
+                connection.clone(),
+                e,
+                limits,
+                defaults.clone(),
+                attempts.clone(),
+            )
         });
         let (lb, view) = balance_with_view(&self.name, source, connect, classify, self.balance);
         // The attempt timeout also bounds the wait for an endpoint.

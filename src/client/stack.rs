@@ -7,7 +7,7 @@
 //! breaker     crate::circuit_breaker  the service's, fail fast (absent when configured off)
 //! balance     crate::balance     shared p2c over PeakEwma: readiness, "no endpoints", waiters, the wait's timeout
 //! endpoint    crate::balance     each endpoint behind its ejecting breaker
-//! transport   client/transport   hyper-util; the attempt's timer; the body read; errors classified
+//! transport   client/transport   hyper-util or a reqwest::Client; the attempt's timer; the body read; errors classified
 //! ```
 
 use std::future::Future;

@@ -1,6 +1,7 @@
 //! `ServiceClient` against real axum servers: typed calls, errors and the
 //! config file form, propagation across two hops, and discovery through
-//! Consul (with the `consul` feature).
+//! Consul (with the `consul` feature), and the same client over a reqwest
+//! client of the caller's own (with the `reqwest` feature).
 //!
 //! Two client tests run in binaries of their own: `client_metrics` (a
 //! global `metrics` recorder) and `client_recovery` (a real-time outage
@@ -12,4 +13,6 @@ mod support;
 #[cfg(feature = "consul")]
 mod consul;
 mod propagation;
+#[cfg(feature = "reqwest")]
+mod reqwest_transport;
 mod service_client;

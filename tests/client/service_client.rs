@@ -20,7 +20,7 @@ use meshguard::discovery::Endpoint;
 use meshguard::retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
 
-use crate::support::http::{closed_port, serve, url};
+use crate::support::http::{closed_port, serve, stalling, truncating, url};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct User {
@@ -713,39 +713,6 @@ async fn a_500_is_retried_only_when_asked_for() {
     assert_eq!((default, asked, filed), (1, 3, 3));
 }
 
-/// A server whose `/stall` answers 200 with the first chunk of its body and
-/// then never sends the rest.
-async fn stalling() -> String {
-    let app = axum::Router::new().route(
-        "/stall",
-        get(|| async {
-            let first = futures_util_once(bytes::Bytes::from_static(b"{\"id\":"));
-            axum::body::Body::from_stream(first)
-        }),
-    );
-    url(serve(app).await)
-}
-
-/// One chunk, then a stream that never ends.
-fn futures_util_once(
-    chunk: bytes::Bytes,
-) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send {
-    struct Once(Option<bytes::Bytes>);
-    impl futures_core::Stream for Once {
-        type Item = Result<bytes::Bytes, std::io::Error>;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Self::Item>> {
-            match self.0.take() {
-                Some(c) => std::task::Poll::Ready(Some(Ok(c))),
-                None => std::task::Poll::Pending,
-            }
-        }
-    }
-    Once(Some(chunk))
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_body_that_stalls_after_the_headers_ends_with_the_attempt_timeout() {
     let users = ServiceClient::builder("users")
@@ -817,37 +784,6 @@ async fn a_callers_deadline_bounds_a_stalled_body() {
         .unwrap_err();
     assert!(matches!(err, ClientError::DeadlineExceeded), "{err:?}");
     assert_eq!(started.elapsed(), Duration::from_millis(300));
-}
-
-/// A raw HTTP/1.1 server that promises 100 bytes, sends 10 and closes the
-/// connection, counting the requests it reads.
-async fn truncating() -> (String, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = url(listener.local_addr().unwrap());
-    let requests = Arc::new(AtomicUsize::new(0));
-    let counted = requests.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut read = 0;
-                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf[read..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => read += n,
-                    }
-                }
-                counted.fetch_add(1, Ordering::SeqCst);
-                let head = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789";
-                let _ = socket.write_all(head).await;
-                // Dropped: the connection closes 90 bytes short.
-            });
-        }
-    });
-    (base, requests)
 }
 
 #[tokio::test]

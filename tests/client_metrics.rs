@@ -88,7 +88,7 @@ async fn a_scripted_scenario_moves_exactly_the_expected_metrics() {
         .build()
         .unwrap();
     let stingy = ServiceClient::builder("stingy")
-        .urls([a])
+        .urls([a.clone()])
         .retry(
             quick()
                 .budget(
@@ -104,7 +104,31 @@ async fn a_scripted_scenario_moves_exactly_the_expected_metrics() {
         .build()
         .unwrap();
 
+    // A reqwest_middleware client through meshguard's middleware, reporting
+    // under its own name.
+    #[cfg(feature = "reqwest")]
+    let through_reqwest = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(
+            meshguard::reqwest::Resilience::builder()
+                .name("via-reqwest")
+                .retry(quick().build().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .build();
+
     // The script.
+    #[cfg(feature = "reqwest")]
+    {
+        let ok = through_reqwest.get(format!("{a}/ok")).send().await.unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        let down = through_reqwest
+            .get(format!("{a}/down"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
     for _ in 0..3 {
         metered
             .get("/ok")
@@ -175,6 +199,23 @@ async fn a_scripted_scenario_moves_exactly_the_expected_metrics() {
         ),
         1
     );
+
+    #[cfg(feature = "reqwest")]
+    {
+        let r = ("service", "via-reqwest");
+        assert_eq!(counter(&s, calls, &[r, ("outcome", "success")]), 1);
+        assert_eq!(counter(&s, calls, &[r, ("outcome", "server_error")]), 1);
+        // 1 for /ok, 2 for /down (retried once, then out of attempts).
+        assert_eq!(counter(&s, "meshguard_client_attempts_total", &[r]), 3);
+        assert_eq!(
+            counter(
+                &s,
+                "meshguard_retries_total",
+                &[r, ("reason", "503 service unavailable")]
+            ),
+            1
+        );
+    }
 
     assert_eq!(gauge(&s, "meshguard_endpoints_ready", &[m]), 2.0);
     assert_eq!(gauge(&s, "meshguard_endpoints_ejected", &[m]), 0.0);

@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::source::{Source, SourceKind};
 use super::stack::{self, Connect};
+use super::tls::{HttpProtocol, TlsConfig};
 use super::transport::{self, Connection, EndpointTransport};
 use super::{ServiceClient, Shared};
 use crate::ConfigError;
@@ -52,6 +53,9 @@ pub struct ServiceClientBuilder {
     /// reqwest client).
     pool_idle_timeout: Option<Duration>,
     pool_max_idle_per_host: Option<usize>,
+    /// The built-in transport's TLS and HTTP version, when set.
+    tls: Option<TlsConfig>,
+    protocol: Option<HttpProtocol>,
     retry_on: crate::retry::HttpRetryOn,
     #[cfg(feature = "reqwest")]
     reqwest: Option<::reqwest::Client>,
@@ -85,6 +89,8 @@ impl ServiceClientBuilder {
             max_body_size: 4 << 20,
             pool_idle_timeout: None,
             pool_max_idle_per_host: None,
+            tls: None,
+            protocol: None,
             retry_on: crate::retry::HttpRetryOn::default(),
             #[cfg(feature = "reqwest")]
             reqwest: None,
@@ -184,6 +190,23 @@ impl ServiceClientBuilder {
     /// ones fail with [`ClientError::BodyTooLarge`](super::ClientError::BodyTooLarge).
     pub fn max_body_size(mut self, bytes: usize) -> Self {
         self.max_body_size = bytes;
+        self
+    }
+
+    /// TLS for `https` endpoints: your own certificate authority, a client
+    /// certificate (mutual TLS), the server name to verify (default: the
+    /// public web roots, no client certificate). A setting of the built-in
+    /// transport: with [`reqwest`](Self::reqwest), configure the reqwest
+    /// client instead.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The HTTP version spoken to the endpoints (default
+    /// [`HttpProtocol::Http1`]). A setting of the built-in transport.
+    pub fn protocol(mut self, protocol: HttpProtocol) -> Self {
+        self.protocol = Some(protocol);
         self
     }
 
@@ -322,6 +345,8 @@ impl ServiceClientBuilder {
             self.reqwest,
             self.pool_idle_timeout,
             self.pool_max_idle_per_host,
+            self.tls,
+            self.protocol,
         )?;
         let limits = transport::Limits {
             timeout: self.timeout,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ServiceClientBuilder;
+use super::tls::{HttpProtocol, TlsConfig};
 use crate::ConfigError;
 use crate::balance::BalanceConfig;
 use crate::circuit_breaker::CircuitBreakerConfig;
@@ -82,6 +83,14 @@ pub struct ServiceClientConfig {
     /// The largest response body, in bytes.
     #[serde(default)]
     pub max_body_size: Option<usize>,
+    /// TLS for `https` endpoints (the [`TlsConfig`] form: `ca_file`,
+    /// `ca_pem`, `public_roots`, `client_cert_file`, `client_key_file`,
+    /// `server_name`).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// The HTTP version: `"http1"` (default), `"http2"` or `"negotiate"`.
+    #[serde(default)]
+    pub protocol: Option<HttpProtocol>,
 }
 
 /// The `consul` section of a [`ServiceClientConfig`].
@@ -173,6 +182,12 @@ impl ServiceClientConfig {
         }
         if let Some(n) = self.max_body_size {
             b = b.max_body_size(n);
+        }
+        if let Some(tls) = self.tls {
+            b = b.tls(tls);
+        }
+        if let Some(protocol) = self.protocol {
+            b = b.protocol(protocol);
         }
         Ok(b)
     }

@@ -19,6 +19,17 @@ pub(crate) const OUTCOMES: [&str; 11] = [
     "invalid_request",
 ];
 
+/// The `outcome` label of a call that got a response with `status`.
+pub(crate) fn status_outcome(status: http::StatusCode) -> &'static str {
+    if status.is_server_error() {
+        "server_error"
+    } else if status.is_client_error() {
+        "client_error"
+    } else {
+        "success"
+    }
+}
+
 #[cfg(feature = "metrics")]
 mod imp {
     use metrics::{Counter, Histogram, counter, histogram};

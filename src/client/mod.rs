@@ -8,6 +8,7 @@ mod metrics;
 mod request;
 mod source;
 mod stack;
+mod tls;
 mod transport;
 
 use std::fmt;
@@ -18,9 +19,14 @@ use http::Method;
 pub use builder::ServiceClientBuilder;
 pub use config::{ConsulConfig, ServiceClientConfig};
 pub use error::{ClientError, STATUS_BODY_LIMIT};
+#[cfg(feature = "reqwest")]
+pub(crate) use metrics::{AttemptMetrics, CallTimer, ClientMetrics, status_outcome};
 pub use request::RequestBuilder;
 #[cfg(feature = "reqwest")]
 pub(crate) use stack::BoxErrors;
+pub use tls::{HttpProtocol, TlsConfig, TlsConfigBuilder};
+#[cfg(feature = "reqwest")]
+pub(crate) use transport::transport_outcome;
 
 use crate::ConfigError;
 use crate::circuit_breaker::CircuitBreaker;

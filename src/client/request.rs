@@ -14,7 +14,7 @@ use tower::Service;
 
 use super::call::{Call, CallParts};
 use super::error::STATUS_BODY_LIMIT;
-use super::metrics::CallTimer;
+use super::metrics::{CallTimer, status_outcome};
 use super::{ClientError, ServiceClient};
 use crate::classify::parse_retry_after;
 use crate::propagation::{CallContext, TraceParent, new_request_id};
@@ -321,15 +321,5 @@ impl ServiceClient {
             tracing::debug!(service = %self.name(), outcome, error = %e, "call failed");
         }
         self.shared.metrics.record(outcome, started);
-    }
-}
-
-fn status_outcome(status: StatusCode) -> &'static str {
-    if status.is_server_error() {
-        "server_error"
-    } else if status.is_client_error() {
-        "client_error"
-    } else {
-        "success"
     }
 }

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tower::Service;
 
 use crate::BoxError;
 use crate::classify::{Classified, Classify, HttpClassifier, Outcome};
+use crate::client::{AttemptMetrics, transport_outcome};
 use crate::deadline::{Bounded, Cut, DEADLINE, Deadline, DeadlineExceeded, HasDeadline};
 use crate::propagation::{REQUEST_ID, TRACEPARENT, TraceParent};
 use crate::retry::{HttpRetryOn, NoReplay, Replay, RetryOn, Verdict};
@@ -31,10 +33,10 @@ pub(crate) struct Call {
     /// This call's own time limit (a [`Timeout`](crate::deadline::Timeout)
     /// in the request's extensions).
     pub(crate) timeout: Option<Duration>,
-    /// `x-request-id`, the same on every attempt.
-    pub(crate) request_id: HeaderValue,
-    /// `traceparent`.
-    pub(crate) trace: TraceParent,
+    /// `x-request-id`, the same on every attempt (`None`: propagation off).
+    pub(crate) request_id: Option<HeaderValue>,
+    /// `traceparent` (`None`: propagation off).
+    pub(crate) trace: Option<TraceParent>,
 }
 
 impl HasDeadline for Call {
@@ -76,12 +78,16 @@ impl Replay for Call {
 }
 
 /// The bottom of the middleware's layers: the rest of the
-/// `reqwest_middleware` chain (and the client), under the attempt's timer.
+/// `reqwest_middleware` chain (and the client), under the attempt's limit.
 #[derive(Clone)]
 pub(crate) struct Send<'a> {
     pub(crate) next: Next<'a>,
-    /// Each attempt's timeout.
+    /// Each attempt's timeout, unless the request sets its own.
     pub(crate) timeout: Option<Duration>,
+    pub(crate) attempts: AttemptMetrics,
+    /// The extensions the last attempt's later middlewares left, for the
+    /// caller's map.
+    pub(crate) last: Arc<Mutex<Option<Extensions>>>,
 }
 
 /// What the rest of the chain answers, boxed as `Next::run` boxes it.
@@ -106,32 +112,43 @@ impl<'a> Service<Call> for Send<'a> {
             ..
         } = call;
         let now = Instant::now();
+        if deadline.is_some_and(|d| d.instant() <= now) {
+            return Bounded::expired(Cut::Deadline);
+        }
+        let propagate = request_id.is_some();
         let headers = request.headers_mut();
         // A caller's own ids win; the deadline is the merged one.
-        headers.entry(REQUEST_ID).or_insert(request_id);
-        headers
-            .entry(TRACEPARENT)
-            .or_insert_with(|| trace.to_header_value());
-        // The attempt's limit is reqwest's own timeout on the request,
-        // which also covers the body the caller reads after this returns:
-        // the attempt's timeout, or the time left before the deadline if
-        // that is shorter (then the whole call ends by its deadline).
-        let mut limit = self.timeout;
+        if let Some(id) = request_id {
+            headers.entry(REQUEST_ID).or_insert(id);
+        }
+        if let Some(trace) = trace {
+            headers
+                .entry(TRACEPARENT)
+                .or_insert_with(|| trace.to_header_value());
+        }
+        // The attempt's limit is reqwest's own timeout on the request, which
+        // also covers the body the caller reads after this returns: the
+        // request's own timeout if it set one, else the middleware's, and
+        // never past the deadline.
+        let mut limit = request.timeout().copied().or(self.timeout);
         if let Some(deadline) = deadline {
-            if deadline.instant() <= now {
-                return Bounded::expired(Cut::Deadline);
+            if propagate {
+                request
+                    .headers_mut()
+                    .insert(DEADLINE, deadline.to_header_value(now));
             }
-            headers.insert(DEADLINE, deadline.to_header_value(now));
             let left = deadline.instant() - now;
             limit = Some(limit.map_or(left, |t| t.min(left)));
         }
         if let Some(limit) = limit {
-            let timeout = request.timeout_mut();
-            *timeout = Some(timeout.map_or(limit, |t| t.min(limit)));
+            *request.timeout_mut() = Some(limit);
         }
-        let next = self.next.clone();
+        self.attempts.sent();
+        let (next, last) = (self.next.clone(), self.last.clone());
         let sent: Sent<'a> = Box::pin(async move {
-            match next.run(request, &mut extensions).await {
+            let result = next.run(request, &mut extensions).await;
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(extensions);
+            match result {
                 Ok(response) => Ok(response),
                 // reqwest's timeout, set to the deadline, fired as the
                 // deadline layer's timer would have: the deadline's error.
@@ -148,17 +165,15 @@ impl<'a> Service<Call> for Send<'a> {
     }
 }
 
-/// A failed exchange with its outcome, decided here, where reqwest's error
-/// says it: a connection never made is [`Outcome::Connect`], reqwest's own
-/// timeout [`Outcome::Timeout`], a request or body that failed once sent
-/// [`Outcome::Transport`]; a later middleware's error as
+/// A failed exchange with its outcome, decided here as `ServiceClient`'s
+/// transport decides it for reqwest's errors (a connection never made is
+/// [`Outcome::Connect`], reqwest's own timeout [`Outcome::Timeout`], a
+/// connection closed before the whole answer [`Outcome::Transport`], TLS
+/// refused a plain failure); a later middleware's error as
 /// [`Outcome::of_error`] reads it.
 fn classified(error: Error) -> BoxError {
     let outcome = match &error {
-        Error::Reqwest(e) if e.is_connect() => Outcome::Connect,
-        Error::Reqwest(e) if e.is_timeout() => Outcome::Timeout,
-        Error::Reqwest(e) if e.is_request() || e.is_body() => Outcome::Transport,
-        Error::Reqwest(e) => Outcome::of_error(e),
+        Error::Reqwest(e) => transport_outcome(e),
         Error::Middleware(e) => Outcome::of_error(AsRef::<dyn std::error::Error>::as_ref(e)),
     };
     Classified::new(outcome, error).into()

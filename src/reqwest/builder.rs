@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -10,13 +11,18 @@ use super::middleware::{Inner, Resilience};
 use crate::ConfigError;
 use crate::circuit_breaker::{CircuitBreakerConfig, Rejection};
 use crate::classify::HttpClassifier;
-use crate::retry::{HttpRetryOn, RetryPolicy};
+use crate::client::{AttemptMetrics, ClientMetrics};
+use crate::deadline::DeadlineLayer;
+use crate::retry::{HttpRetryOn, RetryLayer, RetryPolicy};
 
 /// Builds a [`Resilience`]; from [`Resilience::builder`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct ResilienceBuilder {
+    name: String,
     retry: RetryPolicy,
+    classify: Option<HttpClassifier>,
+    propagate: bool,
     retry_on: HttpRetryOn,
     breaker: Option<CircuitBreakerConfig>,
     timeout: Option<Duration>,
@@ -27,7 +33,10 @@ pub struct ResilienceBuilder {
 impl Default for ResilienceBuilder {
     fn default() -> Self {
         ResilienceBuilder {
+            name: "reqwest".to_string(),
             retry: RetryPolicy::default(),
+            classify: None,
+            propagate: true,
             retry_on: HttpRetryOn::default(),
             breaker: Some(CircuitBreakerConfig::default()),
             timeout: Some(Duration::from_secs(3)),
@@ -38,6 +47,32 @@ impl Default for ResilienceBuilder {
 }
 
 impl ResilienceBuilder {
+    /// The name in the middleware's metrics and events (label and field
+    /// `service`; default `"reqwest"`). The host breakers are named by
+    /// their host.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// What a host's breaker counts as a failure (default: 5xx, 429, and
+    /// every status [`retry_on`](Self::retry_on) retries). A public API
+    /// that answers 429 as a matter of course may leave 429 out, so its
+    /// rate limiting does not open the breaker:
+    /// `HttpClassifier::default().success(StatusCode::TOO_MANY_REQUESTS)`.
+    pub fn classify(mut self, classify: HttpClassifier) -> Self {
+        self.classify = Some(classify);
+        self
+    }
+
+    /// Whether each attempt carries `x-request-id`, `traceparent` and
+    /// `x-deadline-ms` (default true). Off for a client whose calls leave
+    /// your network, where those ids and deadlines mean nothing.
+    pub fn propagate(mut self, on: bool) -> Self {
+        self.propagate = on;
+        self
+    }
+
     /// How calls are retried (attempts, backoff, budget per host, whether
     /// POST and PATCH may be). Its `attempt_timeout` must be unset: use
     /// [`timeout`](Self::timeout).
@@ -115,23 +150,35 @@ impl ResilienceBuilder {
                  host is down",
             ));
         }
-        // One status policy for every layer: what is retried is a failure.
-        let mut classify = HttpClassifier::default();
-        for code in 400..=599u16 {
-            let status = StatusCode::from_u16(code).expect("a valid status");
-            if self.retry_on.retries(status) {
-                classify = classify.failure(status);
-            }
+        if self.name.is_empty() {
+            return Err(ConfigError::new("name", "must not be empty"));
         }
+        // One status policy for every layer: what is retried is a failure.
+        let classify = self.classify.unwrap_or_else(|| {
+            let mut classify = HttpClassifier::default();
+            for code in 400..=599u16 {
+                let status = StatusCode::from_u16(code).expect("a valid status");
+                if self.retry_on.retries(status) {
+                    classify = classify.failure(status);
+                }
+            }
+            classify
+        });
         Ok(Resilience::new(Inner {
-            retry: self.retry,
-            retry_on: self.retry_on,
+            retry: RetryLayer::new(self.retry)
+                .retry_on(self.retry_on)
+                .name(self.name.as_str()),
+            metrics: ClientMetrics::new(&self.name),
+            attempts: AttemptMetrics::new(&self.name),
+            name: self.name.into(),
             classify,
             breaker: self.breaker,
             timeout: self.timeout,
-            deadline: self.deadline,
+            deadline: DeadlineLayer::optional(self.deadline),
+            propagate: self.propagate,
             max_hosts: self.max_hosts,
             hosts: RwLock::new(HashMap::new()),
+            tick: AtomicU64::new(0),
         }))
     }
 }

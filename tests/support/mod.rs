@@ -2,6 +2,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod http;
+#[cfg(feature = "client")]
+pub mod tls;
 pub mod transport;
 pub mod upstream;
 

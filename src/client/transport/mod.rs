@@ -33,6 +33,7 @@ use tower::Service;
 
 use super::call::Call;
 use super::error::InvalidUri;
+use super::tls::{HttpProtocol, TlsConfig};
 use crate::deadline::DeadlineExceeded;
 use crate::discovery::Endpoint;
 use crate::{BoxError, ConfigError};
@@ -45,26 +46,47 @@ pub(crate) use outcome::{BodyTooLarge, transport_outcome};
 pub(crate) type Body = Full<Bytes>;
 
 /// One pool of connections for every endpoint of every client that shares
-/// it; HTTP/1.1 over TCP, or TLS (rustls) for `https` endpoints.
+/// it; HTTP/1.1 or HTTP/2 over TCP, or over TLS (rustls) for `https`
+/// endpoints.
 pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
-fn http_client(idle: Duration, max_idle_per_host: usize) -> HttpClient {
+fn http_client(
+    idle: Duration,
+    max_idle_per_host: usize,
+    tls: &TlsConfig,
+    protocol: HttpProtocol,
+) -> HttpClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .expect("ring supports the default protocol versions")
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .with_tls_config(tls.rustls())
+        .https_or_http();
+    let https = match tls.server_name_override() {
+        Some(name) => {
+            https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => https,
+    };
+    // ALPN: none for HTTP/1.1 (as before), `h2` alone, or both.
+    let https = match protocol {
+        HttpProtocol::Http1 => https.enable_http1().wrap_connector(http),
+        HttpProtocol::Http2 => https.enable_http2().wrap_connector(http),
+        HttpProtocol::Negotiate => https.enable_all_versions().wrap_connector(http),
+    };
+    let mut client = Client::builder(hyper_util::rt::TokioExecutor::new());
+    client
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .pool_idle_timeout(idle)
-        .pool_max_idle_per_host(max_idle_per_host)
-        .build(https)
+        .pool_max_idle_per_host(max_idle_per_host);
+    if protocol == HttpProtocol::Http2 {
+        // Prior knowledge on `http` endpoints (h2c); on `https` ones ALPN
+        // offers only `h2`. hyper's HTTP/2 keep-alive needs the timer.
+        client
+            .http2_only(true)
+            .timer(hyper_util::rt::TokioTimer::new());
+    }
+    client.build(https)
 }
 
 /// What an endpoint's transport sends through: hyper-util's pool, built by
@@ -90,18 +112,23 @@ impl Connection {
         #[cfg(feature = "reqwest")] reqwest: Option<::reqwest::Client>,
         pool_idle_timeout: Option<Duration>,
         pool_max_idle_per_host: Option<usize>,
+        tls: Option<TlsConfig>,
+        protocol: Option<HttpProtocol>,
     ) -> Result<Connection, ConfigError> {
         #[cfg(feature = "reqwest")]
         if let Some(client) = reqwest {
             let pool = [
                 ("pool_idle_timeout", pool_idle_timeout.is_some()),
                 ("pool_max_idle_per_host", pool_max_idle_per_host.is_some()),
+                ("tls", tls.is_some()),
+                ("protocol", protocol.is_some()),
             ];
             if let Some((field, _)) = pool.into_iter().find(|(_, set)| *set) {
                 return Err(ConfigError::new(
                     field,
-                    "a setting of the built-in connection pool, which a client built with \
-                     `reqwest(..)` does not use: set it on the `reqwest::ClientBuilder`",
+                    "a setting of the built-in transport (its pool, TLS, HTTP version), which a \
+                     client built with `reqwest(..)` does not use: set it on the \
+                     `reqwest::ClientBuilder`",
                 ));
             }
             return Ok(Connection::Reqwest(client));
@@ -109,6 +136,8 @@ impl Connection {
         Ok(Connection::Hyper(http_client(
             pool_idle_timeout.unwrap_or(Duration::from_secs(90)),
             pool_max_idle_per_host.unwrap_or(32),
+            &tls.unwrap_or_default(),
+            protocol.unwrap_or_default(),
         )))
     }
 

@@ -42,14 +42,20 @@ pub(super) fn body_error(e: BoxError, limit: usize) -> BoxError {
     Classified::new(outcome, e).into()
 }
 
-/// What a transport error means. A connection that could not be made was
-/// never sent ([`Outcome::Connect`]); one the server closed before
+/// What a transport error means. TLS refused (an untrusted certificate,
+/// one for another name, a server refusing the client's certificate) is a
+/// plain [`Outcome::Failure`]: not retried, as every instance would refuse
+/// it alike. A connection that could not be made was never sent
+/// ([`Outcome::Connect`]); one the server closed before
 /// answering (hyper's "incomplete message", a pooled connection that went
 /// away) or that failed mid-way is [`Outcome::Transport`]; a reqwest
 /// client's own timeout (`reqwest::Error::is_timeout`) is
 /// [`Outcome::Timeout`]; anything else as [`Outcome::of_error`] reads it
 /// (an io error by its kind; a malformed response is a plain failure).
 pub(crate) fn transport_outcome(error: &(dyn std::error::Error + 'static)) -> Outcome {
+    if tls_refused(error) {
+        return Outcome::Failure;
+    }
     if error
         .downcast_ref::<hyper_util::client::legacy::Error>()
         .is_some_and(|e| e.is_connect())
@@ -70,6 +76,27 @@ pub(crate) fn transport_outcome(error: &(dyn std::error::Error + 'static)) -> Ou
         Outcome::Failure if closed_early(error) => Outcome::Transport,
         other => other,
     }
+}
+
+/// Whether rustls, anywhere in the chain, refused the connection. (An
+/// `io::Error`'s `source()` skips the error it wraps, so each one is
+/// opened by hand: tokio-rustls wraps rustls's error in one.)
+fn tls_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        current = match e.downcast_ref::<std::io::Error>() {
+            // Into the wrapped error itself (hyper-util wraps tokio-rustls's
+            // `io::Error` in another).
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
 }
 
 /// Whether hyper, anywhere in the chain (reqwest's errors hold hyper's),

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -86,8 +86,8 @@ pub(crate) struct Send<'a> {
     pub(crate) timeout: Option<Duration>,
     pub(crate) attempts: AttemptMetrics,
     /// The extensions the last attempt's later middlewares left, for the
-    /// caller's map.
-    pub(crate) last: Arc<Mutex<Option<Extensions>>>,
+    /// caller's map (borrowed from the middleware's call: no allocation).
+    pub(crate) last: &'a Mutex<Option<Extensions>>,
 }
 
 /// What the rest of the chain answers, boxed as `Next::run` boxes it.
@@ -144,7 +144,7 @@ impl<'a> Service<Call> for Send<'a> {
             *request.timeout_mut() = Some(limit);
         }
         self.attempts.sent();
-        let (next, last) = (self.next.clone(), self.last.clone());
+        let (next, last) = (self.next.clone(), self.last);
         let sent: Sent<'a> = Box::pin(async move {
             let result = next.run(request, &mut extensions).await;
             *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(extensions);

@@ -197,12 +197,12 @@ impl Middleware for Resilience {
                     .unwrap_or_else(TraceParent::new_root)
             }),
         };
-        let last = Arc::new(Mutex::new(None));
+        let last = Mutex::new(None);
         let send = Send {
             next,
             timeout: inner.timeout,
             attempts: inner.attempts.clone(),
-            last: last.clone(),
+            last: &last,
         };
         // By hand, not a `ServiceBuilder`: the host's layers are used by
         // reference, nothing is copied per call.

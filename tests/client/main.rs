@@ -1,5 +1,5 @@
 //! `ServiceClient` against real axum servers: typed calls, errors and the
-//! config file form, propagation across two hops, and discovery through
+//! config file form, hedging, propagation across two hops, and discovery through
 //! Consul (with the `consul` feature), and the same client over a reqwest
 //! client of the caller's own (with the `reqwest` feature).
 //!
@@ -12,6 +12,7 @@ mod support;
 
 #[cfg(feature = "consul")]
 mod consul;
+mod hedging;
 mod propagation;
 #[cfg(feature = "reqwest")]
 mod reqwest_transport;

@@ -36,8 +36,9 @@ enum Discovery {
 /// Defaults: attempts time out after 3 s and the whole call (retries and
 /// backoff included) after 10 s; [`RetryPolicy::default`] (3 attempts,
 /// idempotent requests only, a 20% budget); no hedging;
-/// [`CircuitBreakerConfig::default`] for the service; [`BalanceConfig::default`] for the endpoints; response
-/// bodies up to 4 MiB.
+/// [`CircuitBreakerConfig::default`] for the service;
+/// [`BalanceConfig::default`] for the endpoints; response bodies up to
+/// 4 MiB.
 pub struct ServiceClientBuilder {
     name: String,
     discovery: Option<Discovery>,
@@ -155,11 +156,11 @@ impl ServiceClientBuilder {
 
     /// Hedges slow attempts of idempotent calls by `config` (default
     /// `None`: no hedging): an attempt slower than `config`'s percentile of
-    /// recent attempts' latencies gets a copy sent to another instance, and
-    /// the first answer wins. Hedges draw on the retry policy's budget, as
-    /// retries do; the retry layer deposits each call into it, so
-    /// `config`'s `deposit` does not apply. Non-idempotent calls (POST,
-    /// PATCH) are never hedged unless `config` allows them.
+    /// recent attempts' latencies gets a copy sent through the balancer
+    /// (usually to another instance), and the first answer wins. Hedges
+    /// draw on the retry policy's budget, into which the retry layer
+    /// deposits each call (`config`'s `deposit` does not apply). POST and
+    /// PATCH are never hedged unless `config` allows them.
     pub fn hedge(mut self, config: Option<HedgeConfig>) -> Self {
         self.hedge = config;
         self

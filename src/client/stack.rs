@@ -13,8 +13,9 @@
 //!
 //! The hedge sits right above the balancer, so its copy is an attempt like
 //! any other: the balancer sends it to the less loaded of two instances
-//! (not the one still busy with the original), that instance's breaker
-//! records it, and the transport times it. Below the retry layer: the
+//! (the original counts in the load of the one serving it, so usually
+//! another), that instance's breaker records it, and the transport times
+//! it. Below the retry layer: the
 //! latencies it learns are single attempts' (not retried calls' with their
 //! backoff), a failed attempt is still retried above it, and both share the
 //! retry layer's budget (which counts each call once). Below the service

@@ -9,7 +9,8 @@
 //! A call through a [`client::ServiceClient`] passes these layers, outermost
 //! first (the picture, with the file of each, is in `docs/architecture.md`):
 //! [`deadline`] → [`retry`] → [`circuit_breaker`] (the service's, fail fast)
-//! → [`balance`] (shared p2c over PeakEwma) → [`circuit_breaker`] (each
+//! → the [`retry`] module's hedge (only if configured) → [`balance`]
+//! (shared p2c over PeakEwma) → [`circuit_breaker`] (each
 //! endpoint's, wait mode: outlier ejection) → the client's transport. Each
 //! attempt's result is read once, as a [`classify::Outcome`], by all of them.
 //!

@@ -18,7 +18,7 @@ use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, Rejection};
 use crate::classify::HttpClassifier;
 use crate::deadline::DeadlineLayer;
 use crate::discovery::{Change, Endpoint, StaticDiscovery};
-use crate::retry::{RetryLayer, RetryPolicy};
+use crate::retry::{HedgeConfig, HedgeLayer, RetryLayer, RetryPolicy};
 
 /// Where the client finds the service's instances.
 enum Discovery {
@@ -29,22 +29,24 @@ enum Discovery {
     Stream(SourceKind),
 }
 
-/// Builds a [`ServiceClient`]: discovery, timeouts, retries, the
+/// Builds a [`ServiceClient`]: discovery, timeouts, retries, hedging, the
 /// service-level breaker, outlier ejection, default headers and limits.
 /// Every setting has a default but discovery; [`build`](Self::build) checks
 /// them all and names the field it rejects.
 ///
 /// Defaults: attempts time out after 3 s and the whole call (retries and
 /// backoff included) after 10 s; [`RetryPolicy::default`] (3 attempts,
-/// idempotent requests only, a 20% budget); [`CircuitBreakerConfig::default`]
-/// for the service; [`BalanceConfig::default`] for the endpoints; response
-/// bodies up to 4 MiB.
+/// idempotent requests only, a 20% budget); no hedging;
+/// [`CircuitBreakerConfig::default`] for the service;
+/// [`BalanceConfig::default`] for the endpoints; response bodies up to
+/// 4 MiB.
 pub struct ServiceClientBuilder {
     name: String,
     discovery: Option<Discovery>,
     timeout: Option<Duration>,
     deadline: Option<Duration>,
     retry: RetryPolicy,
+    hedge: Option<HedgeConfig>,
     breaker: Option<CircuitBreakerConfig>,
     balance: BalanceConfig,
     headers: Vec<(String, String)>,
@@ -68,6 +70,7 @@ impl fmt::Debug for ServiceClientBuilder {
             .field("timeout", &self.timeout)
             .field("deadline", &self.deadline)
             .field("retry", &self.retry)
+            .field("hedge", &self.hedge)
             .field("breaker", &self.breaker)
             .field("balance", &self.balance)
             .field("max_body_size", &self.max_body_size)
@@ -83,6 +86,7 @@ impl ServiceClientBuilder {
             timeout: Some(Duration::from_secs(3)),
             deadline: Some(Duration::from_secs(10)),
             retry: RetryPolicy::default(),
+            hedge: None,
             breaker: Some(CircuitBreakerConfig::default()),
             balance: BalanceConfig::default(),
             headers: Vec::new(),
@@ -153,6 +157,18 @@ impl ServiceClientBuilder {
     /// How calls are retried.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// Hedges slow attempts of idempotent calls by `config` (default
+    /// `None`: no hedging): an attempt slower than `config`'s percentile of
+    /// recent attempts' latencies gets a copy sent through the balancer
+    /// (usually to another instance), and the first answer wins. Hedges
+    /// draw on the retry policy's budget, into which the retry layer
+    /// deposits each call (`config`'s `deposit` does not apply). POST and
+    /// PATCH are never hedged unless `config` allows them.
+    pub fn hedge(mut self, config: Option<HedgeConfig>) -> Self {
+        self.hedge = config;
         self
     }
 
@@ -380,13 +396,19 @@ impl ServiceClientBuilder {
         let breaker = self
             .breaker
             .map(|config| CircuitBreaker::new(self.name.clone(), config));
+        let retry = RetryLayer::new(self.retry)
+            .name(self.name.as_str())
+            .retry_on(self.retry_on);
+        // One budget for retries and hedges.
+        let hedge = self
+            .hedge
+            .map(|c| HedgeLayer::new(c.without_deposit(), retry.budget().clone()));
         let stack = stack::stack(
             balanced,
             DeadlineLayer::optional(self.deadline),
-            RetryLayer::new(self.retry)
-                .name(self.name.as_str())
-                .retry_on(self.retry_on),
+            retry,
             breaker.clone(),
+            hedge,
             classify,
         );
         Ok(ServiceClient {

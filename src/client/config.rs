@@ -11,13 +11,14 @@ use super::tls::{HttpProtocol, TlsConfig};
 use crate::ConfigError;
 use crate::balance::BalanceConfig;
 use crate::circuit_breaker::CircuitBreakerConfig;
-use crate::retry::RetryPolicy;
+use crate::retry::{HedgeConfig, RetryPolicy};
 
 /// A [`ServiceClient`](super::ServiceClient) as a configuration file describes it: every field
 /// but `service` and the discovery source optional, durations as text
-/// (`"250ms"`), nested sections for the retry policy, the breaker and the
-/// balancer (the same forms as [`RetryPolicy`], [`CircuitBreakerConfig`] and
-/// [`BalanceConfig`]). Unknown fields are rejected.
+/// (`"250ms"`), nested sections for the retry policy, hedging, the breaker
+/// and the balancer (the same forms as [`RetryPolicy`], [`HedgeConfig`],
+/// [`CircuitBreakerConfig`] and [`BalanceConfig`]). Unknown fields are
+/// rejected.
 ///
 /// ```
 /// use meshguard::client::{ServiceClient, ServiceClientConfig};
@@ -33,6 +34,9 @@ use crate::retry::RetryPolicy;
 ///
 ///     [retry]
 ///     max_attempts = 4
+///
+///     [hedge]
+///     percentile = 95
 ///
 ///     [circuit_breaker]
 ///     failure_rate_threshold = 25
@@ -65,6 +69,9 @@ pub struct ServiceClientConfig {
     /// The retry policy.
     #[serde(default)]
     pub retry: Option<RetryPolicy>,
+    /// Hedging of slow idempotent attempts (none without this section).
+    #[serde(default)]
+    pub hedge: Option<HedgeConfig>,
     /// Statuses retried besides 429, 502, 503 and 504 (e.g. `[500]`).
     #[serde(default)]
     pub retry_statuses: Vec<u16>,
@@ -156,6 +163,7 @@ impl ServiceClientConfig {
         if let Some(r) = self.retry {
             b = b.retry(r);
         }
+        b = b.hedge(self.hedge);
         for code in self.retry_statuses {
             let status = http::StatusCode::from_u16(code)
                 .ok()

@@ -4,6 +4,7 @@ mod builder;
 mod call;
 mod config;
 mod error;
+mod hedge;
 mod metrics;
 mod request;
 mod source;
@@ -34,9 +35,9 @@ use crate::retry::HttpRetryOn;
 use stack::Stack;
 
 /// A client for one service: every call goes through a deadline, retries
-/// within a budget, the service's circuit breaker, and p2c balancing over
-/// the instances discovery finds, each behind its own ejecting breaker, on
-/// one shared connection pool. Cheap to clone (the clones share all of it)
+/// within a budget, the service's circuit breaker, hedging if configured,
+/// and p2c balancing over the instances discovery finds, each behind its
+/// own ejecting breaker, on one shared connection pool. Cheap to clone (the clones share all of it)
 /// and safe to use from many tasks.
 ///
 /// ```no_run

@@ -5,10 +5,25 @@
 //! deadline    crate::deadline    merges the call's, the caller's and the client's deadlines; ends the call by them
 //! retry       crate::retry       budget, backoff, Retry-After; reads each attempt's Outcome
 //! breaker     crate::circuit_breaker  the service's, fail fast (absent when configured off)
+//! hedge       crate::retry       a second copy of a slow idempotent attempt, from the retry budget (absent unless configured)
 //! balance     crate::balance     shared p2c over PeakEwma: readiness, "no endpoints", waiters, the wait's timeout
 //! endpoint    crate::balance     each endpoint behind its ejecting breaker
 //! transport   client/transport   hyper-util or a reqwest::Client; the attempt's timer; the body read; errors classified
 //! ```
+//!
+//! The hedge sits right above the balancer, so its copy is an attempt like
+//! any other: the balancer sends it to the less loaded of two instances
+//! (the original counts in the load of the one serving it, so usually
+//! another), that instance's breaker records it, and the transport times
+//! it. Below the retry layer: the
+//! latencies it learns are single attempts' (not retried calls' with their
+//! backoff), a failed attempt is still retried above it, and both share the
+//! retry layer's budget (which counts each call once). Below the service
+//! breaker: a hedged attempt is one call to the service, so a hedge never
+//! takes one of a half-open breaker's trial calls, never fails a call with
+//! the breaker's rejection after its original was let through, and is
+//! never sent while the breaker is open. Below the deadline layer, like
+//! everything: the deadline ends the original and the hedge together.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +34,7 @@ use tower::util::Either;
 use tower::{Service, ServiceBuilder};
 
 use super::call::Call;
+use super::hedge::SharedHedge;
 use super::source::Source;
 use super::transport::EndpointTransport;
 use crate::BoxError;
@@ -27,7 +43,7 @@ use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
 use crate::classify::HttpClassifier;
 use crate::deadline::{DeadlineLayer, DeadlineService};
 use crate::discovery::Endpoint;
-use crate::retry::{HttpRetryOn, Retry, RetryLayer};
+use crate::retry::{HedgeLayer, HedgePolicy, HttpRetryOn, Retry, RetryLayer};
 
 /// How the balancer connects to a new endpoint.
 pub(crate) type Connect = Box<dyn FnMut(&Endpoint) -> EndpointTransport + Send>;
@@ -35,19 +51,27 @@ pub(crate) type Connect = Box<dyn FnMut(&Endpoint) -> EndpointTransport + Send>;
 /// The balancer every clone of a client shares.
 pub(crate) type Balanced = SharedBalancer<Balancer<Source, Connect, HttpClassifier, Call>>;
 
-/// The service breaker over the balancer, its error boxed (tower's
-/// `Either` needs both sides to fail alike).
-type Broken = BoxErrors<CircuitBreakerService<Balanced, HttpClassifier>>;
+/// The hedge over the balancer, one for every clone of the client.
+type Hedged = SharedHedge<tower::hedge::Hedge<Balanced, HedgePolicy>>;
+
+/// The balancer, hedged or not.
+type Routed = Either<Hedged, Balanced>;
+
+/// The service breaker over it, its error boxed (tower's `Either` needs
+/// both sides to fail alike).
+type Broken = BoxErrors<CircuitBreakerService<Routed, HttpClassifier>>;
 
 /// The whole stack.
-pub(crate) type Stack = DeadlineService<Retry<Either<Broken, Balanced>, HttpRetryOn>>;
+pub(crate) type Stack = DeadlineService<Retry<Either<Broken, Routed>, HttpRetryOn>>;
 
-/// Stacks the layers over the shared balancer.
+/// Stacks the layers over the shared balancer; a breaker or a hedge that is
+/// `None` adds no layer.
 pub(crate) fn stack(
     balanced: Balanced,
     deadline: DeadlineLayer,
     retry: RetryLayer<HttpRetryOn>,
     breaker: Option<CircuitBreaker>,
+    hedge: Option<HedgeLayer<Call>>,
     classify: HttpClassifier,
 ) -> Stack {
     ServiceBuilder::new()
@@ -58,6 +82,7 @@ pub(crate) fn stack(
                 .layer_fn(BoxErrors)
                 .layer(b.layer().classify(classify))
         }))
+        .option_layer(hedge.map(|h| ServiceBuilder::new().layer_fn(SharedHedge::new).layer(h)))
         .service(balanced)
 }
 

@@ -131,6 +131,14 @@ impl HedgeConfig {
     pub fn deposits(&self) -> bool {
         self.deposit
     }
+
+    /// These settings without deposits: for a hedge under a retry layer
+    /// that shares its budget and deposits each call already.
+    #[cfg(feature = "client")]
+    pub(crate) fn without_deposit(mut self) -> Self {
+        self.deposit = false;
+        self
+    }
 }
 
 /// Builds a [`HedgeConfig`]; see [`HedgeConfig::builder`] for the defaults.

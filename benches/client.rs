@@ -3,7 +3,9 @@
 //! per-endpoint gate breakers, a buffer, hyper-util's pool, JSON decode,
 //! propagation headers) beside bare reqwest making the same calls (round
 //! robin over the same three endpoints, same JSON decode), and bare
-//! hyper-util (the transport alone), at 1 and 16 calls in flight.
+//! hyper-util (the transport alone), at 1 and 16 calls in flight; and the
+//! same over HTTP/2 with prior knowledge (bare hyper-util and
+//! `ServiceClient` with `HttpProtocol::Http2`).
 //!
 //! Run: `cargo bench --bench client --features client`. The three endpoints are axum
 //! servers on 127.0.0.1 on their own thread; the callers run on a
@@ -19,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group};
 use http_body_util::{BodyExt, Empty};
-use meshguard::client::ServiceClient;
+use meshguard::client::{HttpProtocol, ServiceClient};
 
 mod support;
 use support::loopback::{User, run, servers};
@@ -33,12 +35,24 @@ struct Callers {
         Empty<Bytes>,
     >,
     ours: ServiceClient,
+    /// HTTP/2 with prior knowledge (h2c), one connection per server.
+    hyper_h2: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Empty<Bytes>,
+    >,
+    ours_h2: ServiceClient,
     urls: Arc<Vec<String>>,
     uris: Arc<Vec<http::Uri>>,
 }
 
 /// The variants, in the order of [`Callers::call`]'s `which`.
-const VARIANTS: [&str; 3] = ["bare_reqwest", "bare_hyper_util", "service_client"];
+const VARIANTS: [&str; 5] = [
+    "bare_reqwest",
+    "bare_hyper_util",
+    "service_client",
+    "bare_hyper_util_h2",
+    "service_client_h2",
+];
 
 impl Callers {
     /// Starts the servers and a current-thread runtime, and builds the
@@ -49,11 +63,15 @@ impl Callers {
             .enable_all()
             .build()
             .unwrap();
-        let ours = rt.block_on(async {
-            ServiceClient::builder("users")
-                .urls(urls.clone())
-                .build()
-                .unwrap()
+        let (ours, ours_h2) = rt.block_on(async {
+            let client = |protocol| {
+                ServiceClient::builder("users")
+                    .urls(urls.clone())
+                    .protocol(protocol)
+                    .build()
+                    .unwrap()
+            };
+            (client(HttpProtocol::Http1), client(HttpProtocol::Http2))
         });
         let user_urls: Vec<String> = urls.iter().map(|u| format!("{u}/users/7")).collect();
         let callers = Callers {
@@ -62,6 +80,12 @@ impl Callers {
                 hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                     .build_http(),
             ours,
+            hyper_h2: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .http2_only(true)
+            .build_http(),
+            ours_h2,
             uris: Arc::new(user_urls.iter().map(|u| u.parse().unwrap()).collect()),
             urls: Arc::new(user_urls),
         };
@@ -76,12 +100,14 @@ impl Callers {
                 let r = self.reqwest.get(&self.urls[at]).send().await.unwrap();
                 serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
             }
-            1 => {
-                let r = self.hyper.get(self.uris[at].clone()).await.unwrap();
+            1 | 3 => {
+                let hyper = if which == 1 { &self.hyper } else { &self.hyper_h2 };
+                let r = hyper.get(self.uris[at].clone()).await.unwrap();
                 let body = r.into_body().collect().await.unwrap().to_bytes();
                 serde_json::from_slice(&body).unwrap()
             }
-            _ => self.ours.get("/users/7").send().await.unwrap(),
+            2 => self.ours.get("/users/7").send().await.unwrap(),
+            _ => self.ours_h2.get("/users/7").send().await.unwrap(),
         }
     }
 
@@ -125,7 +151,7 @@ fn paired(rounds: usize) {
     });
 }
 
-/// `MESHGUARD_COUNT=<reqwest|hyper|headers|p2c|ours>:<calls> valgrind --tool=callgrind
+/// `MESHGUARD_COUNT=<reqwest|hyper|headers|p2c|ours|hyper_h2|ours_h2>:<calls> valgrind --tool=callgrind
 /// <bench binary>` makes that many calls one after another (after 100 to
 /// warm the pools) and exits: two call counts give the instructions per
 /// call, servers included, without the setup. `p2c` is bare hyper-util
@@ -148,6 +174,8 @@ fn count(spec: &str) {
     let which = match which {
         "reqwest" => 0,
         "hyper" => 1,
+        "hyper_h2" => 3,
+        "ours_h2" => 4,
         _ => 2,
     };
     rt.block_on(async {

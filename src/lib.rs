@@ -117,6 +117,12 @@ pub struct BalancingDoctests;
 #[cfg(all(doctest, feature = "test-util", feature = "client", feature = "consul"))]
 pub struct TestingDoctests;
 
+/// docs/observability.md's example (the OpenTelemetry subscriber),
+/// compiled as a doctest.
+#[doc = include_str!("../docs/observability.md")]
+#[cfg(all(doctest, feature = "opentelemetry"))]
+pub struct ObservabilityDoctests;
+
 /// docs/discovery.md's examples, compiled as doctests.
 #[doc = include_str!("../docs/discovery.md")]
 #[cfg(all(doctest, feature = "consul"))]

@@ -19,13 +19,14 @@ use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitOpen};
 use crate::classify::{Classified, HttpClassifier};
 use crate::client::BoxErrors;
 use crate::deadline::{DeadlineExceeded, DeadlineLayer, Timeout};
-use crate::propagation::{CallContext, TraceParent, new_request_id};
+use crate::propagation::{CallContext, new_request_id, outgoing_trace};
 use crate::retry::{HttpRetryOn, RetryLayer, RetryPolicy};
 
 /// meshguard's resilience for any [`reqwest_middleware`] client: per-host
 /// circuit breakers, retries within a per-host budget (jittered backoff,
 /// `Retry-After`), each attempt's timeout, the whole call's deadline, and
-/// the propagated `x-request-id`, `traceparent` and `x-deadline-ms`; see
+/// the propagated `x-request-id`, `traceparent`, `tracestate` and
+/// `x-deadline-ms`; see
 /// the [module docs](super).
 ///
 /// Cheap to clone (the state is shared). Build one per client with
@@ -136,6 +137,7 @@ impl Middleware for Resilience {
         let host = self.host(request.url());
         let context = CallContext::current();
         let context = context.as_ref();
+        let (trace, trace_state) = outgoing_trace(context);
         let call = Call {
             request,
             extensions: extensions.clone(),
@@ -144,9 +146,8 @@ impl Middleware for Resilience {
             request_id: context
                 .and_then(|c| c.request_id().cloned())
                 .unwrap_or_else(new_request_id),
-            trace: context
-                .and_then(|c| c.trace())
-                .unwrap_or_else(TraceParent::new_root),
+            trace,
+            trace_state,
         };
         let send = Send {
             next,

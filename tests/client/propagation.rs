@@ -20,6 +20,8 @@ use crate::support::http::{serve, url};
 struct Seen {
     request_id: String,
     traceparent: String,
+    /// Every `tracestate` line it got.
+    tracestate: Vec<String>,
     deadline_ms: Option<u64>,
     /// The trace ID of its own context, as the layer made it.
     context_trace: String,
@@ -42,6 +44,11 @@ async fn back(hits: Arc<AtomicUsize>) -> String {
                         Json(Seen {
                             request_id: text("x-request-id"),
                             traceparent: text("traceparent"),
+                            tracestate: headers
+                                .get_all("tracestate")
+                                .iter()
+                                .map(|v| v.to_str().unwrap().to_string())
+                                .collect(),
                             deadline_ms: headers
                                 .get("x-deadline-ms")
                                 .map(|v| v.to_str().unwrap().parse().unwrap()),
@@ -122,6 +129,64 @@ async fn the_trace_continues_with_the_front_span_as_parent() {
     assert_ne!(format!("{:016x}", sent.span_id()), CALLER_SPAN);
     assert!(sent.sampled());
     assert_eq!(seen.context_trace, TRACE);
+}
+
+const STATE: &str = "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7";
+
+#[tokio::test]
+async fn the_tracestate_travels_on_unchanged_beside_the_trace() {
+    let incoming = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let (r, _) = call_front(&[("traceparent", &incoming), ("tracestate", STATE)]).await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.tracestate, [STATE]);
+}
+
+#[tokio::test]
+async fn a_tracestate_of_several_lines_travels_on_as_one() {
+    let incoming = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let (r, _) = call_front(&[
+        ("traceparent", &incoming),
+        ("tracestate", "congo=t61rcWkgMzE"),
+        ("tracestate", "rojo=00f067aa0ba902b7"),
+    ])
+    .await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.tracestate, ["congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"]);
+}
+
+#[tokio::test]
+async fn an_invalid_tracestate_is_dropped() {
+    let incoming = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let (r, _) = call_front(&[("traceparent", &incoming), ("tracestate", "Rojo=1")]).await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.tracestate, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_tracestate_over_thirty_two_members_is_dropped() {
+    let incoming = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let members: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+    let state = members.join(",");
+    let (r, _) = call_front(&[("traceparent", &incoming), ("tracestate", &state)]).await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.tracestate, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_tracestate_over_512_characters_is_dropped() {
+    let incoming = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let state = format!("a={},b={}", "x".repeat(252), "y".repeat(256));
+    assert_eq!(state.len(), 513);
+    let (r, _) = call_front(&[("traceparent", &incoming), ("tracestate", &state)]).await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.tracestate, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_tracestate_without_a_valid_traceparent_is_dropped() {
+    let (r, _) = call_front(&[("tracestate", STATE)]).await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.tracestate, Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -47,6 +47,8 @@
 //!
 //! Feature `metrics` reports through the `metrics` facade (names in
 //! `docs/observability.md`).
+//! Feature `opentelemetry` lines the propagated trace context up with the
+//! spans a tracing-opentelemetry layer exports (`docs/observability.md`).
 //!
 //! # Quick start
 //!

@@ -211,9 +211,9 @@ mod tests {
 
     #[test]
     fn five_hundred_twelve_characters_are_kept_and_more_dropped() {
-        let of_len = |n: usize| format!("k={}", "v".repeat(n - 2));
-        // One member's value is at most 256 characters: split the rest.
-        let long = |n: usize| format!("{},{}", of_len(256), of_len(n - 257));
+        let member = |key: &str, n: usize| format!("{key}={}", "v".repeat(n - 2));
+        // One member's value is at most 256 characters: two members.
+        let long = |n: usize| format!("{},{}", member("a", 256), member("b", n - 257));
         assert!(TraceState::parse(long(512).as_bytes()).is_some());
         assert_eq!(TraceState::parse(long(513).as_bytes()), None);
     }

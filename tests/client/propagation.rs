@@ -221,3 +221,58 @@ async fn an_expired_incoming_deadline_fails_the_next_call_without_sending_it() {
     assert_eq!(r.status(), 504);
     assert_eq!(back_hits.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn every_attempt_of_a_retried_call_carries_the_trace_and_tracestate() {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use meshguard::backoff::Backoff;
+    use meshguard::propagation::TraceState;
+    use meshguard::retry::RetryPolicy;
+
+    let seen: Arc<Mutex<Vec<(String, Vec<String>)>>> = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/flaky",
+        get(move |headers: HeaderMap| {
+            let mut seen = record.lock().unwrap();
+            seen.push((
+                headers["traceparent"].to_str().unwrap().to_string(),
+                headers
+                    .get_all("tracestate")
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .collect(),
+            ));
+            let status = match seen.len() {
+                1 => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::OK,
+            };
+            async move { status }
+        }),
+    );
+    let client = ServiceClient::builder("flaky")
+        .urls([url(serve(app).await)])
+        .retry(
+            RetryPolicy::builder()
+                .backoff(Backoff::constant(Duration::from_millis(1)))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let trace = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let context = CallContext::new()
+        .with_trace(TraceParent::parse(trace.as_bytes()).unwrap())
+        .with_trace_state(TraceState::parse(STATE.as_bytes()).unwrap());
+    let r = client
+        .get("/flaky")
+        .context(context)
+        .send_raw()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let expected = (trace, vec![STATE.to_string()]);
+    assert_eq!(*seen.lock().unwrap(), [expected.clone(), expected]);
+}

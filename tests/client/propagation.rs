@@ -231,7 +231,9 @@ async fn every_attempt_of_a_retried_call_carries_the_trace_and_tracestate() {
     use meshguard::propagation::TraceState;
     use meshguard::retry::RetryPolicy;
 
-    let seen: Arc<Mutex<Vec<(String, Vec<String>)>>> = Arc::default();
+    /// Each attempt's `traceparent` and `tracestate` lines.
+    type Attempts = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+    let seen = Attempts::default();
     let record = seen.clone();
     let app = axum::Router::new().route(
         "/flaky",

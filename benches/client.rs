@@ -101,7 +101,11 @@ impl Callers {
                 serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
             }
             1 | 3 => {
-                let hyper = if which == 1 { &self.hyper } else { &self.hyper_h2 };
+                let hyper = if which == 1 {
+                    &self.hyper
+                } else {
+                    &self.hyper_h2
+                };
                 let r = hyper.get(self.uris[at].clone()).await.unwrap();
                 let body = r.into_body().collect().await.unwrap().to_bytes();
                 serde_json::from_slice(&body).unwrap()

@@ -48,6 +48,8 @@
 //!
 //! Feature `metrics` reports through the `metrics` facade (names in
 //! `docs/observability.md`).
+//! Feature `opentelemetry` lines the propagated trace context up with the
+//! spans a tracing-opentelemetry layer exports (`docs/observability.md`).
 //!
 //! # Quick start
 //!
@@ -117,6 +119,12 @@ pub struct BalancingDoctests;
 #[doc = include_str!("../docs/testing.md")]
 #[cfg(all(doctest, feature = "test-util", feature = "client", feature = "consul"))]
 pub struct TestingDoctests;
+
+/// docs/observability.md's example (the OpenTelemetry subscriber),
+/// compiled as a doctest.
+#[doc = include_str!("../docs/observability.md")]
+#[cfg(all(doctest, feature = "opentelemetry"))]
+pub struct ObservabilityDoctests;
 
 /// docs/discovery.md's examples, compiled as doctests.
 #[doc = include_str!("../docs/discovery.md")]

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::balance::AttemptEnds;
 use crate::deadline::{Deadline, HasDeadline};
-use crate::propagation::TraceParent;
+use crate::propagation::{TraceParent, TraceState};
 use crate::retry::{NoReplay, Replay};
 
 /// One call: what to send, shared by its attempts, and what each attempt
@@ -54,6 +54,8 @@ pub(crate) struct CallParts {
     pub(crate) request_id: HeaderValue,
     /// `traceparent`.
     pub(crate) trace: TraceParent,
+    /// `tracestate`, passed on unchanged beside the trace.
+    pub(crate) trace_state: Option<TraceState>,
 }
 
 impl HasDeadline for Call {

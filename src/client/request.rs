@@ -17,7 +17,7 @@ use super::error::STATUS_BODY_LIMIT;
 use super::metrics::{CallTimer, status_outcome};
 use super::{ClientError, ServiceClient};
 use crate::classify::parse_retry_after;
-use crate::propagation::{CallContext, TraceParent, new_request_id};
+use crate::propagation::{CallContext, new_request_id, outgoing_trace};
 use crate::retry::HttpRetryOn;
 
 /// A call being built; send it with [`send`](Self::send) (JSON in, typed
@@ -150,7 +150,7 @@ impl<'a> RequestBuilder<'a> {
         let started = CallTimer::start();
         let result = self
             .accept_json()
-            .execute()
+            .run()
             .await
             .and_then(|r| success(r, &client.shared.retry_on))
             .and_then(decode);
@@ -162,7 +162,7 @@ impl<'a> RequestBuilder<'a> {
     pub async fn send_opt<T: DeserializeOwned>(self) -> Result<Option<T>, ClientError> {
         let client = self.client;
         let started = CallTimer::start();
-        let result = match self.accept_json().execute().await {
+        let result = match self.accept_json().run().await {
             Ok(r) if r.status() == StatusCode::NOT_FOUND => Ok(None),
             other => other
                 .and_then(|r| success(r, &client.shared.retry_on))
@@ -182,7 +182,7 @@ impl<'a> RequestBuilder<'a> {
     pub async fn send_raw(self) -> Result<Response<Bytes>, ClientError> {
         let client = self.client;
         let started = CallTimer::start();
-        let result = self.execute().await;
+        let result = self.run().await;
         let ok = match &result {
             Ok(r) => status_outcome(r.status()),
             Err(_) => "",
@@ -194,6 +194,23 @@ impl<'a> RequestBuilder<'a> {
     fn accept_json(mut self) -> Self {
         self.accept_json = true;
         self
+    }
+
+    /// The call's future.
+    #[cfg(not(feature = "opentelemetry"))]
+    #[inline]
+    fn run(self) -> impl Future<Output = Result<Response<Bytes>, ClientError>> {
+        self.execute()
+    }
+
+    /// The call's future, in a `call` span of kind client: its attempts
+    /// send the span's OpenTelemetry context, so the next hop's request
+    /// span is this call's child.
+    #[cfg(feature = "opentelemetry")]
+    fn run(self) -> impl Future<Output = Result<Response<Bytes>, ClientError>> {
+        use tracing::Instrument;
+        let span = crate::propagation::call_span(self.client.name(), &self.method, &self.path);
+        self.execute().instrument(span)
     }
 
     async fn execute(self) -> Result<Response<Bytes>, ClientError> {
@@ -223,6 +240,7 @@ impl<'a> RequestBuilder<'a> {
         };
         let context = self.context.or_else(CallContext::current);
         let context = context.as_ref();
+        let (trace, trace_state) = outgoing_trace(context);
         let req = Call {
             parts: Arc::new(CallParts {
                 method: self.method,
@@ -234,9 +252,8 @@ impl<'a> RequestBuilder<'a> {
                 request_id: context
                     .and_then(|c| c.request_id().cloned())
                     .unwrap_or_else(new_request_id),
-                trace: context
-                    .and_then(|c| c.trace())
-                    .unwrap_or_else(TraceParent::new_root),
+                trace,
+                trace_state,
             }),
             // Carried as they are; the stack's deadline layer merges them
             // with the client's, once.

@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue, Request};
 use tokio::time::Instant;
 use tower_http::request_id::RequestId;
 
-use super::{REQUEST_ID, TRACEPARENT, TraceParent};
+use super::{REQUEST_ID, TRACEPARENT, TraceParent, TraceState};
 use crate::deadline::{DEADLINE, Deadline};
 
 /// What a request carries on to the calls made while serving it.
@@ -21,6 +21,7 @@ use crate::deadline::{DEADLINE, Deadline};
 pub struct CallContext {
     request_id: Option<HeaderValue>,
     trace: Option<TraceParent>,
+    trace_state: Option<TraceState>,
     parent_span: Option<u64>,
     deadline: Option<Deadline>,
 }
@@ -49,7 +50,9 @@ impl CallContext {
     /// Reads the context an incoming request carries: its request ID
     /// (tower-http's [`RequestId`] extension first, then the header), its
     /// `traceparent` (a new span of that trace, or a new trace when absent
-    /// or malformed) and its deadline header (from now).
+    /// or malformed), its `tracestate` (kept only beside a valid
+    /// `traceparent`, and only when valid itself: see [`TraceState`]) and
+    /// its deadline header (from now).
     pub fn from_request<B>(req: &Request<B>) -> CallContext {
         let request_id = req
             .extensions()
@@ -69,6 +72,8 @@ impl CallContext {
         CallContext {
             request_id: None,
             trace: Some(incoming.map_or_else(TraceParent::new_root, |t| t.child())),
+            // The spec: no `tracestate` without a valid `traceparent`.
+            trace_state: incoming.and_then(|_| TraceState::from_headers(headers)),
             parent_span: incoming.map(|t| t.span_id()),
             deadline,
         }
@@ -92,6 +97,13 @@ impl CallContext {
         self
     }
 
+    /// Sets the `tracestate` sent beside the trace (with a trace of this
+    /// context's own only: a call that starts a new trace sends none).
+    pub fn with_trace_state(mut self, state: TraceState) -> Self {
+        self.trace_state = Some(state);
+        self
+    }
+
     /// Sets the deadline.
     pub fn with_deadline(mut self, deadline: Deadline) -> Self {
         self.deadline = Some(deadline);
@@ -108,6 +120,11 @@ impl CallContext {
         self.trace
     }
 
+    /// The caller's `tracestate`, passed on unchanged.
+    pub fn trace_state(&self) -> Option<&TraceState> {
+        self.trace_state.as_ref()
+    }
+
     /// The caller's span ID, when the request came with a valid
     /// `traceparent`.
     pub fn parent_span(&self) -> Option<u64> {
@@ -117,5 +134,20 @@ impl CallContext {
     /// When the caller stops waiting.
     pub fn deadline(&self) -> Option<Deadline> {
         self.deadline
+    }
+}
+
+/// The trace context a call sends: with the `opentelemetry` feature, the
+/// current span's OpenTelemetry context when it has a valid span; else the
+/// context's trace and `tracestate`; else a new trace.
+#[inline]
+pub(crate) fn outgoing_trace(context: Option<&CallContext>) -> (TraceParent, Option<TraceState>) {
+    #[cfg(feature = "opentelemetry")]
+    if let Some(current) = super::otel::current_trace() {
+        return current;
+    }
+    match context.and_then(|c| c.trace.map(|t| (t, c.trace_state.clone()))) {
+        Some(trace) => trace,
+        None => (TraceParent::new_root(), None),
     }
 }

@@ -16,7 +16,8 @@ use super::{CallContext, REQUEST_ID};
 /// a UUID) and `PropagateRequestId` (echoes it on the response), then
 /// [`ContextService`] (the [`CallContext`], current for the rest of the
 /// request), then tower-http's `Trace` with a span carrying the request
-/// and trace IDs.
+/// and trace IDs ([`ContextSpan`]; with the `opentelemetry` feature, the
+/// incoming trace context is that span's OpenTelemetry parent).
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -104,6 +105,11 @@ where
 
 /// Makes the span of an incoming request: `request` with `method`, `uri`,
 /// `request_id`, `trace_id`, `span_id` and `parent_id` (the caller's span).
+///
+/// With the `opentelemetry` feature the span is of kind server
+/// (`otel.kind`), the incoming `traceparent` and `tracestate` are its
+/// OpenTelemetry parent, and `trace_id` and `span_id` are the ids it is
+/// exported with.
 #[derive(Debug, Clone, Copy)]
 pub struct ContextSpan {
     _priv: (),
@@ -116,15 +122,20 @@ impl<B> MakeSpan<B> for ContextSpan {
             .and_then(|c| c.request_id())
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let trace = ctx.and_then(|c| c.trace());
-        tracing::info_span!(
-            "request",
-            method = %req.method(),
-            uri = %req.uri(),
-            request_id,
-            trace_id = %trace.map(|t| format!("{:032x}", t.trace_id())).unwrap_or_default(),
-            span_id = %trace.map(|t| format!("{:016x}", t.span_id())).unwrap_or_default(),
-            parent_id = %ctx.and_then(|c| c.parent_span()).map(|p| format!("{p:016x}")).unwrap_or_default(),
-        )
+        #[cfg(feature = "opentelemetry")]
+        return super::otel::request_span(req, ctx, request_id);
+        #[cfg(not(feature = "opentelemetry"))]
+        {
+            let trace = ctx.and_then(|c| c.trace());
+            tracing::info_span!(
+                "request",
+                method = %req.method(),
+                uri = %req.uri(),
+                request_id,
+                trace_id = %trace.map(|t| format!("{:032x}", t.trace_id())).unwrap_or_default(),
+                span_id = %trace.map(|t| format!("{:016x}", t.span_id())).unwrap_or_default(),
+                parent_id = %ctx.and_then(|c| c.parent_span()).map(|p| format!("{p:016x}")).unwrap_or_default(),
+            )
+        }
     }
 }

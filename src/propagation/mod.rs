@@ -1,6 +1,7 @@
 //! What a call carries from one service to the next: the correlation ID
-//! (`x-request-id`), the W3C trace context (`traceparent`) and the time
-//! left before the caller's deadline (`x-deadline-ms`).
+//! (`x-request-id`), the W3C trace context (`traceparent` and
+//! `tracestate`) and the time left before the caller's deadline
+//! (`x-deadline-ms`).
 //!
 //! On the server, [`PropagationLayer`] reads them from each incoming
 //! request (tower-http's request-id layers make or keep the ID; its trace
@@ -10,6 +11,8 @@
 //! so deadlines shrink across hops as Finagle's do.
 //!
 //! - [`TraceParent`]: the W3C `traceparent` value.
+//! - [`TraceState`]: the W3C `tracestate` value, checked and passed on
+//!   unchanged.
 //! - [`CallContext`]: what a request carries on to the calls made while
 //!   serving it.
 //! - [`PropagationLayer`]: the server side, for axum or any tower HTTP
@@ -17,19 +20,35 @@
 //!
 //! The deadline's header and format are the [`deadline`](crate::deadline)
 //! module's ([`DEADLINE`](crate::deadline::DEADLINE)).
+//!
+//! With the `opentelemetry` feature, the trace context follows the current
+//! `tracing` span's OpenTelemetry context (tracing-opentelemetry): calls
+//! send its ids, and the layer makes the incoming context the parent of the
+//! request span, so exported spans and propagated ids match (see
+//! docs/observability.md, "OpenTelemetry").
 
 mod context;
 mod layer;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod trace;
+mod trace_state;
 
 use http::HeaderName;
 
 pub use context::CallContext;
+pub(crate) use context::outgoing_trace;
 pub use layer::{ContextService, ContextSpan, PropagationLayer, PropagationService};
+#[cfg(feature = "opentelemetry")]
+pub(crate) use otel::call_span;
 pub use trace::TraceParent;
 pub(crate) use trace::new_request_id;
+pub use trace_state::{TRACESTATE_MAX_LEN, TRACESTATE_MAX_MEMBERS, TraceState};
 
 /// The correlation ID header.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The W3C trace context header.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// The W3C trace context's vendor-specific header, sent beside
+/// [`TRACEPARENT`].
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");

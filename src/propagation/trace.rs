@@ -44,6 +44,17 @@ impl TraceParent {
         }
     }
 
+    /// A trace context from its ids (`None` when one is zero, as the spec
+    /// says an invalid one is).
+    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+    pub(crate) fn from_ids(trace_id: u128, span_id: u64, flags: u8) -> Option<Self> {
+        (trace_id != 0 && span_id != 0).then_some(TraceParent {
+            trace_id,
+            span_id,
+            flags,
+        })
+    }
+
     /// Parses a `traceparent` value. Rejects (with `None`) what the W3C
     /// spec says to ignore: a wrong length or separator, non-lowercase-hex
     /// digits, an all-zero ID, version `ff`; later versions are read as 00.
@@ -79,6 +90,12 @@ impl TraceParent {
     /// The span's ID (the `parent-id` field of the header it is sent in).
     pub fn span_id(&self) -> u64 {
         self.span_id
+    }
+
+    /// The trace flags (bit 0: sampled).
+    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+    pub(crate) fn flags(&self) -> u8 {
+        self.flags
     }
 
     /// Whether the caller records this trace.

@@ -18,7 +18,7 @@ use crate::BoxError;
 use crate::classify::{Classified, Classify, HttpClassifier, Outcome};
 use crate::client::{AttemptMetrics, transport_outcome};
 use crate::deadline::{Bounded, Cut, DEADLINE, Deadline, DeadlineExceeded, HasDeadline};
-use crate::propagation::{REQUEST_ID, TRACEPARENT, TraceParent};
+use crate::propagation::{REQUEST_ID, TRACEPARENT, TRACESTATE, TraceParent, TraceState};
 use crate::retry::{HttpRetryOn, NoReplay, Replay, RetryOn, Verdict};
 
 /// A reqwest request on its way through the layers, with what each attempt
@@ -37,6 +37,8 @@ pub(crate) struct Call {
     pub(crate) request_id: Option<HeaderValue>,
     /// `traceparent` (`None`: propagation off).
     pub(crate) trace: Option<TraceParent>,
+    /// `tracestate`, passed on unchanged beside the trace.
+    pub(crate) trace_state: Option<TraceState>,
 }
 
 impl HasDeadline for Call {
@@ -73,6 +75,7 @@ impl Replay for Call {
             timeout: self.timeout,
             request_id: self.request_id.clone(),
             trace: self.trace,
+            trace_state: self.trace_state.clone(),
         })
     }
 }
@@ -109,6 +112,7 @@ impl<'a> Service<Call> for Send<'a> {
             deadline,
             request_id,
             trace,
+            trace_state,
             ..
         } = call;
         let now = Instant::now();
@@ -117,14 +121,18 @@ impl<'a> Service<Call> for Send<'a> {
         }
         let propagate = request_id.is_some();
         let headers = request.headers_mut();
-        // A caller's own ids win; the deadline is the merged one.
+        // A caller's own ids win (its `traceparent` with its own
+        // `tracestate` or none); the deadline is the merged one.
         if let Some(id) = request_id {
             headers.entry(REQUEST_ID).or_insert(id);
         }
         if let Some(trace) = trace {
-            headers
-                .entry(TRACEPARENT)
-                .or_insert_with(|| trace.to_header_value());
+            if let http::header::Entry::Vacant(entry) = headers.entry(TRACEPARENT) {
+                entry.insert(trace.to_header_value());
+                if let Some(state) = trace_state {
+                    headers.entry(TRACESTATE).or_insert(state.to_header_value());
+                }
+            }
         }
         // The attempt's limit is reqwest's own timeout on the request, which
         // also covers the body the caller reads after this returns: the

@@ -21,13 +21,14 @@ use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitOpen, 
 use crate::classify::{Classified, HttpClassifier};
 use crate::client::{AttemptMetrics, BoxErrors, CallTimer, ClientMetrics, status_outcome};
 use crate::deadline::{DeadlineExceeded, DeadlineLayer, Timeout};
-use crate::propagation::{CallContext, TraceParent, new_request_id};
+use crate::propagation::{CallContext, new_request_id, outgoing_trace};
 use crate::retry::{HttpRetryOn, RetryBudget, RetryLayer};
 
 /// meshguard's resilience for any [`reqwest_middleware`] client: per-host
 /// circuit breakers, retries within a per-host budget (jittered backoff,
 /// `Retry-After`), each attempt's timeout, the whole call's deadline, and
-/// the propagated `x-request-id`, `traceparent` and `x-deadline-ms`; see
+/// the propagated `x-request-id`, `traceparent`, `tracestate` and
+/// `x-deadline-ms`; see
 /// the [module docs](super).
 ///
 /// Cheap to clone (the state is shared). Build one per client with
@@ -181,6 +182,12 @@ impl Middleware for Resilience {
         let host = self.host(request.url());
         let context = CallContext::current();
         let context = context.as_ref();
+        let (trace, trace_state) = if inner.propagate {
+            let (trace, state) = outgoing_trace(context);
+            (Some(trace), state)
+        } else {
+            (None, None)
+        };
         let call = Call {
             request,
             extensions: extensions.clone(),
@@ -191,11 +198,8 @@ impl Middleware for Resilience {
                     .and_then(|c| c.request_id().cloned())
                     .unwrap_or_else(new_request_id)
             }),
-            trace: inner.propagate.then(|| {
-                context
-                    .and_then(|c| c.trace())
-                    .unwrap_or_else(TraceParent::new_root)
-            }),
+            trace,
+            trace_state,
         };
         let last = Mutex::new(None);
         let send = Send {

@@ -20,6 +20,8 @@ use crate::support::http::{serve, url};
 struct Seen {
     request_id: String,
     traceparent: String,
+    /// Every `tracestate` line it got.
+    tracestate: Vec<String>,
     deadline_ms: Option<u64>,
     /// The trace ID of its own context, as the layer made it.
     context_trace: String,
@@ -42,6 +44,11 @@ async fn back(hits: Arc<AtomicUsize>) -> String {
                         Json(Seen {
                             request_id: text("x-request-id"),
                             traceparent: text("traceparent"),
+                            tracestate: headers
+                                .get_all("tracestate")
+                                .iter()
+                                .map(|v| v.to_str().unwrap().to_string())
+                                .collect(),
                             deadline_ms: headers
                                 .get("x-deadline-ms")
                                 .map(|v| v.to_str().unwrap().parse().unwrap()),
@@ -124,6 +131,64 @@ async fn the_trace_continues_with_the_front_span_as_parent() {
     assert_eq!(seen.context_trace, TRACE);
 }
 
+const STATE: &str = "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7";
+
+#[tokio::test]
+async fn the_tracestate_travels_on_unchanged_beside_the_trace() {
+    let incoming = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let (r, _) = call_front(&[("traceparent", &incoming), ("tracestate", STATE)]).await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.tracestate, [STATE]);
+}
+
+#[tokio::test]
+async fn a_tracestate_of_several_lines_travels_on_as_one() {
+    let incoming = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let (r, _) = call_front(&[
+        ("traceparent", &incoming),
+        ("tracestate", "congo=t61rcWkgMzE"),
+        ("tracestate", "rojo=00f067aa0ba902b7"),
+    ])
+    .await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.tracestate, ["congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"]);
+}
+
+#[tokio::test]
+async fn an_invalid_tracestate_is_dropped() {
+    let incoming = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let (r, _) = call_front(&[("traceparent", &incoming), ("tracestate", "Rojo=1")]).await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.tracestate, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_tracestate_over_thirty_two_members_is_dropped() {
+    let incoming = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let members: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+    let state = members.join(",");
+    let (r, _) = call_front(&[("traceparent", &incoming), ("tracestate", &state)]).await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.tracestate, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_tracestate_over_512_characters_is_dropped() {
+    let incoming = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let state = format!("a={},b={}", "x".repeat(252), "y".repeat(256));
+    assert_eq!(state.len(), 513);
+    let (r, _) = call_front(&[("traceparent", &incoming), ("tracestate", &state)]).await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.tracestate, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_tracestate_without_a_valid_traceparent_is_dropped() {
+    let (r, _) = call_front(&[("tracestate", STATE)]).await;
+    let seen: Seen = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(seen.tracestate, Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn a_malformed_traceparent_starts_a_new_trace() {
     let (r, _) = call_front(&[("traceparent", "00-nothex-00f067aa0ba902b7-01")]).await;
@@ -155,4 +220,61 @@ async fn an_expired_incoming_deadline_fails_the_next_call_without_sending_it() {
     let (r, back_hits) = call_front(&[("x-deadline-ms", "0")]).await;
     assert_eq!(r.status(), 504);
     assert_eq!(back_hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn every_attempt_of_a_retried_call_carries_the_trace_and_tracestate() {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use meshguard::backoff::Backoff;
+    use meshguard::propagation::TraceState;
+    use meshguard::retry::RetryPolicy;
+
+    /// Each attempt's `traceparent` and `tracestate` lines.
+    type Attempts = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+    let seen = Attempts::default();
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/flaky",
+        get(move |headers: HeaderMap| {
+            let mut seen = record.lock().unwrap();
+            seen.push((
+                headers["traceparent"].to_str().unwrap().to_string(),
+                headers
+                    .get_all("tracestate")
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .collect(),
+            ));
+            let status = match seen.len() {
+                1 => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::OK,
+            };
+            async move { status }
+        }),
+    );
+    let client = ServiceClient::builder("flaky")
+        .urls([url(serve(app).await)])
+        .retry(
+            RetryPolicy::builder()
+                .backoff(Backoff::constant(Duration::from_millis(1)))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let trace = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let context = CallContext::new()
+        .with_trace(TraceParent::parse(trace.as_bytes()).unwrap())
+        .with_trace_state(TraceState::parse(STATE.as_bytes()).unwrap());
+    let r = client
+        .get("/flaky")
+        .context(context)
+        .send_raw()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let expected = (trace, vec![STATE.to_string()]);
+    assert_eq!(*seen.lock().unwrap(), [expected.clone(), expected]);
 }

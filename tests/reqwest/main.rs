@@ -13,7 +13,7 @@ use axum::routing::any;
 use meshguard::circuit_breaker::{CircuitBreakerConfig, CircuitOpen, Rejection, State};
 use meshguard::classify::HttpClassifier;
 use meshguard::deadline::{DeadlineExceeded, Timeout};
-use meshguard::propagation::CallContext;
+use meshguard::propagation::{CallContext, TraceParent, TraceState};
 use meshguard::reqwest::Resilience;
 use meshguard::retry::{HttpRetryOn, RetryBudgetConfig, RetryPolicy};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Error};
@@ -234,6 +234,56 @@ async fn the_request_being_served_gives_its_request_id_and_shorter_deadline() {
     let headers = seen.headers(0);
     assert_eq!(headers["x-request-id"], "req-42");
     assert_eq!(headers["x-deadline-ms"], "2000");
+}
+
+#[tokio::test]
+async fn every_attempt_carries_the_served_requests_trace_and_tracestate() {
+    let (base, seen) = server(|i| match i {
+        0 => (StatusCode::BAD_GATEWAY, vec![]),
+        _ => (StatusCode::OK, vec![]),
+    })
+    .await;
+    let http = client(Resilience::builder().build().unwrap());
+    let trace =
+        TraceParent::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let state = TraceState::parse(b"congo=t61rcWkgMzE, rojo=00f067aa0ba902b7").unwrap();
+    let context = CallContext::new().with_trace(trace).with_trace_state(state);
+    context
+        .scope(async { http.get(format!("{base}/")).send().await.unwrap() })
+        .await;
+    for i in 0..2 {
+        let headers = seen.headers(i);
+        assert_eq!(
+            headers["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(
+            headers.get_all("tracestate").iter().collect::<Vec<_>>(),
+            ["congo=t61rcWkgMzE, rojo=00f067aa0ba902b7"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_callers_own_traceparent_goes_without_the_served_requests_tracestate() {
+    let (base, seen) = server(|_| (StatusCode::OK, vec![])).await;
+    let http = client(Resilience::builder().build().unwrap());
+    let context = CallContext::new()
+        .with_trace(TraceParent::new_root())
+        .with_trace_state(TraceState::parse(b"congo=t61rcWkgMzE").unwrap());
+    let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    context
+        .scope(async {
+            http.get(format!("{base}/"))
+                .header("traceparent", own)
+                .send()
+                .await
+                .unwrap()
+        })
+        .await;
+    let headers = seen.headers(0);
+    assert_eq!(headers["traceparent"], own);
+    assert_eq!(headers.get("tracestate"), None);
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::super::call::Call;
 use crate::deadline::DEADLINE;
-use crate::propagation::{REQUEST_ID, TRACEPARENT};
+use crate::propagation::{REQUEST_ID, TRACEPARENT, TRACESTATE};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -14,8 +14,8 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 /// to its size (the call's own map is shared with the copy a retry keeps):
 /// the caller's own, then what the call's flags ask for and the client's
 /// `defaults`, each unless the caller set it, then what propagates
-/// (`x-request-id`, `traceparent`, and `x-deadline-ms` as of `now` when a
-/// deadline applies).
+/// (`x-request-id`, `traceparent`, `tracestate` when the trace has one, and
+/// `x-deadline-ms` as of `now` when a deadline applies).
 ///
 /// A reqwest client adds its own default headers after these, each only
 /// where the name is not set here.
@@ -43,6 +43,9 @@ pub(super) fn attempt_headers(call: &Call, defaults: &HeaderMap, now: Instant) -
     }
     headers.insert(REQUEST_ID, parts.request_id.clone());
     headers.insert(TRACEPARENT, parts.trace.to_header_value());
+    if let Some(state) = &parts.trace_state {
+        headers.insert(TRACESTATE, state.to_header_value());
+    }
     if let Some(deadline) = call.deadline {
         headers.insert(DEADLINE, deadline.to_header_value(now));
     }

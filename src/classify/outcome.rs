@@ -55,6 +55,17 @@ pub enum Outcome {
         /// Its `Retry-After`, if it is a 429 or 503 that sent a valid one.
         retry_after: Option<Duration>,
     },
+    /// A gRPC response whose status the classifier counts as a failure
+    /// (read from the headers of a trailers-only response: the call was
+    /// answered with a status and no message), with its
+    /// `grpc-retry-pushback-ms`.
+    GrpcStatus {
+        /// The gRPC status code (14 is UNAVAILABLE).
+        code: i32,
+        /// The server's pushback in milliseconds, if it sent one: wait that
+        /// long before retrying; a negative value asks for no retry.
+        pushback_ms: Option<i64>,
+    },
     /// Neither success nor failure: the classifier says the result tells
     /// nothing about the callee's health (a 404, for some services).
     Ignored,
@@ -127,6 +138,10 @@ impl Outcome {
             Outcome::Status { retry_after, .. } | Outcome::RejectedByService { retry_after } => {
                 *retry_after
             }
+            Outcome::GrpcStatus {
+                pushback_ms: Some(ms),
+                ..
+            } if *ms >= 0 => Some(Duration::from_millis(*ms as u64)),
             _ => None,
         }
     }
@@ -137,6 +152,7 @@ impl Outcome {
         match self {
             Outcome::Success => "success",
             Outcome::Status { .. } => "status",
+            Outcome::GrpcStatus { .. } => "grpc_status",
             Outcome::Ignored => "ignored",
             Outcome::RejectedByService { .. } => "circuit_open",
             Outcome::RejectedByEndpoint => "endpoint_ejected",

@@ -21,7 +21,7 @@ use crate::discovery::{Change, Endpoint, StaticDiscovery};
 use crate::retry::{HedgeConfig, HedgeLayer, RetryLayer, RetryPolicy};
 
 /// Where the client finds the service's instances.
-enum Discovery {
+pub(crate) enum Discovery {
     Urls(Vec<String>),
     Endpoints(Vec<Endpoint>),
     #[cfg(feature = "consul")]
@@ -306,35 +306,7 @@ impl ServiceClientBuilder {
             })?;
             headers.append(header, value);
         }
-        let kind = match self.discovery {
-            None => {
-                return Err(ConfigError::new(
-                    "discovery",
-                    "set `urls` (static instances) or `consul`",
-                ));
-            }
-            Some(Discovery::Urls(urls)) => {
-                if urls.is_empty() {
-                    return Err(ConfigError::new("urls", "must list at least one URL"));
-                }
-                let mut endpoints = Vec::with_capacity(urls.len());
-                for (i, url) in urls.iter().enumerate() {
-                    let e = Endpoint::from_url(url).map_err(|e| {
-                        ConfigError::new(format!("urls[{i}]"), e.message().to_string())
-                    })?;
-                    endpoints.push(e);
-                }
-                SourceKind::Static(StaticDiscovery::new(endpoints))
-            }
-            Some(Discovery::Endpoints(endpoints)) => {
-                SourceKind::Static(StaticDiscovery::new(endpoints))
-            }
-            #[cfg(feature = "consul")]
-            Some(Discovery::Consul(watch)) => {
-                SourceKind::Consul(watch.build().map_err(|e| e.within("consul"))?)
-            }
-            Some(Discovery::Stream(kind)) => kind,
-        };
+        let kind = source_of(self.discovery)?;
         if self
             .breaker
             .as_ref()
@@ -422,4 +394,38 @@ impl ServiceClientBuilder {
             stack,
         })
     }
+}
+
+/// The source of endpoints a builder's discovery setting describes; shared
+/// with `grpc::ChannelBuilder`.
+pub(crate) fn source_of(discovery: Option<Discovery>) -> Result<SourceKind, ConfigError> {
+    let kind = match discovery {
+        None => {
+            return Err(ConfigError::new(
+                "discovery",
+                "set `urls` (static instances) or `consul`",
+            ));
+        }
+        Some(Discovery::Urls(urls)) => {
+            if urls.is_empty() {
+                return Err(ConfigError::new("urls", "must list at least one URL"));
+            }
+            let mut endpoints = Vec::with_capacity(urls.len());
+            for (i, url) in urls.iter().enumerate() {
+                let e = Endpoint::from_url(url)
+                    .map_err(|e| ConfigError::new(format!("urls[{i}]"), e.message().to_string()))?;
+                endpoints.push(e);
+            }
+            SourceKind::Static(StaticDiscovery::new(endpoints))
+        }
+        Some(Discovery::Endpoints(endpoints)) => {
+            SourceKind::Static(StaticDiscovery::new(endpoints))
+        }
+        #[cfg(feature = "consul")]
+        Some(Discovery::Consul(watch)) => {
+            SourceKind::Consul(watch.build().map_err(|e| e.within("consul"))?)
+        }
+        Some(Discovery::Stream(kind)) => kind,
+    };
+    Ok(kind)
 }

@@ -18,15 +18,21 @@ use std::sync::Arc;
 use http::Method;
 
 pub use builder::ServiceClientBuilder;
+#[cfg(feature = "grpc")]
+pub(crate) use builder::{Discovery, source_of};
 pub use config::{ConsulConfig, ServiceClientConfig};
 pub use error::{ClientError, STATUS_BODY_LIMIT};
 #[cfg(feature = "reqwest")]
 pub(crate) use metrics::{AttemptMetrics, CallTimer, ClientMetrics, status_outcome};
 pub use request::RequestBuilder;
-#[cfg(feature = "reqwest")]
+#[cfg(feature = "grpc")]
+pub(crate) use source::Source;
+#[cfg(any(feature = "reqwest", feature = "grpc"))]
 pub(crate) use stack::BoxErrors;
 pub use tls::{HttpProtocol, TlsConfig, TlsConfigBuilder};
-#[cfg(feature = "reqwest")]
+#[cfg(feature = "grpc")]
+pub(crate) use transport::connector;
+#[cfg(any(feature = "reqwest", feature = "grpc"))]
 pub(crate) use transport::transport_outcome;
 
 use crate::ConfigError;

@@ -1,6 +1,7 @@
 #![doc = include_str!("../../docs/deadline.md")]
 
 mod bounded;
+mod grpc;
 mod layer;
 
 use std::fmt;
@@ -10,6 +11,9 @@ use http::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 pub(crate) use bounded::{Bounded, Cut};
+pub use grpc::GRPC_TIMEOUT;
+#[cfg(feature = "grpc")]
+pub(crate) use grpc::from_header_value as grpc_timeout;
 pub use layer::{DeadlineLayer, DeadlineService, ResponseFuture};
 
 /// The time left before the caller's deadline, in whole milliseconds when
@@ -74,6 +78,18 @@ impl Deadline {
         // Far-future values saturate instead of overflowing the clock.
         let year = Duration::from_secs(86_400 * 365);
         Some(Deadline(now + Duration::from_millis(ms).min(year)))
+    }
+
+    /// The time left from `now`, as a [`GRPC_TIMEOUT`] value (`1500m`).
+    pub fn to_grpc_timeout(&self, now: Instant) -> HeaderValue {
+        grpc::to_header_value(self.0.saturating_duration_since(now))
+    }
+
+    /// The deadline a [`GRPC_TIMEOUT`] value gives, counted from `now`;
+    /// `None` when it is not one (1 to 8 digits and a unit of `H`, `M`,
+    /// `S`, `m`, `u`, `n`). Values beyond a year are read as a year.
+    pub fn from_grpc_timeout(value: &HeaderValue, now: Instant) -> Option<Deadline> {
+        Some(Deadline(now + grpc::from_header_value(value)?))
     }
 }
 

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tower_http::request_id::RequestId;
 
 use super::{REQUEST_ID, TRACEPARENT, TraceParent, TraceState};
-use crate::deadline::{DEADLINE, Deadline};
+use crate::deadline::{DEADLINE, Deadline, GRPC_TIMEOUT};
 
 /// What a request carries on to the calls made while serving it.
 ///
@@ -66,9 +66,18 @@ impl CallContext {
         let incoming = headers
             .get(TRACEPARENT)
             .and_then(|v| TraceParent::parse(v.as_bytes()));
-        let deadline = headers
+        // `x-deadline-ms`, or gRPC's `grpc-timeout`; the earlier if both.
+        let now = Instant::now();
+        let http = headers
             .get(DEADLINE)
-            .and_then(|v| Deadline::from_header_value(v, Instant::now()));
+            .and_then(|v| Deadline::from_header_value(v, now));
+        let grpc = headers
+            .get(GRPC_TIMEOUT)
+            .and_then(|v| Deadline::from_grpc_timeout(v, now));
+        let deadline = match (http, grpc) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         CallContext {
             request_id: None,
             trace: Some(incoming.map_or_else(TraceParent::new_root, |t| t.child())),

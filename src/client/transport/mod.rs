@@ -56,24 +56,7 @@ fn http_client(
     tls: &TlsConfig,
     protocol: HttpProtocol,
 ) -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls.rustls())
-        .https_or_http();
-    let https = match tls.server_name_override() {
-        Some(name) => {
-            https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-        }
-        None => https,
-    };
-    // ALPN: none for HTTP/1.1 (as before), `h2` alone, or both.
-    let https = match protocol {
-        HttpProtocol::Http1 => https.enable_http1().wrap_connector(http),
-        HttpProtocol::Http2 => https.enable_http2().wrap_connector(http),
-        HttpProtocol::Negotiate => https.enable_all_versions().wrap_connector(http),
-    };
+    let https = connector(tls, protocol);
     let mut client = Client::builder(hyper_util::rt::TokioExecutor::new());
     client
         .pool_timer(hyper_util::rt::TokioTimer::new())
@@ -87,6 +70,32 @@ fn http_client(
             .timer(hyper_util::rt::TokioTimer::new());
     }
     client.build(https)
+}
+
+/// TCP (no delay), then TLS by `tls` for `https` endpoints, with ALPN for
+/// `protocol`: the connector of the built-in pool and of gRPC channels.
+pub(crate) fn connector(
+    tls: &TlsConfig,
+    protocol: HttpProtocol,
+) -> hyper_rustls::HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.rustls())
+        .https_or_http();
+    let https = match tls.server_name_override() {
+        Some(name) => {
+            https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => https,
+    };
+    // ALPN: none for HTTP/1.1 (as before), `h2` alone, or both.
+    match protocol {
+        HttpProtocol::Http1 => https.enable_http1().wrap_connector(http),
+        HttpProtocol::Http2 => https.enable_http2().wrap_connector(http),
+        HttpProtocol::Negotiate => https.enable_all_versions().wrap_connector(http),
+    }
 }
 
 /// What an endpoint's transport sends through: hyper-util's pool, built by

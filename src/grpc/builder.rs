@@ -1,0 +1,209 @@
+//! [`ChannelBuilder`]: discovery, timeouts, retries, breakers and TLS for a
+//! [`Channel`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::channel::Channel;
+use super::classify::{GrpcClassifier, GrpcRetryOn};
+use super::stack::{self, Connect};
+use super::transport::GrpcTransport;
+use crate::ConfigError;
+use crate::balance::{BalanceConfig, SharedBalancer, balance_with_view};
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, Rejection};
+use crate::client::{Discovery, HttpProtocol, Source, TlsConfig, connector, source_of};
+use crate::deadline::DeadlineLayer;
+use crate::discovery::Endpoint;
+use crate::retry::{RetryLayer, RetryPolicy};
+
+/// Builds a [`Channel`]. Every setting has a default but discovery:
+/// attempts time out after 3 s (to the response's head), no deadline of
+/// the channel's own (a call's `grpc-timeout`, set with tonic's
+/// `Request::set_timeout`, and the caller's deadline apply),
+/// [`RetryPolicy::default`] with [`GrpcRetryOn::default`] (UNAVAILABLE),
+/// [`CircuitBreakerConfig::default`] for the service,
+/// [`BalanceConfig::default`] for the endpoints, the public web roots for
+/// `https` endpoints.
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ChannelBuilder {
+    name: String,
+    discovery: Option<Discovery>,
+    timeout: Option<Duration>,
+    deadline: Option<Duration>,
+    retry: RetryPolicy,
+    retry_on: GrpcRetryOn,
+    classify: GrpcClassifier,
+    breaker: Option<CircuitBreakerConfig>,
+    balance: BalanceConfig,
+    tls: Option<TlsConfig>,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Discovery")
+    }
+}
+
+impl ChannelBuilder {
+    pub(crate) fn new(name: String) -> Self {
+        ChannelBuilder {
+            name,
+            discovery: None,
+            timeout: Some(Duration::from_secs(3)),
+            deadline: None,
+            retry: RetryPolicy::default(),
+            retry_on: GrpcRetryOn::default(),
+            classify: GrpcClassifier::default(),
+            breaker: Some(CircuitBreakerConfig::default()),
+            balance: BalanceConfig::default(),
+            tls: None,
+        }
+    }
+
+    /// A fixed list of instances, as URLs (`http://10.0.0.7:50051` for
+    /// h2c, `https://..` for TLS).
+    pub fn urls<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.discovery = Some(Discovery::Urls(urls.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// A fixed list of instances.
+    pub fn endpoints(mut self, endpoints: Vec<Endpoint>) -> Self {
+        self.discovery = Some(Discovery::Endpoints(endpoints));
+        self
+    }
+
+    /// Instances from a Consul health watch.
+    #[cfg(feature = "consul")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "consul")))]
+    pub fn consul(mut self, watch: crate::discovery::consul::ConsulDiscoveryBuilder) -> Self {
+        self.discovery = Some(Discovery::Consul(watch));
+        self
+    }
+
+    /// Each attempt's timeout, up to the response's head (default 3 s;
+    /// `None` for none). A timed-out attempt counts against its instance
+    /// and is retried.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The channel's deadline for every call, retries and the response's
+    /// messages included (default none); a call's `grpc-timeout` or the
+    /// caller's deadline wins when earlier.
+    pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Attempts, backoff and budget. Its `attempt_timeout` must be unset
+    /// (use [`timeout`](Self::timeout)); its `retry_non_idempotent` does
+    /// not apply (gRPC retries by status, whatever the method).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Which codes are retried (default UNAVAILABLE).
+    pub fn retry_on(mut self, retry_on: GrpcRetryOn) -> Self {
+        self.retry_on = retry_on;
+        self
+    }
+
+    /// Which codes count as failures for the breakers.
+    pub fn classify(mut self, classify: GrpcClassifier) -> Self {
+        self.classify = classify;
+        self
+    }
+
+    /// The service-level breaker (fail fast), or `None` for none.
+    pub fn circuit_breaker(mut self, config: Option<CircuitBreakerConfig>) -> Self {
+        self.breaker = config;
+        self
+    }
+
+    /// Balancing and outlier ejection.
+    pub fn balance(mut self, config: BalanceConfig) -> Self {
+        self.balance = config;
+        self
+    }
+
+    /// TLS for `https` endpoints (ALPN `h2`).
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Checks every setting and starts the channel (its discovery) on the
+    /// current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn build(self) -> Result<Channel, ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::new("service", "must not be empty"));
+        }
+        for (field, value) in [("timeout", self.timeout), ("deadline", self.deadline)] {
+            if value == Some(Duration::ZERO) {
+                return Err(ConfigError::new(field, "must be greater than zero"));
+            }
+        }
+        if self.retry.attempt_timeout().is_some() {
+            return Err(ConfigError::new(
+                "retry.attempt_timeout",
+                "set the channel's `timeout` instead: it bounds each attempt at the transport, \
+                 where a timed-out attempt counts against its instance",
+            ));
+        }
+        if self
+            .breaker
+            .as_ref()
+            .is_some_and(|c| c.rejection() == Rejection::Wait)
+        {
+            return Err(ConfigError::new(
+                "circuit_breaker.rejection",
+                "the service breaker fails fast (`fail_fast`); `wait` is for the endpoints' \
+                 breakers (`balance.ejection`)",
+            ));
+        }
+        let source = Source::new(source_of(self.discovery)?);
+        let settled = source.settled();
+        let tls = self.tls.unwrap_or_default();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .http2_only(true)
+                .build(connector(&tls, HttpProtocol::Http2));
+        let timeout = self.timeout;
+        let connect: Connect =
+            Box::new(move |e: &Endpoint| GrpcTransport::new(client.clone(), e, timeout));
+        let (lb, _view) =
+            balance_with_view(&self.name, source, connect, self.classify, self.balance);
+        let balanced = SharedBalancer::new(lb, settled, self.timeout);
+        let breaker = self
+            .breaker
+            .map(|config| CircuitBreaker::new(self.name.clone(), config));
+        let stack = stack::stack(
+            balanced,
+            DeadlineLayer::optional(self.deadline),
+            RetryLayer::new(self.retry)
+                .name(self.name.as_str())
+                .retry_on(self.retry_on),
+            breaker.clone(),
+            self.classify,
+        );
+        Ok(Channel {
+            stack,
+            name: Arc::from(self.name),
+            breaker,
+        })
+    }
+}

@@ -1,0 +1,370 @@
+//! `meshguard::grpc::Channel` under a tonic client, against tonic servers
+//! on 127.0.0.1:0 (h2c): unary calls over three instances, gRPC's retry
+//! rules (trailers-only UNAVAILABLE, pushback), `grpc-timeout` both ways,
+//! and streams passed through, never retried.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::uri::PathAndQuery;
+use meshguard::grpc::Channel;
+use meshguard::propagation::{CallContext, PropagationLayer};
+use support::tls::serve;
+use tokio::time::Instant;
+use tonic::{Code, Status};
+use tonic_prost::ProstCodec;
+
+/// `users.GetUser`, written by hand (no protoc here).
+#[derive(Clone, PartialEq, prost::Message)]
+struct GetUser {
+    #[prost(uint64, tag = "1")]
+    id: u64,
+}
+
+/// `users.User`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct User {
+    #[prost(uint64, tag = "1")]
+    id: u64,
+    #[prost(string, tag = "2")]
+    name: String,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Handler =
+    Arc<dyn Fn(tonic::Request<GetUser>) -> BoxFuture<Result<User, Status>> + Send + Sync>;
+
+/// The unary method `users.Users/Get` answered by `handler`.
+#[derive(Clone)]
+struct Get(Handler);
+
+impl tonic::server::UnaryService<GetUser> for Get {
+    type Response = User;
+    type Future = BoxFuture<Result<tonic::Response<User>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<GetUser>) -> Self::Future {
+        let answer = (self.0)(request);
+        Box::pin(async move { answer.await.map(tonic::Response::new) })
+    }
+}
+
+/// A user-service instance: `Get` by `handler`, `List` streaming two users
+/// then nothing more, `Upload` (client streaming) always UNAVAILABLE; what
+/// it saw counted.
+struct Instance {
+    url: String,
+    requests: Arc<AtomicUsize>,
+}
+
+async fn instance(
+    handler: impl Fn(tonic::Request<GetUser>) -> BoxFuture<Result<User, Status>> + Send + Sync + 'static,
+) -> Instance {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    let handler: Handler = Arc::new(move |req| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        handler(req)
+    });
+    let get = tower::service_fn(move |req: http::Request<axum::body::Body>| {
+        let handler = Get(handler.clone());
+        async move {
+            let mut grpc = tonic::server::Grpc::new(ProstCodec::<User, GetUser>::default());
+            Ok::<_, Infallible>(grpc.unary(handler, req).await)
+        }
+    });
+    let list = tower::service_fn(|req: http::Request<axum::body::Body>| async move {
+        let mut grpc = tonic::server::Grpc::new(ProstCodec::<User, GetUser>::default());
+        Ok::<_, Infallible>(grpc.server_streaming(List, req).await)
+    });
+    let uploads = requests.clone();
+    let upload = tower::service_fn(move |req: http::Request<axum::body::Body>| {
+        uploads.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let mut grpc = tonic::server::Grpc::new(ProstCodec::<User, GetUser>::default());
+            Ok::<_, Infallible>(grpc.client_streaming(Upload, req).await)
+        }
+    });
+    let app = axum::Router::new()
+        .route_service("/users.Users/Get", get)
+        .route_service("/users.Users/List", list)
+        .route_service("/users.Users/Upload", upload)
+        .layer(PropagationLayer::new());
+    let server = serve(app, None).await;
+    Instance {
+        url: server.url("http"),
+        requests,
+    }
+}
+
+#[derive(Clone)]
+struct List;
+
+impl tonic::server::ServerStreamingService<GetUser> for List {
+    type Response = User;
+    type ResponseStream = Pin<Box<dyn futures_core::Stream<Item = Result<User, Status>> + Send>>;
+    type Future = BoxFuture<Result<tonic::Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, _: tonic::Request<GetUser>) -> Self::Future {
+        Box::pin(async {
+            let two = futures_util::stream::iter([1, 2].map(|id| {
+                Ok(User {
+                    id,
+                    name: format!("user {id}"),
+                })
+            }));
+            let stream: Self::ResponseStream = Box::pin(futures_util::StreamExt::chain(
+                two,
+                futures_util::stream::pending(),
+            ));
+            Ok(tonic::Response::new(stream))
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Upload;
+
+impl tonic::server::ClientStreamingService<GetUser> for Upload {
+    type Response = User;
+    type Future = BoxFuture<Result<tonic::Response<User>, Status>>;
+
+    fn call(&mut self, _: tonic::Request<tonic::Streaming<GetUser>>) -> Self::Future {
+        Box::pin(async { Err(Status::unavailable("not now")) })
+    }
+}
+
+fn ada(req: tonic::Request<GetUser>) -> BoxFuture<Result<User, Status>> {
+    let id = req.into_inner().id;
+    Box::pin(async move {
+        Ok(User {
+            id,
+            name: "Ada".into(),
+        })
+    })
+}
+
+fn channel(urls: &[&str]) -> Channel {
+    Channel::builder("users")
+        .urls(urls.iter().copied())
+        .build()
+        .unwrap()
+}
+
+async fn get(channel: &Channel, id: u64, timeout: Option<Duration>) -> Result<User, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unknown(e.to_string()))?;
+    let mut request = tonic::Request::new(GetUser { id });
+    if let Some(t) = timeout {
+        request.set_timeout(t);
+    }
+    let path = PathAndQuery::from_static("/users.Users/Get");
+    grpc.unary(request, path, ProstCodec::<GetUser, User>::default())
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn a_unary_call_through_the_channel_answers() {
+    let (a, b, c) = (
+        instance(ada).await,
+        instance(ada).await,
+        instance(ada).await,
+    );
+    let users = channel(&[&a.url, &b.url, &c.url]);
+    for id in 0..30 {
+        let user = get(&users, id, None).await.unwrap();
+        assert_eq!(
+            user,
+            User {
+                id,
+                name: "Ada".into()
+            }
+        );
+    }
+    let total: usize = [&a, &b, &c]
+        .iter()
+        .map(|i| i.requests.load(Ordering::SeqCst))
+        .sum();
+    assert_eq!(total, 30);
+}
+
+#[tokio::test]
+async fn an_instance_answering_unavailable_is_retried_on_another() {
+    let down = instance(|_| Box::pin(async { Err(Status::unavailable("draining")) })).await;
+    let (a, b) = (instance(ada).await, instance(ada).await);
+    let users = channel(&[&down.url, &a.url, &b.url]);
+    for id in 0..30 {
+        assert_eq!(get(&users, id, None).await.unwrap().id, id);
+    }
+}
+
+#[tokio::test]
+async fn a_dead_instance_is_hidden() {
+    let dead = support::http::closed_port().await;
+    let (a, b) = (instance(ada).await, instance(ada).await);
+    let dead = format!("http://{dead}");
+    let users = channel(&[&dead, &a.url, &b.url]);
+    for id in 0..30 {
+        assert_eq!(get(&users, id, None).await.unwrap().id, id);
+    }
+}
+
+/// An instance answering UNAVAILABLE with `grpc-retry-pushback-ms` set to
+/// `pushback` to its first request, then Ada.
+async fn pushing_back(pushback: &'static str) -> (Instance, Arc<std::sync::Mutex<Vec<Instant>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let server = instance(move |req| {
+        let first = {
+            let mut seen = record.lock().unwrap();
+            seen.push(Instant::now());
+            seen.len() == 1
+        };
+        if first {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            metadata.insert("grpc-retry-pushback-ms", pushback.parse().unwrap());
+            Box::pin(async move { Err(Status::with_metadata(Code::Unavailable, "busy", metadata)) })
+        } else {
+            ada(req)
+        }
+    })
+    .await;
+    (server, seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pushback_is_waited_for_exactly() {
+    let (server, seen) = pushing_back("300").await;
+    let users = channel(&[&server.url]);
+    assert_eq!(get(&users, 7, None).await.unwrap().id, 7);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1] - seen[0], Duration::from_millis(300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_negative_pushback_is_not_retried() {
+    let (server, seen) = pushing_back("-1").await;
+    let users = channel(&[&server.url]);
+    let status = get(&users, 7, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resource_exhausted_is_retried_only_with_a_pushback() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let server = instance(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Err(Status::resource_exhausted("quota")) })
+    })
+    .await;
+    let users = channel(&[&server.url]);
+    let status = get(&users, 7, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_calls_grpc_timeout_travels_to_the_server_as_its_deadline() {
+    let left = Arc::new(std::sync::Mutex::new(None));
+    let record = left.clone();
+    let server = instance(move |req| {
+        *record.lock().unwrap() = req.metadata().get("grpc-timeout").cloned();
+        let deadline = CallContext::current().and_then(|c| c.deadline());
+        let remaining = deadline.map(|d| d.instant() - Instant::now());
+        Box::pin(async move {
+            assert_eq!(remaining, Some(Duration::from_millis(2000)));
+            Ok(User::default())
+        })
+    })
+    .await;
+    let users = channel(&[&server.url]);
+    get(&users, 7, Some(Duration::from_secs(2))).await.unwrap();
+    assert_eq!(left.lock().unwrap().as_ref().unwrap(), "2000m");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_call_ends_at_its_deadline_with_deadline_exceeded() {
+    let server = instance(|_| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(User::default())
+        })
+    })
+    .await;
+    let users = Channel::builder("users")
+        .urls([server.url.as_str()])
+        .timeout(None)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let status = get(&users, 7, Some(Duration::from_secs(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_stream_is_passed_through_and_ended_by_the_deadline() {
+    let server = instance(ada).await;
+    let users = channel(&[&server.url]);
+    let mut grpc = tonic::client::Grpc::new(users.clone());
+    grpc.ready().await.unwrap();
+    let mut request = tonic::Request::new(GetUser { id: 0 });
+    request.set_timeout(Duration::from_secs(5));
+    let started = Instant::now();
+    let path = PathAndQuery::from_static("/users.Users/List");
+    let mut stream = grpc
+        .server_streaming(request, path, ProstCodec::<GetUser, User>::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stream.message().await.unwrap().unwrap().id, 1);
+    assert_eq!(stream.message().await.unwrap().unwrap().id, 2);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    let end = stream.message().await.unwrap_err();
+    assert_eq!(end.code(), Code::DeadlineExceeded, "{end:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_stream_is_sent_once_even_when_unavailable() {
+    let server = instance(ada).await;
+    let users = channel(&[&server.url]);
+    let mut grpc = tonic::client::Grpc::new(users.clone());
+    grpc.ready().await.unwrap();
+    let messages = futures_util::stream::iter([GetUser { id: 1 }, GetUser { id: 2 }]);
+    let path = PathAndQuery::from_static("/users.Users/Upload");
+    let status = grpc
+        .client_streaming(
+            tonic::Request::new(messages),
+            path,
+            ProstCodec::<GetUser, User>::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_open_service_breaker_is_unavailable_without_a_call() {
+    let server = instance(ada).await;
+    let users = channel(&[&server.url]);
+    users.breaker().unwrap().force_open();
+    let status = get(&users, 7, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(server.requests.load(Ordering::SeqCst), 0);
+}

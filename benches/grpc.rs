@@ -149,10 +149,14 @@ fn grpc(c: &mut Criterion) {
     let mut group = c.benchmark_group("grpc_unary");
     for concurrency in [1u64, 16] {
         for (which, name) in VARIANTS.iter().enumerate() {
-            group.bench_with_input(BenchmarkId::new(*name, concurrency), &concurrency, |b, &n| {
-                b.to_async(&rt)
-                    .iter_custom(|iters| channels.run(which, iters, n))
-            });
+            group.bench_with_input(
+                BenchmarkId::new(*name, concurrency),
+                &concurrency,
+                |b, &n| {
+                    b.to_async(&rt)
+                        .iter_custom(|iters| channels.run(which, iters, n))
+                },
+            );
         }
     }
     group.finish();

@@ -19,7 +19,8 @@
 //!   endpoint's breaker, timeout, deadline, connect, transport), read by
 //!   every policy.
 //! - [`deadline`]: [`DeadlineLayer`](deadline::DeadlineLayer) merges a call's
-//!   deadlines once and ends the call by them; the `x-deadline-ms` format.
+//!   deadlines once and ends the call by them; the `x-deadline-ms` and
+//!   `grpc-timeout` formats.
 //! - [`retry`]: retries on `tower::retry` with jittered backoff, a retry
 //!   budget, `Retry-After`, attempt timeouts, and hedging on `tower::hedge`.
 //! - [`circuit_breaker`]: a lock-free circuit breaker as a tower layer, with
@@ -37,6 +38,10 @@
 //! - [`client`] (feature `client`): `ServiceClient`, one builder for the
 //!   whole stack over hyper-util's pooled client, typed JSON calls and
 //!   `ClientError`.
+//! - `grpc` (feature `grpc`): `grpc::Channel`, the same layers for tonic
+//!   clients over HTTP/2, with gRPC's retry rules.
+//! - `reqwest` (feature `reqwest`): the same layers as a `reqwest_middleware`
+//!   middleware.
 //! - [`propagation`] (feature `client`): request IDs, trace context and
 //!   deadlines across hops, with `PropagationLayer` for servers.
 //! - `testing` (feature `test-util`): an in-process Consul-compatible

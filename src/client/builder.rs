@@ -285,11 +285,7 @@ impl ServiceClientBuilder {
                 "must be greater than zero",
             ));
         }
-        for (field, value) in [("timeout", self.timeout), ("deadline", self.deadline)] {
-            if value == Some(Duration::ZERO) {
-                return Err(ConfigError::new(field, "must be greater than zero"));
-            }
-        }
+        check_limits(self.timeout, self.deadline)?;
         let mut headers = HeaderMap::new();
         for (name, value) in &self.headers {
             let header = HeaderName::try_from(name.as_str()).map_err(|e| {
@@ -307,27 +303,12 @@ impl ServiceClientBuilder {
             headers.append(header, value);
         }
         let kind = source_of(self.discovery)?;
-        if self
-            .breaker
-            .as_ref()
-            .is_some_and(|c| c.rejection() == Rejection::Wait)
-        {
-            // Waiting in `poll_ready` would hold calls past their deadline
-            // while the service is down, and its rejections would read as an
-            // endpoint's (retried on another instance).
-            return Err(ConfigError::new(
-                "circuit_breaker.rejection",
-                "the service breaker fails fast (`fail_fast`); `wait` is for the endpoints' \
-                 breakers (`balance.ejection`)",
-            ));
-        }
-        if self.retry.attempt_timeout().is_some() {
-            return Err(ConfigError::new(
-                "retry.attempt_timeout",
-                "set the client's `timeout` instead: it bounds each attempt at the transport, \
-                 where a timed-out attempt counts against its instance",
-            ));
-        }
+        check_fail_fast(
+            self.breaker.as_ref(),
+            "the service breaker fails fast (`fail_fast`); `wait` is for the endpoints' \
+             breakers (`balance.ejection`)",
+        )?;
+        check_no_attempt_timeout(&self.retry, "client")?;
         let connection = Connection::new(
             #[cfg(feature = "reqwest")]
             self.reqwest,
@@ -428,4 +409,50 @@ pub(crate) fn source_of(discovery: Option<Discovery>) -> Result<SourceKind, Conf
         Some(Discovery::Stream(kind)) => kind,
     };
     Ok(kind)
+}
+
+/// The timeout and deadline settings of a builder: `None` or more than
+/// zero. Shared by every builder of the crate.
+pub(crate) fn check_limits(
+    timeout: Option<Duration>,
+    deadline: Option<Duration>,
+) -> Result<(), ConfigError> {
+    for (field, value) in [("timeout", timeout), ("deadline", deadline)] {
+        if value == Some(Duration::ZERO) {
+            return Err(ConfigError::new(field, "must be greater than zero"));
+        }
+    }
+    Ok(())
+}
+
+/// A retry policy given to a builder that times its attempts itself (at
+/// the transport, where a timed-out attempt counts against its instance)
+/// must not time them too.
+pub(crate) fn check_no_attempt_timeout(
+    retry: &RetryPolicy,
+    owner: &str,
+) -> Result<(), ConfigError> {
+    if retry.attempt_timeout().is_some() {
+        return Err(ConfigError::new(
+            "retry.attempt_timeout",
+            format!(
+                "set the {owner}'s `timeout` instead: it bounds each attempt below the \
+                 breakers, where a timed-out attempt counts against its instance"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A breaker in front of a whole service (or host) fails fast: waiting in
+/// `poll_ready` would hold calls past their deadline while it is down, and
+/// its rejections would read as an endpoint's (retried elsewhere).
+pub(crate) fn check_fail_fast(
+    breaker: Option<&CircuitBreakerConfig>,
+    message: &str,
+) -> Result<(), ConfigError> {
+    if breaker.is_some_and(|c| c.rejection() == Rejection::Wait) {
+        return Err(ConfigError::new("circuit_breaker.rejection", message));
+    }
+    Ok(())
 }

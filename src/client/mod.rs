@@ -20,6 +20,8 @@ use http::Method;
 pub use builder::ServiceClientBuilder;
 #[cfg(feature = "grpc")]
 pub(crate) use builder::{Discovery, source_of};
+#[cfg(any(feature = "reqwest", feature = "grpc"))]
+pub(crate) use builder::{check_fail_fast, check_limits, check_no_attempt_timeout};
 pub use config::{ConsulConfig, ServiceClientConfig};
 pub use error::{ClientError, STATUS_BODY_LIMIT};
 #[cfg(feature = "reqwest")]

@@ -10,8 +10,11 @@ use super::stack::{self, Connect};
 use super::transport::GrpcTransport;
 use crate::ConfigError;
 use crate::balance::{BalanceConfig, SharedBalancer, balance_with_view};
-use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, Rejection};
-use crate::client::{Discovery, HttpProtocol, Source, TlsConfig, connector, source_of};
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
+use crate::client::{
+    Discovery, HttpProtocol, Source, TlsConfig, check_fail_fast, check_limits,
+    check_no_attempt_timeout, connector, source_of,
+};
 use crate::deadline::DeadlineLayer;
 use crate::discovery::Endpoint;
 use crate::retry::{RetryLayer, RetryPolicy};
@@ -150,29 +153,13 @@ impl ChannelBuilder {
         if self.name.is_empty() {
             return Err(ConfigError::new("service", "must not be empty"));
         }
-        for (field, value) in [("timeout", self.timeout), ("deadline", self.deadline)] {
-            if value == Some(Duration::ZERO) {
-                return Err(ConfigError::new(field, "must be greater than zero"));
-            }
-        }
-        if self.retry.attempt_timeout().is_some() {
-            return Err(ConfigError::new(
-                "retry.attempt_timeout",
-                "set the channel's `timeout` instead: it bounds each attempt at the transport, \
-                 where a timed-out attempt counts against its instance",
-            ));
-        }
-        if self
-            .breaker
-            .as_ref()
-            .is_some_and(|c| c.rejection() == Rejection::Wait)
-        {
-            return Err(ConfigError::new(
-                "circuit_breaker.rejection",
-                "the service breaker fails fast (`fail_fast`); `wait` is for the endpoints' \
-                 breakers (`balance.ejection`)",
-            ));
-        }
+        check_limits(self.timeout, self.deadline)?;
+        check_no_attempt_timeout(&self.retry, "channel")?;
+        check_fail_fast(
+            self.breaker.as_ref(),
+            "the service breaker fails fast (`fail_fast`); `wait` is for the endpoints' \
+             breakers (`balance.ejection`)",
+        )?;
         let source = Source::new(source_of(self.discovery)?);
         let settled = source.settled();
         let tls = self.tls.unwrap_or_default();

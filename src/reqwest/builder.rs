@@ -9,9 +9,11 @@ use http::StatusCode;
 
 use super::middleware::{Inner, Resilience};
 use crate::ConfigError;
-use crate::circuit_breaker::{CircuitBreakerConfig, Rejection};
+use crate::circuit_breaker::CircuitBreakerConfig;
 use crate::classify::HttpClassifier;
-use crate::client::{AttemptMetrics, ClientMetrics};
+use crate::client::{
+    AttemptMetrics, ClientMetrics, check_fail_fast, check_limits, check_no_attempt_timeout,
+};
 use crate::deadline::DeadlineLayer;
 use crate::retry::{HttpRetryOn, RetryLayer, RetryPolicy};
 
@@ -124,32 +126,16 @@ impl ResilienceBuilder {
 
     /// Checks the settings.
     pub fn build(self) -> Result<Resilience, ConfigError> {
-        for (field, value) in [("timeout", self.timeout), ("deadline", self.deadline)] {
-            if value == Some(Duration::ZERO) {
-                return Err(ConfigError::new(field, "must be greater than zero"));
-            }
-        }
+        check_limits(self.timeout, self.deadline)?;
         if self.max_hosts == 0 {
             return Err(ConfigError::new("max_hosts", "must be greater than zero"));
         }
-        if self.retry.attempt_timeout().is_some() {
-            return Err(ConfigError::new(
-                "retry.attempt_timeout",
-                "set the middleware's `timeout` instead: it bounds each attempt below the \
-                 host's breaker, where a timed-out attempt counts against the host",
-            ));
-        }
-        if self
-            .breaker
-            .as_ref()
-            .is_some_and(|c| c.rejection() == Rejection::Wait)
-        {
-            return Err(ConfigError::new(
-                "circuit_breaker.rejection",
-                "a host's breaker fails fast (`fail_fast`): waiting would hold calls while the \
-                 host is down",
-            ));
-        }
+        check_no_attempt_timeout(&self.retry, "middleware")?;
+        check_fail_fast(
+            self.breaker.as_ref(),
+            "a host's breaker fails fast (`fail_fast`): waiting would hold calls while the \
+             host is down",
+        )?;
         if self.name.is_empty() {
             return Err(ConfigError::new("name", "must not be empty"));
         }

@@ -5,7 +5,7 @@
 //! Run: `cargo bench -p meshguard --all-features --bench grpc`; paired
 //! rounds (the figure to compare) with `MESHGUARD_PAIRED=<rounds>
 //! target/release/deps/grpc-* --bench`; instructions per call with
-//! `MESHGUARD_COUNT=<0|1>:<calls> valgrind --tool=callgrind
+//! `MESHGUARD_COUNT=<0|1>:<calls>[:<in flight>] valgrind --tool=callgrind
 //! target/release/deps/grpc-* --bench`.
 // Wall time is what a benchmark measures: the real clock, not tokio's.
 #![allow(clippy::disallowed_types)]
@@ -172,14 +172,15 @@ criterion_group! {
 
 fn main() {
     if let Ok(spec) = std::env::var("MESHGUARD_COUNT") {
-        let (which, calls) = spec.split_once(':').expect("MESHGUARD_COUNT=1:1000");
-        let (which, calls): (usize, u64) = (which.parse().unwrap(), calls.parse().unwrap());
+        // `<which>:<calls>[:<in flight>]`.
+        let mut parts = spec
+            .split(':')
+            .map(|p| p.parse::<u64>().expect("MESHGUARD_COUNT=1:1000"));
+        let (which, calls) = (parts.next().unwrap() as usize, parts.next().unwrap());
+        let concurrency = parts.next().unwrap_or(1);
         let (channels, rt) = Channels::new();
-        rt.block_on(async {
-            for i in 0..100 + calls {
-                std::hint::black_box(channels.call(which, i).await);
-            }
-        });
+        rt.block_on(channels.run(which, 100, concurrency));
+        rt.block_on(channels.run(which, calls, concurrency));
         return;
     }
     if let Some(rounds) = std::env::var("MESHGUARD_PAIRED")

@@ -134,6 +134,11 @@ pub struct TestingDoctests;
 #[cfg(all(doctest, feature = "opentelemetry"))]
 pub struct ObservabilityDoctests;
 
+/// docs/tls.md's example, compiled as a doctest.
+#[doc = include_str!("../docs/tls.md")]
+#[cfg(all(doctest, feature = "client"))]
+pub struct TlsDoctests;
+
 /// docs/discovery.md's examples, compiled as doctests.
 #[doc = include_str!("../docs/discovery.md")]
 #[cfg(all(doctest, feature = "consul"))]

@@ -31,7 +31,9 @@ pub(crate) struct Head {
     pub(crate) path: PathAndQuery,
     /// tonic's headers (content type, `te`, metadata).
     pub(crate) headers: HeaderMap,
-    pub(crate) request_id: http::HeaderValue,
+    /// The served request's `x-request-id`, if it had one (a gRPC call
+    /// mints none: gRPC traces by `traceparent`).
+    pub(crate) request_id: Option<http::HeaderValue>,
     pub(crate) trace: TraceParent,
     pub(crate) trace_state: Option<TraceState>,
 }

@@ -19,7 +19,7 @@ use crate::BoxError;
 use crate::circuit_breaker::CircuitBreaker;
 use crate::classify::Outcome;
 use crate::deadline::{GRPC_TIMEOUT, grpc_timeout};
-use crate::propagation::{CallContext, new_request_id, outgoing_trace};
+use crate::propagation::{CallContext, outgoing_trace};
 
 /// A gRPC channel over meshguard: give it to a tonic-generated client
 /// (`UsersClient::new(channel)`) and every call goes through the deadline,
@@ -90,9 +90,7 @@ impl Service<http::Request<tonic::body::Body>> for Channel {
                 .cloned()
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
             headers: parts.headers,
-            request_id: context
-                .and_then(|c| c.request_id().cloned())
-                .unwrap_or_else(new_request_id),
+            request_id: context.and_then(|c| c.request_id().cloned()),
             trace,
             trace_state,
         };

@@ -98,7 +98,9 @@ impl Service<GrpcCall> for GrpcTransport {
             Err(e) => return failed(Outcome::Failure, std::io::Error::other(e.to_string())),
         };
         let mut headers = head.headers.clone();
-        headers.entry(REQUEST_ID).or_insert(head.request_id.clone());
+        if let Some(id) = &head.request_id {
+            headers.entry(REQUEST_ID).or_insert(id.clone());
+        }
         if let http::header::Entry::Vacant(entry) = headers.entry(TRACEPARENT) {
             entry.insert(head.trace.to_header_value());
             if let Some(state) = &head.trace_state {

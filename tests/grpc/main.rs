@@ -55,6 +55,10 @@ impl tonic::server::UnaryService<GetUser> for Get {
     }
 }
 
+/// The `x-request-id` a caller sent, if any.
+#[derive(Clone)]
+struct SentRequestId(Option<http::HeaderValue>);
+
 /// A user-service instance: `Get` by `handler`, `List` streaming two users
 /// then nothing more, `Upload` (client streaming) always UNAVAILABLE; what
 /// it saw counted.
@@ -95,7 +99,15 @@ async fn instance(
         .route_service("/users.Users/Get", get)
         .route_service("/users.Users/List", list)
         .route_service("/users.Users/Upload", upload)
-        .layer(PropagationLayer::new());
+        .layer(PropagationLayer::new())
+        // What the caller sent, before the server's layer makes an id up.
+        .layer(tower::util::MapRequestLayer::new(
+            |mut req: http::Request<axum::body::Body>| {
+                let sent = SentRequestId(req.headers().get("x-request-id").cloned());
+                req.extensions_mut().insert(sent);
+                req
+            },
+        ));
     let server = serve(app, None).await;
     Instance {
         url: server.url("http"),
@@ -367,4 +379,29 @@ async fn an_open_service_breaker_is_unavailable_without_a_call() {
     let status = get(&users, 7, None).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(server.requests.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_call_carries_a_traceparent_and_only_a_served_requests_id() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let server = instance(move |req| {
+        let sent = req.extensions().get::<SentRequestId>().unwrap().0.clone();
+        record.lock().unwrap().push((
+            sent.map(|v| v.to_str().unwrap().to_string()),
+            req.metadata().get("traceparent").map(|v| v.len()),
+        ));
+        ada(req)
+    })
+    .await;
+    let users = channel(&[&server.url]);
+    get(&users, 7, None).await.unwrap();
+    CallContext::new()
+        .with_request_id(http::HeaderValue::from_static("req-42"))
+        .scope(get(&users, 7, None))
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0], (None, Some(55)));
+    assert_eq!(seen[1], (Some("req-42".to_string()), Some(55)));
 }

@@ -6,7 +6,8 @@
 //!
 //! Starts the in-process Consul-compatible registry, three user-service
 //! instances, the order service and the gateway (each registered in the
-//! registry with an HTTP health check, found through it by the others),
+//! registry with an HTTP health check, found through it by the others; the
+//! gateway calls the user service over HTTP, the order service over gRPC),
 //! drives steady traffic through the gateway, then: makes user-2 slow,
 //! makes user-3 answer 500s, heals it, kills user-1, and lets the system
 //! recover.
@@ -27,8 +28,8 @@ use axum::response::Response;
 use meshguard::circuit_breaker::{Event, State};
 use meshguard::discovery::registration::RegistrationConfig;
 use meshguard::testing::{ConsulRegistry, Fault, FaultHandle};
-use meshguard_examples::clients::{UserClient, service_client};
-use meshguard_examples::config::{Upstream, env_num};
+use meshguard_examples::clients::{Users, service_client};
+use meshguard_examples::config::{Protocol, Upstream, env_num};
 use meshguard_examples::gateway::{GatewayState, token};
 use meshguard_examples::order::OrderState;
 use meshguard_examples::server::Instance;
@@ -69,13 +70,37 @@ async fn record(stats: Arc<Stats>, req: Request, next: Next) -> Response {
         .lock()
         .unwrap()
         .push(start.elapsed().as_micros() as u64);
-    let counter = if response.status().is_server_error() {
+    let counter = if response.status().is_server_error() || grpc_server_error(&response) {
         &stats.failed
     } else {
         &stats.ok
     };
     counter.fetch_add(1, Ordering::Relaxed);
     stats.total.fetch_add(1, Ordering::Relaxed);
+    response
+}
+
+/// A gRPC answer whose status is the server's trouble (trailers-only: the
+/// status is in the headers).
+fn grpc_server_error(response: &Response) -> bool {
+    response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|s| matches!(s.as_bytes(), b"2" | b"4" | b"13" | b"14" | b"15"))
+}
+
+/// A failing instance answers gRPC calls as a gRPC server fails them: with
+/// a status (INTERNAL, trailers-only), not with an HTTP error.
+async fn as_grpc_status(req: Request, next: Next) -> Response {
+    let grpc = req
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let response = next.run(req).await;
+    if grpc && response.status().is_server_error() {
+        return tonic::Status::internal(format!("injected fault: {}", response.status()))
+            .into_http();
+    }
     response
 }
 
@@ -152,13 +177,15 @@ async fn main() {
     let mut registrations = Vec::new();
     for n in 1..=3 {
         let (faults, stats) = (FaultHandle::new(), Arc::new(Stats::default()));
-        // Faults on the API only: /health keeps answering, so Consul keeps
-        // listing a failing instance and outlier ejection has to act.
+        // Faults on the API only (HTTP for the gateway, gRPC for the order
+        // service): /health keeps answering, so Consul keeps listing a
+        // failing instance and outlier ejection has to act.
         let api = meshguard_examples::user::routes(UserState {
             store: store.clone(),
             events: None,
         })
         .layer(faults.layer())
+        .layer(middleware::from_fn(as_grpc_status))
         .layer(middleware::from_fn({
             let stats = stats.clone();
             move |req, next| record(stats.clone(), req, next)
@@ -176,10 +203,7 @@ async fn main() {
             watching: AtomicBool::new(false),
         });
     }
-    let order_state = OrderState::new(UserClient(service_client(
-        "user-service",
-        &upstream("user-service"),
-    )));
+    let order_state = OrderState::new(Users::new(Protocol::Grpc, &upstream("user-service")));
     let orders = Instance::start(meshguard_examples::order::app(order_state)).await;
     registrations.push(register(&consul, "order-service", "order-1", orders.addr.port()).await);
     let gateway_state = GatewayState::new(
@@ -320,7 +344,8 @@ async fn main() {
     let text = metrics.render();
     println!("\n== summary ==");
     println!(
-        "{sent} client requests, {failed} failed; gateway retries to user-service: {}; \
+        "{sent} client requests, {failed} failed; retries to user-service (gateway and \
+         order service): {}; \
          retries refused by the budget: {}",
         prometheus_sum(&text, "meshguard_retries_total", "service=\"user-service\""),
         prometheus_sum(

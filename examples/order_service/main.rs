@@ -8,11 +8,12 @@
 //!
 //! Environment: `PORT` (8082), `CONSUL_HTTP_ADDR` (find user-service there
 //! and register itself), else `USER_SERVICE_URLS` (http://127.0.0.1:8081);
+//! `USER_SERVICE_PROTOCOL` (`grpc`, the default, or `http`);
 //! `REDIS_URL` (consume `user.created` as group `order-service`);
 //! `SERVICE_ADDRESS`, `INSTANCE_ID`. See examples/order_service/README.md.
 
-use meshguard_examples::clients::{UserClient, service_client};
-use meshguard_examples::config::{Upstream, env_num, env_opt, env_or};
+use meshguard_examples::clients::Users;
+use meshguard_examples::config::{Protocol, Upstream, env_num, env_opt, env_or};
 use meshguard_examples::order::{OrderState, app};
 use meshguard_examples::server::{register, serve, shutdown_signal};
 
@@ -23,7 +24,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port: u16 = env_num("PORT", 8082);
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     let upstream = Upstream::from_env("user-service", "USER_SERVICE_URLS", "http://127.0.0.1:8081");
-    let state = OrderState::new(UserClient(service_client("user-service", &upstream)));
+    let protocol = Protocol::from_env("USER_SERVICE_PROTOCOL");
+    let state = OrderState::new(Users::new(protocol, &upstream));
     if let Some(url) = env_opt("REDIS_URL") {
         let view = state.clone();
         let consumer = env_or("INSTANCE_ID", &format!("order-service-{port}"));
@@ -42,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
-    tracing::info!(port, "order-service listening");
+    tracing::info!(port, ?protocol, "order-service listening");
     serve(listener, app(state), shutdown_signal()).await?;
     if let Some(guard) = registration {
         guard.deregister().await?;

@@ -1,15 +1,19 @@
-//! Typed clients of the user and order services, on `ServiceClient`, and
-//! the mapping of a `ClientError` to an HTTP answer.
+//! Typed clients of the user and order services, on `ServiceClient`, the
+//! order service's client of the user service by either protocol
+//! ([`Users`]: gRPC by default, HTTP on request), and the mapping of a
+//! failed call to an HTTP answer.
 
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use meshguard::balance::BalanceConfig;
+use meshguard::circuit_breaker::CircuitBreaker;
 use meshguard::client::{ClientError, ServiceClient, ServiceClientBuilder};
 use meshguard::discovery::consul::ConsulDiscovery;
 
-use super::config::Upstream;
+use super::config::{Protocol, Upstream};
+use super::grpc::{GrpcError, UsersClient};
 use super::order::{NewOrder, Order};
 use super::user::{NewUser, User, error};
 
@@ -57,6 +61,73 @@ impl UserClient {
     /// `POST /users`: the user as created.
     pub async fn create(&self, user: &NewUser) -> Result<User, ClientError> {
         self.0.post("/users").json(user).send().await
+    }
+}
+
+/// The user service as the order service calls it: `users.Users/Get` over
+/// gRPC (the default), or `GET /users/{id}` over HTTP.
+#[derive(Clone)]
+pub enum Users {
+    /// Through a `meshguard::grpc::Channel`.
+    Grpc(UsersClient),
+    /// Through a `ServiceClient`.
+    Http(UserClient),
+}
+
+impl Users {
+    /// A client of `user-service` at `upstream`, speaking `protocol`.
+    pub fn new(protocol: Protocol, upstream: &Upstream) -> Users {
+        match protocol {
+            Protocol::Grpc => Users::Grpc(UsersClient::new(upstream)),
+            Protocol::Http => Users::Http(UserClient(service_client("user-service", upstream))),
+        }
+    }
+
+    /// The user, or `None` if the user service has no such user (gRPC's
+    /// NOT_FOUND, HTTP's 404).
+    pub async fn get(&self, id: u64) -> Result<Option<User>, UsersError> {
+        match self {
+            Users::Grpc(c) => c.get(id).await.map_err(UsersError::Grpc),
+            Users::Http(c) => c.get(id).await.map_err(UsersError::Http),
+        }
+    }
+
+    /// The service breaker of the channel or client, unless configured off.
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        match self {
+            Users::Grpc(c) => c.0.breaker(),
+            Users::Http(c) => c.0.breaker(),
+        }
+    }
+}
+
+/// A failed call to the user service, by either protocol.
+#[derive(Debug)]
+pub enum UsersError {
+    /// Over gRPC.
+    Grpc(GrpcError),
+    /// Over HTTP.
+    Http(ClientError),
+}
+
+impl std::fmt::Display for UsersError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UsersError::Grpc(e) => e.fmt(f),
+            UsersError::Http(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for UsersError {}
+
+impl UsersError {
+    /// The answer for it: [`GrpcError::response`] or [`error_response`].
+    pub fn response(&self, service: &str) -> Response {
+        match self {
+            UsersError::Grpc(e) => e.response(service),
+            UsersError::Http(e) => error_response(service, e),
+        }
     }
 }
 

@@ -62,6 +62,29 @@ impl Upstream {
     }
 }
 
+/// How the order service calls the user service: `USER_SERVICE_PROTOCOL`,
+/// `grpc` (the default: `users.Users/Get`) or `http` (`GET /users/{id}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// gRPC over h2c, through `meshguard::grpc::Channel`.
+    #[default]
+    Grpc,
+    /// JSON over HTTP, through `ServiceClient`.
+    Http,
+}
+
+impl Protocol {
+    /// The protocol in the variable `name`, or gRPC when unset; any other
+    /// value stops the service with a message naming the variable.
+    pub fn from_env(name: &str) -> Protocol {
+        match env_opt(name).as_deref() {
+            None | Some("grpc") => Protocol::Grpc,
+            Some("http") => Protocol::Http,
+            Some(other) => panic!("{name}={other:?}: expected \"grpc\" or \"http\""),
+        }
+    }
+}
+
 /// `CONSUL_HTTP_ADDR` may be `host:port`, as Consul's own tools accept.
 pub fn with_scheme(address: &str) -> String {
     if address.contains("://") {

@@ -1,5 +1,5 @@
 //! The order service: `POST /orders` (checks the user through the user
-//! service), `GET /orders/{id}`, `GET /known-users/{id}` (its view of the
+//! service, over gRPC unless configured otherwise), `GET /orders/{id}`, `GET /known-users/{id}` (its view of the
 //! users, built from `user.created` events), `GET /health`, `GET /metrics`.
 
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use meshguard::propagation::PropagationLayer;
 use serde::{Deserialize, Serialize};
 
-use super::clients::{UserClient, error_response};
+use super::clients::Users;
 use super::events::UserCreated;
 use super::telemetry;
 use super::user::error;
@@ -48,7 +48,7 @@ pub struct NewOrder {
 #[derive(Clone)]
 pub struct OrderState {
     /// The user service.
-    pub users: UserClient,
+    pub users: Users,
     orders: Arc<RwLock<HashMap<u64, Order>>>,
     next: Arc<AtomicU64>,
     /// Users as the events told us: id to name.
@@ -57,7 +57,7 @@ pub struct OrderState {
 
 impl OrderState {
     /// No orders yet, no users known.
-    pub fn new(users: UserClient) -> Self {
+    pub fn new(users: Users) -> Self {
         OrderState {
             users,
             orders: Arc::default(),
@@ -109,7 +109,7 @@ async fn create_order(
                 format!("unknown user {}", new.user_id),
             );
         }
-        Err(e) => return error_response("user-service", &e),
+        Err(e) => return e.response("user-service"),
     }
     let id = state.next.fetch_add(1, Ordering::Relaxed) + 1;
     let order = Order {

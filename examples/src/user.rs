@@ -1,4 +1,5 @@
-//! The user service: `GET /users/{id}`, `POST /users`, `GET /health`,
+//! The user service: `GET /users/{id}`, `POST /users`, the gRPC method
+//! `users.Users/Get` (see [`grpc`](super::grpc)), `GET /health`,
 //! `GET /metrics`; publishes `user.created`.
 
 use std::collections::HashMap;
@@ -89,16 +90,18 @@ pub fn app(state: UserState) -> Router {
     with_operations(routes(state))
 }
 
-/// The API alone: `GET /users/{id}`, `POST /users`.
+/// The API alone: `GET /users/{id}`, `POST /users`, and gRPC's
+/// `users.Users/Get`, on one router (HTTP/1.1 and h2c on one port).
 pub fn routes(state: UserState) -> Router {
     Router::new()
         .route("/users/{id}", get(get_user))
         .route("/users", axum::routing::post(create_user))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(super::grpc::routes(state))
 }
 
 /// Adds `GET /health` and `GET /metrics` to `api`, and propagation (request
-/// ID, trace context, deadline) to everything.
+/// ID, trace context, deadline: `grpc-timeout` too) to everything.
 pub fn with_operations(api: Router) -> Router {
     api.route("/health", get(|| async { "ok" }))
         .route("/metrics", get(telemetry::metrics_handler))

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use http::Request;
-use meshguard_examples::clients::{UserClient, service_client};
-use meshguard_examples::config::Upstream;
+use meshguard_examples::clients::{Users, service_client};
+use meshguard_examples::config::{Protocol, Upstream};
 use meshguard_examples::gateway::GatewayState;
 use meshguard_examples::order::OrderState;
 use meshguard_examples::user::{MemoryStore, UserState};
@@ -61,8 +61,9 @@ fn app_for(command: &str) -> axum::Router {
             store: Arc::new(MemoryStore::default()),
             events: None,
         }),
-        "order_service" => meshguard_examples::order::app(OrderState::new(UserClient(
-            service_client("user-service", &nowhere),
+        "order_service" => meshguard_examples::order::app(OrderState::new(Users::new(
+            Protocol::default(),
+            &nowhere,
         ))),
         "gateway" => meshguard_examples::gateway::app(GatewayState::new(
             service_client("user-service", &nowhere),

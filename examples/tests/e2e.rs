@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use meshguard::testing::ConsulRegistry;
-use meshguard_examples::clients::{UserClient, service_client};
-use meshguard_examples::config::Upstream;
+use meshguard_examples::clients::{Users, service_client};
+use meshguard_examples::config::{Protocol, Upstream};
 use meshguard_examples::events::Publisher;
 use meshguard_examples::gateway::{GatewayState, token};
 use meshguard_examples::order::OrderState;
@@ -149,10 +149,7 @@ impl System {
             );
             users.push(instance);
         }
-        let order_state = OrderState::new(UserClient(service_client(
-            "user-service",
-            &upstream("user-service"),
-        )));
+        let order_state = OrderState::new(Users::new(Protocol::Grpc, &upstream("user-service")));
         if let Some(r) = redis {
             let view = order_state.clone();
             tokio::spawn(meshguard_examples::events::consume(
@@ -451,7 +448,6 @@ async fn an_order_while_the_user_services_breaker_is_open_is_503_with_retry_afte
     system
         .order_state
         .users
-        .0
         .breaker()
         .expect("the user client has a service breaker")
         .force_open();

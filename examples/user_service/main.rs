@@ -1,4 +1,5 @@
-//! The user service.
+//! The user service: its JSON API and the gRPC method `users.Users/Get`
+//! on one port (HTTP/1.1 and h2c).
 //!
 //! ```sh
 //! cargo run -p meshguard-examples --bin user_service

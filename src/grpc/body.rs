@@ -68,13 +68,16 @@ impl Body for RequestBody {
 /// so the whole call, its messages included, ends by its deadline.
 pub struct ResponseBody {
     inner: Incoming,
-    deadline: Option<Pin<Box<Sleep>>>,
+    deadline: Option<tokio::time::Instant>,
+    /// The deadline's timer, armed the first time the body is not ready:
+    /// a unary answer, usually in by the time it is read, never needs one.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl std::fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseBody")
-            .field("deadline", &self.deadline.as_ref().map(|d| d.deadline()))
+            .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -83,7 +86,8 @@ impl ResponseBody {
     pub(crate) fn new(inner: Incoming, deadline: Option<tokio::time::Instant>) -> Self {
         ResponseBody {
             inner,
-            deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            deadline,
+            timer: None,
         }
     }
 }
@@ -99,8 +103,11 @@ impl Body for ResponseBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        if let Some(deadline) = self.deadline.as_mut() {
-            ready!(deadline.as_mut().poll(cx));
+        if let Some(at) = self.deadline {
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            ready!(timer.as_mut().poll(cx));
             // A `Status` tonic reports as the call's.
             let status = tonic::Status::deadline_exceeded(DeadlineExceeded.to_string());
             return Poll::Ready(Some(Err(Box::new(status))));

@@ -20,9 +20,9 @@ use crate::discovery::Endpoint;
 use crate::retry::{RetryLayer, RetryPolicy};
 
 /// Builds a [`Channel`]. Every setting has a default but discovery:
-/// attempts time out after 3 s (to the response's head), no deadline of
-/// the channel's own (a call's `grpc-timeout`, set with tonic's
-/// `Request::set_timeout`, and the caller's deadline apply),
+/// attempts time out after 3 s (to the response's head), every call ends
+/// within 10 s, its messages included (a call's `grpc-timeout`, set with
+/// tonic's `Request::set_timeout`, or the caller's deadline, when earlier),
 /// [`RetryPolicy::default`] with [`GrpcRetryOn::default`] (UNAVAILABLE),
 /// [`CircuitBreakerConfig::default`] for the service,
 /// [`BalanceConfig::default`] for the endpoints, the public web roots for
@@ -54,7 +54,7 @@ impl ChannelBuilder {
             name,
             discovery: None,
             timeout: Some(Duration::from_secs(3)),
-            deadline: None,
+            deadline: Some(Duration::from_secs(10)),
             retry: RetryPolicy::default(),
             retry_on: GrpcRetryOn::default(),
             classify: GrpcClassifier::default(),
@@ -98,8 +98,10 @@ impl ChannelBuilder {
     }
 
     /// The channel's deadline for every call, retries and the response's
-    /// messages included (default none); a call's `grpc-timeout` or the
-    /// caller's deadline wins when earlier.
+    /// messages included (default 10 s: nothing waits on the network
+    /// unbounded); a call's `grpc-timeout` or the caller's deadline wins
+    /// when earlier. `None` for long-lived streams, whose calls then set
+    /// their own (`Request::set_timeout`) or none.
     pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
         self.deadline = deadline;
         self

@@ -144,7 +144,13 @@ impl Service<GrpcCall> for GrpcTransport {
     }
 }
 
+/// A call refused before anything was sent. It completes without awaiting
+/// any tokio resource, so it spends the task's cooperative budget.
+#[cold]
 fn failed(outcome: Outcome, error: std::io::Error) -> Bounded<Sent> {
     let error: BoxError = Classified::new(outcome, error).into();
-    Bounded::open(Box::pin(std::future::ready(Err(error))))
+    Bounded::open(Box::pin(async move {
+        tokio::task::coop::consume_budget().await;
+        Err(error)
+    }))
 }

@@ -32,10 +32,10 @@ pub(crate) use source::Source;
 #[cfg(any(feature = "reqwest", feature = "grpc"))]
 pub(crate) use stack::BoxErrors;
 pub use tls::{HttpProtocol, TlsConfig, TlsConfigBuilder};
-#[cfg(feature = "grpc")]
-pub(crate) use transport::connector;
 #[cfg(any(feature = "reqwest", feature = "grpc"))]
 pub(crate) use transport::transport_outcome;
+#[cfg(feature = "grpc")]
+pub(crate) use transport::{connector, http2_keep_alive};
 
 use crate::ConfigError;
 use crate::circuit_breaker::CircuitBreaker;

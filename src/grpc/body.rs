@@ -101,6 +101,15 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            // A stream whose frames are always ready still ends by the
+            // deadline.
+            if frame.is_some()
+                && self
+                    .deadline
+                    .is_some_and(|at| at <= tokio::time::Instant::now())
+            {
+                return Poll::Ready(Some(Err(deadline_passed())));
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         if let Some(at) = self.deadline {
@@ -108,9 +117,7 @@ impl Body for ResponseBody {
                 .timer
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
             ready!(timer.as_mut().poll(cx));
-            // A `Status` tonic reports as the call's.
-            let status = tonic::Status::deadline_exceeded(DeadlineExceeded.to_string());
-            return Poll::Ready(Some(Err(Box::new(status))));
+            return Poll::Ready(Some(Err(deadline_passed())));
         }
         Poll::Pending
     }
@@ -122,4 +129,11 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The deadline's error, as a `Status` tonic reports as the call's.
+fn deadline_passed() -> BoxError {
+    Box::new(tonic::Status::deadline_exceeded(
+        DeadlineExceeded.to_string(),
+    ))
 }

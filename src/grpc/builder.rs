@@ -13,7 +13,7 @@ use crate::balance::{BalanceConfig, SharedBalancer, balance_with_view};
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
 use crate::client::{
     Discovery, HttpProtocol, Source, TlsConfig, check_fail_fast, check_limits,
-    check_no_attempt_timeout, connector, source_of,
+    check_no_attempt_timeout, connector, http2_keep_alive, source_of,
 };
 use crate::deadline::DeadlineLayer;
 use crate::discovery::Endpoint;
@@ -165,12 +165,13 @@ impl ChannelBuilder {
         let source = Source::new(source_of(self.discovery)?);
         let settled = source.settled();
         let tls = self.tls.unwrap_or_default();
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_timer(hyper_util::rt::TokioTimer::new())
-                .timer(hyper_util::rt::TokioTimer::new())
-                .http2_only(true)
-                .build(connector(&tls, HttpProtocol::Http2));
+        let mut client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
+        client
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .http2_only(true);
+        http2_keep_alive(&mut client);
+        let client = client.build(connector(&tls, HttpProtocol::Http2));
         let timeout = self.timeout;
         let connect: Connect =
             Box::new(move |e: &Endpoint| GrpcTransport::new(client.clone(), e, timeout));

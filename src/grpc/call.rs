@@ -1,6 +1,6 @@
 //! [`GrpcCall`]: one gRPC call as the channel's layers carry it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,18 +39,19 @@ pub(crate) struct Head {
 }
 
 /// A call's body: a message that can be sent again, or a stream sent once
-/// (taken by the attempt that sends it).
+/// (moved into the one attempt that sends it: a stream's call is never
+/// copied).
 pub(crate) enum CallBody {
     Message(Bytes),
-    Stream(Arc<Mutex<Option<RequestBody>>>),
+    Stream(Option<RequestBody>),
 }
 
 impl CallBody {
     /// The body an attempt sends.
-    pub(crate) fn take(&self) -> Option<RequestBody> {
+    pub(crate) fn take(&mut self) -> Option<RequestBody> {
         match self {
             CallBody::Message(bytes) => Some(RequestBody::Full(Some(bytes.clone()))),
-            CallBody::Stream(stream) => stream.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            CallBody::Stream(stream) => stream.take(),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -190,10 +190,10 @@ impl Future for ResponseFuture {
                     let body = if message {
                         CallBody::Message(read.pop_front().unwrap_or_default())
                     } else {
-                        CallBody::Stream(Arc::new(Mutex::new(Some(RequestBody::Streaming {
+                        CallBody::Stream(Some(RequestBody::Streaming {
                             read: std::mem::take(read),
                             rest: body.take().expect("read once"),
-                        }))))
+                        }))
                     };
                     let call = GrpcCall {
                         head: Arc::new(head.take().expect("read once")),
@@ -235,7 +235,9 @@ fn status(error: BoxError) -> BoxError {
         | Outcome::NoEndpoints
         | Outcome::Connect
         | Outcome::Transport => tonic::Code::Unavailable,
-        _ => tonic::Code::Unknown,
+        // What tonic would make of it (an HTTP/2 or connection error is
+        // UNAVAILABLE there too).
+        _ => return Box::new(tonic::Status::from_error(error)),
     };
     Box::new(tonic::Status::new(code, error.to_string()))
 }

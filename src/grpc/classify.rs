@@ -39,8 +39,9 @@ fn bit(code: Code) -> u32 {
 
 /// What a breaker counts from a gRPC response: a trailers-only response
 /// whose code is one of the failures (by default UNKNOWN,
-/// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE and
-/// DATA_LOSS: the server's trouble, not the request's) is
+/// RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE and DATA_LOSS: the server's
+/// trouble, not the request's; not DEADLINE_EXCEEDED, which a server
+/// answers when the caller's propagated deadline was too short) is
 /// [`Outcome::GrpcStatus`]; other codes (NOT_FOUND, INVALID_ARGUMENT, ...)
 /// and responses that started with a message are successes; a non-200
 /// HTTP status without a `grpc-status` (a proxy's 503) is
@@ -54,7 +55,6 @@ impl Default for GrpcClassifier {
     fn default() -> Self {
         GrpcClassifier {
             failures: bit(Code::Unknown)
-                | bit(Code::DeadlineExceeded)
                 | bit(Code::ResourceExhausted)
                 | bit(Code::Internal)
                 | bit(Code::Unavailable)
@@ -113,9 +113,13 @@ impl<B, E: 'static> Classify<http::Response<B>, E> for GrpcClassifier {
 /// nothing reached the caller) whose code is retryable (by default
 /// UNAVAILABLE), RESOURCE_EXHAUSTED only when the server sent a pushback,
 /// after the pushback when there is one; never when the pushback is
-/// negative. A proxy's 502, 503, 504 or 429 (no `grpc-status`) reads as
-/// UNAVAILABLE, as gRPC maps it. Errors as [`Verdict::of_failure`] says
-/// (connections refused or closed before the answer, attempt timeouts).
+/// negative or not a number. A proxy's 502, 503, 504 or 429 (no
+/// `grpc-status`) reads as UNAVAILABLE, as gRPC maps it. Of errors, a call
+/// never sent (a connection refused, a stream the server refused or cut
+/// with its GOAWAY, an ejected endpoint) is always retried; a connection
+/// lost with the call on it counts as UNAVAILABLE and an attempt's timeout
+/// as DEADLINE_EXCEEDED (not retried by default: the first attempt may
+/// still be running on the server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrpcRetryOn {
     codes: u32,
@@ -184,7 +188,21 @@ impl<B> RetryOn<http::Response<B>> for GrpcRetryOn {
     fn verdict(&self, result: &Result<http::Response<B>, BoxError>) -> Verdict {
         match result {
             Ok(response) => self.verdict_of_head(response.status(), response.headers()),
-            Err(e) => Verdict::of_failure(&Outcome::of_error(&**e)),
+            Err(e) => match Outcome::of_error(&**e) {
+                Outcome::Connect => Verdict::Retry {
+                    reason: "not sent (refused)",
+                },
+                Outcome::RejectedByEndpoint => Verdict::Retry {
+                    reason: "endpoint rejected by its breaker",
+                },
+                Outcome::Transport if self.retries(Code::Unavailable) => Verdict::Retry {
+                    reason: "connection lost (UNAVAILABLE)",
+                },
+                Outcome::Timeout if self.retries(Code::DeadlineExceeded) => Verdict::Retry {
+                    reason: "attempt timed out (DEADLINE_EXCEEDED)",
+                },
+                _ => Verdict::Done,
+            },
         }
     }
 }
@@ -287,7 +305,7 @@ mod tests {
                 pushback_ms: None
             }
         );
-        for code in ["0", "3", "5", "7", "16"] {
+        for code in ["0", "3", "4", "5", "7", "16"] {
             let h = head(&[("grpc-status", code)]);
             assert_eq!(c.classify_head(ok, &h), Outcome::Success, "{code}");
         }

@@ -71,7 +71,7 @@ impl Service<GrpcCall> for GrpcTransport {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, call: GrpcCall) -> Self::Future {
+    fn call(&mut self, mut call: GrpcCall) -> Self::Future {
         let authority = match &self.authority {
             Ok(a) => a.clone(),
             Err(e) => return failed(Outcome::Failure, std::io::Error::other(e.to_string())),
@@ -107,15 +107,25 @@ impl Service<GrpcCall> for GrpcTransport {
                 headers.insert(TRACESTATE, state.to_header_value());
             }
         }
-        if let Some(deadline) = call.deadline {
-            headers.insert(GRPC_TIMEOUT, deadline.to_grpc_timeout(now));
+        // The attempt's end, if it comes before the deadline (past it, the
+        // deadline layer above ends the call).
+        let deadline = call.deadline.map(|d| d.instant());
+        let end = self
+            .timeout
+            .and_then(|t| now.checked_add(t))
+            .map(|end| call.attempt_end.map_or(end, |at| end.min(at)))
+            .filter(|end| deadline.is_none_or(|d| *end < d));
+        // The server stops when this attempt does: at its end, or the
+        // deadline.
+        if let Some(stop) = end.or(deadline) {
+            let left = crate::deadline::Deadline::at(stop).to_grpc_timeout(now);
+            headers.insert(GRPC_TIMEOUT, left);
         }
         let mut req = Request::new(body);
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_2;
         *req.headers_mut() = headers;
-        let deadline = call.deadline.map(|d| d.instant());
         let sent = self.client.request(req);
         let sent: Sent = Box::pin(async move {
             match sent.await {

@@ -2,6 +2,8 @@
 //! TLS, one multiplexed connection per endpoint, and a dropped connection
 //! handled like any transport failure.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use meshguard::client::{HttpProtocol, ServiceClient, TlsConfig};
@@ -104,8 +106,73 @@ async fn an_instance_dropping_its_http2_connections_is_retried_on_another() {
     }
 }
 
+/// An HTTP/2 server (h2 itself, no hyper) that answers every stream with
+/// `RST_STREAM(REFUSED_STREAM)`, or every connection with a GOAWAY that
+/// processed no stream; how many streams or connections it saw.
+async fn refusing(goaway: bool) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counted = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                if goaway {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                    while let Some(Ok(_)) = conn.accept().await {}
+                } else {
+                    while let Some(Ok((_, mut respond))) = conn.accept().await {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
 #[tokio::test]
-async fn an_instance_closing_its_connections_with_goaway_is_retried_on_another() {
+async fn an_instance_refusing_its_streams_is_retried_on_another() {
+    let (refusing, seen) = refusing(false).await;
+    let a = serve(version_app(), None).await;
+    let b = serve(version_app(), None).await;
+    let users = ServiceClient::builder("users")
+        .urls([refusing, a.url("http"), b.url("http")])
+        .protocol(HttpProtocol::Http2)
+        .build()
+        .unwrap();
+    for _ in 0..30 {
+        let r = users.get("/version").send_raw().await.unwrap();
+        assert_eq!(&r.body()[..], b"HTTP/2.0");
+    }
+    assert!(seen.load(Ordering::SeqCst) >= 1);
+}
+
+#[tokio::test]
+async fn an_instance_answering_with_goaway_is_retried_on_another() {
+    let (closing, seen) = refusing(true).await;
+    let a = serve(version_app(), None).await;
+    let b = serve(version_app(), None).await;
+    let users = ServiceClient::builder("users")
+        .urls([closing, a.url("http"), b.url("http")])
+        .protocol(HttpProtocol::Http2)
+        .build()
+        .unwrap();
+    for _ in 0..30 {
+        let r = users.get("/version").send_raw().await.unwrap();
+        assert_eq!(&r.body()[..], b"HTTP/2.0");
+    }
+    assert!(seen.load(Ordering::SeqCst) >= 1);
+}
+
+#[tokio::test]
+async fn an_instance_closing_each_connection_at_once_is_retried_on_another() {
     let closing = serve_goaway(version_app()).await;
     let a = serve(version_app(), None).await;
     let b = serve(version_app(), None).await;

@@ -64,12 +64,28 @@ fn http_client(
         .pool_max_idle_per_host(max_idle_per_host);
     if protocol == HttpProtocol::Http2 {
         // Prior knowledge on `http` endpoints (h2c); on `https` ones ALPN
-        // offers only `h2`. hyper's HTTP/2 keep-alive needs the timer.
-        client
-            .http2_only(true)
-            .timer(hyper_util::rt::TokioTimer::new());
+        // offers only `h2`.
+        client.http2_only(true);
+    }
+    if protocol != HttpProtocol::Http1 {
+        http2_keep_alive(&mut client);
     }
     client.build(https)
+}
+
+/// How long making a TCP connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2 pings on every connection, idle or not, so one to a host that
+/// died silently (powered off, partitioned) is found dead within 30 s
+/// instead of when the kernel gives up on it: a multiplexed connection
+/// carries every call to its endpoint.
+pub(crate) fn http2_keep_alive(client: &mut hyper_util::client::legacy::Builder) {
+    client
+        .timer(hyper_util::rt::TokioTimer::new())
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .http2_keep_alive_timeout(Duration::from_secs(10))
+        .http2_keep_alive_while_idle(true);
 }
 
 /// TCP (no delay), then TLS by `tls` for `https` endpoints, with ALPN for
@@ -81,6 +97,9 @@ pub(crate) fn connector(
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
+    // A connection made in the background (after the attempt that asked
+    // for it gave up) is still bounded.
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls.rustls())
         .https_or_http();

@@ -56,6 +56,9 @@ pub(crate) fn transport_outcome(error: &(dyn std::error::Error + 'static)) -> Ou
     if tls_refused(error) {
         return Outcome::Failure;
     }
+    if let Some(outcome) = http2_outcome(error) {
+        return outcome;
+    }
     if error
         .downcast_ref::<hyper_util::client::legacy::Error>()
         .is_some_and(|e| e.is_connect())
@@ -99,6 +102,28 @@ fn tls_refused(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// What an HTTP/2 error in the chain says: a stream the server refused
+/// (`REFUSED_STREAM`) or cut by its GOAWAY was never processed
+/// ([`Outcome::Connect`]: safe to send elsewhere, whatever the method); any
+/// other reset or connection error is [`Outcome::Transport`]. `None` when
+/// no HTTP/2 error is in the chain.
+fn http2_outcome(error: &(dyn std::error::Error + 'static)) -> Option<Outcome> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            let refused = h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away() && h2.is_remote());
+            return Some(if refused {
+                Outcome::Connect
+            } else {
+                Outcome::Transport
+            });
+        }
+        current = e.source();
+    }
+    None
+}
+
 /// Whether hyper, anywhere in the chain (reqwest's errors hold hyper's),
 /// says the connection ended before the whole response came.
 fn closed_early(error: &(dyn std::error::Error + 'static)) -> bool {
@@ -112,4 +137,17 @@ fn closed_early(error: &(dyn std::error::Error + 'static)) -> bool {
         current = e.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_stream_was_never_sent_and_another_reset_was() {
+        let refused = h2::Error::from(h2::Reason::REFUSED_STREAM);
+        assert_eq!(transport_outcome(&refused), Outcome::Connect);
+        let reset = h2::Error::from(h2::Reason::INTERNAL_ERROR);
+        assert_eq!(transport_outcome(&reset), Outcome::Transport);
+    }
 }

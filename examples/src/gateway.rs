@@ -97,7 +97,10 @@ pub fn app(state: GatewayState) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(telemetry::metrics_handler))
         .with_state(state)
-        .layer(PropagationLayer::new())
+        // The edge: an outside caller's request id and deadline are not
+        // trusted (a new id is made; `x-deadline-ms: 0` cannot cut every
+        // call short).
+        .layer(PropagationLayer::untrusted())
 }
 
 /// Checks the bearer token and the client's rate; the client is the

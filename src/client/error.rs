@@ -42,8 +42,11 @@ pub enum ClientError {
     /// Connecting, sending or receiving failed.
     #[error("transport error: {0}")]
     Transport(#[source] BoxError),
-    /// The service answered with a status that is not a success.
-    #[error("HTTP {status}: {body}")]
+    /// The service answered with a status that is not a success. The
+    /// message names the status only: the body, an upstream's own text
+    /// (which may carry its internals), is data in `body`, never in what
+    /// `{e}` prints.
+    #[error("HTTP {status}")]
     Status {
         /// The status.
         status: StatusCode,

@@ -32,22 +32,53 @@ use super::{CallContext, REQUEST_ID};
 ///     .route("/hello", get(hello))
 ///     .layer(PropagationLayer::new());
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
+///
+/// What comes in is checked first ([`Inbound`]): an `x-request-id` longer
+/// than [`MAX_REQUEST_ID`] bytes or with a character outside visible ASCII
+/// is replaced by a new one (it would otherwise be echoed, forwarded and
+/// written into every log line); at the edge of your network,
+/// [`untrusted`](Self::untrusted) ignores the caller's request id and
+/// deadline altogether.
+#[derive(Debug, Clone, Copy)]
 pub struct PropagationLayer {
-    _priv: (),
+    trusted: bool,
 }
 
-impl PropagationLayer {
-    /// The layer.
-    pub fn new() -> Self {
-        PropagationLayer { _priv: () }
+impl Default for PropagationLayer {
+    /// [`PropagationLayer::new`]: trusting.
+    fn default() -> Self {
+        PropagationLayer::new()
     }
 }
 
+impl PropagationLayer {
+    /// The layer, trusting a caller's (valid) request id and deadline: for
+    /// services called by your own.
+    pub fn new() -> Self {
+        PropagationLayer { trusted: true }
+    }
+
+    /// The layer for a service called from outside (a gateway, a public
+    /// API): the caller's `x-request-id`, `x-deadline-ms` and
+    /// `grpc-timeout` are ignored (a new id is made; the deadline is the
+    /// service's own), so an outside caller can neither plant ids in your
+    /// logs nor cut every call short with `x-deadline-ms: 0`. A
+    /// `traceparent` is still continued (it is checked, and a trace id
+    /// carries no authority).
+    pub fn untrusted() -> Self {
+        PropagationLayer { trusted: false }
+    }
+}
+
+/// The longest `x-request-id` a [`PropagationLayer`] keeps, in bytes.
+pub const MAX_REQUEST_ID: usize = 128;
+
 /// The service [`PropagationLayer`] makes.
-pub type PropagationService<S> = SetRequestId<
-    PropagateRequestId<ContextService<Trace<S, HttpFailures, ContextSpan>>>,
-    MakeRequestUuid,
+pub type PropagationService<S> = Inbound<
+    SetRequestId<
+        PropagateRequestId<ContextService<Trace<S, HttpFailures, ContextSpan>>>,
+        MakeRequestUuid,
+    >,
 >;
 
 type HttpFailures =
@@ -62,8 +93,54 @@ impl<S> Layer<S> for PropagationLayer {
             .layer(inner);
         let with_context = ContextService { inner: traced };
         let echoed = PropagateRequestIdLayer::new(REQUEST_ID).layer(with_context);
-        SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid).layer(echoed)
+        Inbound {
+            inner: SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid).layer(echoed),
+            trusted: self.trusted,
+        }
     }
+}
+
+/// The first step of [`PropagationLayer`]: removes what a caller must not
+/// set (an invalid `x-request-id`; from an untrusted caller, its id and
+/// deadline) before the rest reads the request.
+#[derive(Debug, Clone)]
+pub struct Inbound<S> {
+    inner: S,
+    trusted: bool,
+}
+
+impl<S, B> Service<Request<B>> for Inbound<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let headers = req.headers_mut();
+        if !self.trusted {
+            headers.remove(REQUEST_ID);
+            headers.remove(crate::deadline::DEADLINE);
+            headers.remove(crate::deadline::GRPC_TIMEOUT);
+        } else if headers
+            .get(REQUEST_ID)
+            .is_some_and(|id| !valid_request_id(id.as_bytes()))
+        {
+            headers.remove(REQUEST_ID);
+        }
+        self.inner.call(req)
+    }
+}
+
+/// 1 to [`MAX_REQUEST_ID`] bytes of visible ASCII (no space, no control
+/// character), and only one such header.
+fn valid_request_id(id: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
 /// Reads a request's [`CallContext`] into its extensions and makes it

@@ -38,7 +38,9 @@ use http::HeaderName;
 
 pub use context::CallContext;
 pub(crate) use context::outgoing_trace;
-pub use layer::{ContextService, ContextSpan, PropagationLayer, PropagationService};
+pub use layer::{
+    ContextService, ContextSpan, Inbound, MAX_REQUEST_ID, PropagationLayer, PropagationService,
+};
 #[cfg(feature = "opentelemetry")]
 pub(crate) use otel::call_span;
 pub use trace::TraceParent;

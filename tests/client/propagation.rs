@@ -278,3 +278,90 @@ async fn every_attempt_of_a_retried_call_carries_the_trace_and_tracestate() {
     let expected = (trace, vec![STATE.to_string()]);
     assert_eq!(*seen.lock().unwrap(), [expected.clone(), expected]);
 }
+
+/// An axum service behind `layer` answering with the request id and the
+/// deadline its handler got.
+async fn reporting(layer: PropagationLayer) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/ctx",
+            get(|| async {
+                let ctx = CallContext::current().unwrap();
+                let id = ctx.request_id().unwrap().to_str().unwrap().to_string();
+                let deadline = ctx.deadline().is_some();
+                format!("{id} {deadline}")
+            }),
+        )
+        .layer(layer);
+    url(serve(app).await)
+}
+
+async fn report(base: &str, headers: &[(&str, &str)]) -> (String, bool) {
+    let mut req = reqwest::Client::new().get(format!("{base}/ctx"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let text = req.send().await.unwrap().text().await.unwrap();
+    let (id, deadline) = text.split_once(' ').unwrap();
+    (id.to_string(), deadline == "true")
+}
+
+#[tokio::test]
+async fn a_request_id_over_128_bytes_or_with_odd_characters_is_replaced() {
+    let base = reporting(PropagationLayer::new()).await;
+    let long = "a".repeat(129);
+    for bad in [long.as_str(), "has space", "tab\there", "caf\u{e9}"] {
+        let (id, _) = report(&base, &[("x-request-id", bad)]).await;
+        assert_ne!(id, bad);
+        assert_eq!(id.len(), 36, "a new UUID for {bad:?}: {id}");
+    }
+    let longest = "b".repeat(128);
+    let (id, _) = report(&base, &[("x-request-id", &longest)]).await;
+    assert_eq!(id, longest);
+}
+
+#[tokio::test]
+async fn an_untrusted_edge_ignores_the_callers_request_id_and_deadline() {
+    let edge = reporting(PropagationLayer::untrusted()).await;
+    let (id, deadline) = report(
+        &edge,
+        &[("x-request-id", "planted"), ("x-deadline-ms", "0")],
+    )
+    .await;
+    assert_ne!(id, "planted");
+    assert_eq!(id.len(), 36);
+    assert!(!deadline);
+    let inside = reporting(PropagationLayer::new()).await;
+    let (id, deadline) = report(
+        &inside,
+        &[("x-request-id", "planted"), ("x-deadline-ms", "5000")],
+    )
+    .await;
+    assert_eq!(id, "planted");
+    assert!(deadline);
+}
+
+#[tokio::test]
+async fn a_status_errors_message_names_the_status_not_the_upstreams_body() {
+    let app = axum::Router::new().route(
+        "/boom",
+        get(|| async {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "panic: postgres://admin:hunter2@db.internal/prod",
+            )
+        }),
+    );
+    let users = ServiceClient::builder("users")
+        .urls([url(serve(app).await)])
+        .build()
+        .unwrap();
+    let err = users.get("/boom").send::<()>().await.unwrap_err();
+    assert_eq!(err.to_string(), "HTTP 500 Internal Server Error");
+    match err {
+        ClientError::Status { body, .. } => {
+            assert_eq!(body, "panic: postgres://admin:hunter2@db.internal/prod");
+        }
+        other => panic!("{other:?}"),
+    }
+}

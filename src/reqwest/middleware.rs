@@ -58,6 +58,8 @@ pub(super) struct Inner {
 
 /// What the middleware keeps per host (scheme, host and port).
 pub(super) struct Host {
+    /// The host's key (scheme and authority, no user info), for events.
+    key: Arc<str>,
     retry: RetryLayer<HttpRetryOn>,
     breaker: Option<CircuitBreaker>,
     last_used: AtomicU64,
@@ -130,6 +132,7 @@ impl Resilience {
         }
         let key = key.into_owned();
         let host = Arc::new(Host {
+            key: Arc::from(key.as_str()),
             retry: self
                 .inner
                 .retry
@@ -224,7 +227,19 @@ impl Middleware for Resilience {
             Ok(response) => status_outcome(response.status()),
             Err(e) => {
                 let outcome = error_outcome(e);
-                tracing::debug!(service = %inner.name, outcome, error = %e, "call failed");
+                // Not reqwest's own text: it carries the whole URL, user
+                // info (a password) and query included.
+                let error: &dyn std::fmt::Display = match e {
+                    Error::Reqwest(_) => &"reqwest error",
+                    Error::Middleware(m) => m,
+                };
+                tracing::debug!(
+                    service = %inner.name,
+                    host = %host.key,
+                    outcome,
+                    error = %error,
+                    "call failed"
+                );
                 outcome
             }
         };

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use meshguard::client::{HttpProtocol, ServiceClient, TlsConfig};
 
-use crate::support::tls::{Ca, serve, serve_goaway, server_config, version_app};
+use crate::support::tls::{Ca, serve, serve_closing, server_config, version_app};
 
 #[tokio::test]
 async fn http2_speaks_h2c_with_prior_knowledge_to_a_plain_endpoint() {
@@ -93,17 +93,7 @@ async fn an_instance_dropping_its_http2_connections_is_retried_on_another() {
             drop(tcp);
         }
     });
-    let a = serve(version_app(), None).await;
-    let b = serve(version_app(), None).await;
-    let users = ServiceClient::builder("users")
-        .urls([dropping, a.url("http"), b.url("http")])
-        .protocol(HttpProtocol::Http2)
-        .build()
-        .unwrap();
-    for _ in 0..30 {
-        let r = users.get("/version").send_raw().await.unwrap();
-        assert_eq!(&r.body()[..], b"HTTP/2.0");
-    }
+    every_call_answered_beside(dropping).await;
 }
 
 /// An HTTP/2 server (h2 itself, no hyper) that answers every stream with
@@ -140,44 +130,31 @@ async fn refusing(goaway: bool) -> (String, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn an_instance_refusing_its_streams_is_retried_on_another() {
     let (refusing, seen) = refusing(false).await;
-    let a = serve(version_app(), None).await;
-    let b = serve(version_app(), None).await;
-    let users = ServiceClient::builder("users")
-        .urls([refusing, a.url("http"), b.url("http")])
-        .protocol(HttpProtocol::Http2)
-        .build()
-        .unwrap();
-    for _ in 0..30 {
-        let r = users.get("/version").send_raw().await.unwrap();
-        assert_eq!(&r.body()[..], b"HTTP/2.0");
-    }
+    every_call_answered_beside(refusing).await;
     assert!(seen.load(Ordering::SeqCst) >= 1);
 }
 
 #[tokio::test]
 async fn an_instance_answering_with_goaway_is_retried_on_another() {
     let (closing, seen) = refusing(true).await;
-    let a = serve(version_app(), None).await;
-    let b = serve(version_app(), None).await;
-    let users = ServiceClient::builder("users")
-        .urls([closing, a.url("http"), b.url("http")])
-        .protocol(HttpProtocol::Http2)
-        .build()
-        .unwrap();
-    for _ in 0..30 {
-        let r = users.get("/version").send_raw().await.unwrap();
-        assert_eq!(&r.body()[..], b"HTTP/2.0");
-    }
+    every_call_answered_beside(closing).await;
     assert!(seen.load(Ordering::SeqCst) >= 1);
 }
 
 #[tokio::test]
 async fn an_instance_closing_each_connection_at_once_is_retried_on_another() {
-    let closing = serve_goaway(version_app()).await;
+    let closing = serve_closing(version_app()).await;
+    every_call_answered_beside(closing.url("http")).await;
+    assert!(closing.connections() >= 1);
+}
+
+/// Thirty HTTP/2 calls over `bad` and two good instances: every one is
+/// answered, by the good ones.
+async fn every_call_answered_beside(bad: impl Into<String>) {
     let a = serve(version_app(), None).await;
     let b = serve(version_app(), None).await;
     let users = ServiceClient::builder("users")
-        .urls([closing.url("http"), a.url("http"), b.url("http")])
+        .urls([bad.into(), a.url("http"), b.url("http")])
         .protocol(HttpProtocol::Http2)
         .build()
         .unwrap();
@@ -185,5 +162,4 @@ async fn an_instance_closing_each_connection_at_once_is_retried_on_another() {
         let r = users.get("/version").send_raw().await.unwrap();
         assert_eq!(&r.body()[..], b"HTTP/2.0");
     }
-    assert!(closing.connections() >= 1);
 }

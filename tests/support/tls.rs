@@ -147,8 +147,9 @@ pub async fn serve(app: axum::Router, tls: Option<rustls::ServerConfig>) -> Serv
 }
 
 /// Serves `app` over plain TCP, HTTP/1.1 or h2c, closing every connection
-/// gracefully as soon as it is accepted (HTTP/2: a GOAWAY).
-pub async fn serve_goaway(app: axum::Router) -> Server {
+/// as soon as it is accepted, before reading anything (no GOAWAY: the
+/// tests that need one use h2's own server).
+pub async fn serve_closing(app: axum::Router) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));

@@ -78,6 +78,12 @@ pub enum Outcome {
     /// An endpoint's breaker rejected the call (the endpoint is ejected):
     /// another endpoint may take it.
     RejectedByEndpoint,
+    /// The client's own flow control refused the call (a full bulkhead,
+    /// the adaptive concurrency limit, client-side throttling; see
+    /// [`LimitExceeded`](crate::limit::LimitExceeded)): it was not sent.
+    /// Not retried: another attempt would add load to a service already
+    /// at its limit.
+    RejectedByLimit,
     /// The attempt took longer than its timeout.
     Timeout,
     /// The call's deadline passed: nothing more is tried.
@@ -112,6 +118,7 @@ impl Outcome {
             Outcome::Ignored
             | Outcome::RejectedByService { .. }
             | Outcome::RejectedByEndpoint
+            | Outcome::RejectedByLimit
             | Outcome::DeadlineExceeded => None,
             _ => Some(false),
         }
@@ -121,6 +128,23 @@ impl Outcome {
     #[inline]
     pub fn is_success(&self) -> bool {
         matches!(self, Outcome::Success)
+    }
+
+    /// Whether it is a sign that the callee is overloaded, read by flow
+    /// control (a drop for the adaptive limit, a rejection for client-side
+    /// throttling): a 429 or 503, gRPC's `RESOURCE_EXHAUSTED`, or an
+    /// attempt that timed out.
+    #[inline]
+    pub fn is_overload(&self) -> bool {
+        match self {
+            Outcome::Status { status, .. } => matches!(
+                *status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            ),
+            Outcome::GrpcStatus { code, .. } => *code == 8,
+            Outcome::Timeout => true,
+            _ => false,
+        }
     }
 
     /// The response's status, for [`Status`](Self::Status).
@@ -156,6 +180,7 @@ impl Outcome {
             Outcome::Ignored => "ignored",
             Outcome::RejectedByService { .. } => "circuit_open",
             Outcome::RejectedByEndpoint => "endpoint_ejected",
+            Outcome::RejectedByLimit => "limited",
             Outcome::Timeout => "timeout",
             Outcome::DeadlineExceeded => "deadline_exceeded",
             Outcome::NoEndpoints => "no_endpoints",
@@ -199,7 +224,8 @@ impl Outcome {
     /// knows: a [`Classified`] (whose outcome was decided where it arose),
     /// a breaker's [`CircuitOpen`] (by its [`Rejection`] mode: a fail-fast
     /// breaker guards the service, a waiting one an endpoint),
-    /// [`DeadlineExceeded`], a timeout (tower's or tokio's `Elapsed`),
+    /// [`DeadlineExceeded`], a flow-control refusal
+    /// ([`LimitExceeded`](crate::limit::LimitExceeded)), a timeout (tower's or tokio's `Elapsed`),
     /// [`NoEndpoints`](crate::balance::NoEndpoints), or a `std::io::Error`
     /// (refused or unreachable: [`Connect`](Self::Connect); reset, aborted,
     /// broken pipe, not connected, an unexpected end of stream:
@@ -222,6 +248,9 @@ impl Outcome {
             }
             if e.is::<DeadlineExceeded>() {
                 return Outcome::DeadlineExceeded;
+            }
+            if e.is::<crate::limit::LimitExceeded>() {
+                return Outcome::RejectedByLimit;
             }
             if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
                 return Outcome::Timeout;
@@ -332,6 +361,7 @@ mod tests {
         assert_eq!(Outcome::NoEndpoints.counts(), Some(false));
         assert_eq!(Outcome::DeadlineExceeded.counts(), None);
         assert_eq!(Outcome::RejectedByEndpoint.counts(), None);
+        assert_eq!(Outcome::RejectedByLimit.counts(), None);
         assert_eq!(
             Outcome::RejectedByService { retry_after: None }.counts(),
             None

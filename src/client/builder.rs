@@ -18,6 +18,10 @@ use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, Rejection};
 use crate::classify::HttpClassifier;
 use crate::deadline::DeadlineLayer;
 use crate::discovery::{Change, Endpoint, StaticDiscovery};
+use crate::limit::{
+    AdaptiveLimitConfig, AdaptiveLimitLayer, BulkheadConfig, BulkheadLayer, ThrottleConfig,
+    ThrottleLayer,
+};
 use crate::retry::{HedgeConfig, HedgeLayer, RetryLayer, RetryPolicy};
 
 /// Where the client finds the service's instances.
@@ -38,8 +42,8 @@ pub(crate) enum Discovery {
 /// backoff included) after 10 s; [`RetryPolicy::default`] (3 attempts,
 /// idempotent requests only, a 20% budget); no hedging;
 /// [`CircuitBreakerConfig::default`] for the service;
-/// [`BalanceConfig::default`] for the endpoints; response bodies up to
-/// 4 MiB.
+/// [`BalanceConfig::default`] for the endpoints; no flow control (bulkhead,
+/// adaptive limit, throttling); response bodies up to 4 MiB.
 pub struct ServiceClientBuilder {
     name: String,
     discovery: Option<Discovery>,
@@ -49,6 +53,9 @@ pub struct ServiceClientBuilder {
     hedge: Option<HedgeConfig>,
     breaker: Option<CircuitBreakerConfig>,
     balance: BalanceConfig,
+    bulkhead: Option<BulkheadConfig>,
+    adaptive_limit: Option<AdaptiveLimitConfig>,
+    throttle: Option<ThrottleConfig>,
     headers: Vec<(String, String)>,
     max_body_size: usize,
     /// The built-in pool's settings, when set (they do not apply to a
@@ -73,6 +80,9 @@ impl fmt::Debug for ServiceClientBuilder {
             .field("hedge", &self.hedge)
             .field("breaker", &self.breaker)
             .field("balance", &self.balance)
+            .field("bulkhead", &self.bulkhead)
+            .field("adaptive_limit", &self.adaptive_limit)
+            .field("throttle", &self.throttle)
             .field("max_body_size", &self.max_body_size)
             .finish_non_exhaustive()
     }
@@ -89,6 +99,9 @@ impl ServiceClientBuilder {
             hedge: None,
             breaker: Some(CircuitBreakerConfig::default()),
             balance: BalanceConfig::default(),
+            bulkhead: None,
+            adaptive_limit: None,
+            throttle: None,
             headers: Vec::new(),
             max_body_size: 4 << 20,
             pool_idle_timeout: None,
@@ -193,6 +206,36 @@ impl ServiceClientBuilder {
     /// Balancing and per-endpoint outlier ejection.
     pub fn balance(mut self, config: BalanceConfig) -> Self {
         self.balance = config;
+        self
+    }
+
+    /// A bulkhead for the service (default `None`): at most
+    /// `max_concurrent` attempts in flight, up to `max_queue` more waiting
+    /// at most `max_wait`; beyond that a call fails at once with
+    /// [`ClientError::LimitExceeded`](super::ClientError::LimitExceeded).
+    /// Each attempt takes a slot (retries included, hedges not).
+    pub fn bulkhead(mut self, config: Option<BulkheadConfig>) -> Self {
+        self.bulkhead = config;
+        self
+    }
+
+    /// An adaptive concurrency limit for the service (default `None`): the
+    /// limit on attempts in flight follows their latency and the service's
+    /// overload signals (429, 503, timeouts), and an attempt beyond it
+    /// fails at once with
+    /// [`ClientError::LimitExceeded`](super::ClientError::LimitExceeded).
+    /// See `docs/flow-control.md`.
+    pub fn adaptive_limit(mut self, config: Option<AdaptiveLimitConfig>) -> Self {
+        self.adaptive_limit = config;
+        self
+    }
+
+    /// Client-side adaptive throttling (default `None`): while the service
+    /// keeps answering 429, 503 or timing out, a share of the calls is
+    /// refused locally with
+    /// [`ClientError::LimitExceeded`](super::ClientError::LimitExceeded).
+    pub fn throttle(mut self, config: Option<ThrottleConfig>) -> Self {
+        self.throttle = config;
         self
     }
 
@@ -356,10 +399,20 @@ impl ServiceClientBuilder {
         let hedge = self
             .hedge
             .map(|c| HedgeLayer::new(c.without_deposit(), retry.budget().clone()));
+        let limits = stack::FlowControl {
+            throttle: self
+                .throttle
+                .map(|c| ThrottleLayer::new(&self.name, c).classify(classify)),
+            bulkhead: self.bulkhead.map(|c| BulkheadLayer::new(&self.name, c)),
+            adaptive: self
+                .adaptive_limit
+                .map(|c| AdaptiveLimitLayer::new(&self.name, c).classify(classify)),
+        };
         let stack = stack::stack(
             balanced,
             DeadlineLayer::optional(self.deadline),
             retry,
+            limits,
             breaker.clone(),
             hedge,
             classify,

@@ -11,13 +11,15 @@ use super::tls::{HttpProtocol, TlsConfig};
 use crate::ConfigError;
 use crate::balance::BalanceConfig;
 use crate::circuit_breaker::CircuitBreakerConfig;
+use crate::limit::{AdaptiveLimitConfig, BulkheadConfig, ThrottleConfig};
 use crate::retry::{HedgeConfig, RetryPolicy};
 
 /// A [`ServiceClient`](super::ServiceClient) as a configuration file describes it: every field
 /// but `service` and the discovery source optional, durations as text
-/// (`"250ms"`), nested sections for the retry policy, hedging, the breaker
-/// and the balancer (the same forms as [`RetryPolicy`], [`HedgeConfig`],
-/// [`CircuitBreakerConfig`] and [`BalanceConfig`]). Unknown fields are
+/// (`"250ms"`), nested sections for the retry policy, hedging, the breaker,
+/// the balancer and flow control (the same forms as [`RetryPolicy`],
+/// [`HedgeConfig`], [`CircuitBreakerConfig`], [`BalanceConfig`],
+/// [`BulkheadConfig`], [`AdaptiveLimitConfig`] and [`ThrottleConfig`]). Unknown fields are
 /// rejected.
 ///
 /// ```
@@ -43,6 +45,13 @@ use crate::retry::{HedgeConfig, RetryPolicy};
 ///
 ///     [balance]
 ///     max_ejection_percent = 50
+///
+///     [adaptive_limit]
+///     algorithm = "gradient"
+///     max_limit = 200
+///
+///     [throttle]
+///     k = 2.0
 /// "#).unwrap();
 /// let users = ServiceClient::from_config(config).unwrap();
 /// assert_eq!(users.name(), "user-service");
@@ -84,6 +93,15 @@ pub struct ServiceClientConfig {
     /// Balancing and outlier ejection.
     #[serde(default)]
     pub balance: Option<BalanceConfig>,
+    /// A bulkhead for the service (default none).
+    #[serde(default)]
+    pub bulkhead: Option<BulkheadConfig>,
+    /// An adaptive concurrency limit for the service (default none).
+    #[serde(default)]
+    pub adaptive_limit: Option<AdaptiveLimitConfig>,
+    /// Client-side adaptive throttling (default none).
+    #[serde(default)]
+    pub throttle: Option<ThrottleConfig>,
     /// Headers sent with every call.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -185,6 +203,10 @@ impl ServiceClientConfig {
         if let Some(c) = self.balance {
             b = b.balance(c);
         }
+        b = b
+            .bulkhead(self.bulkhead)
+            .adaptive_limit(self.adaptive_limit)
+            .throttle(self.throttle);
         for (name, value) in self.headers {
             b = b.header(name, value);
         }

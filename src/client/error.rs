@@ -39,6 +39,13 @@ pub enum ClientError {
     /// Discovery knows no instance of the service.
     #[error("no endpoints available")]
     NoEndpoints,
+    /// The client's own flow control refused the call (a full bulkhead,
+    /// the adaptive concurrency limit, client-side throttling): it was not
+    /// sent. Not retried by the client (another attempt would add load to
+    /// a service at its limit); [`is_retryable`](Self::is_retryable) says
+    /// a later call may pass.
+    #[error("{}", crate::limit::LimitExceeded::new(*.0))]
+    LimitExceeded(crate::limit::LimitReason),
     /// Connecting, sending or receiving failed.
     #[error("transport error: {0}")]
     Transport(#[source] BoxError),
@@ -89,9 +96,10 @@ impl ClientError {
     /// or an invalid request will fail the same way again.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::CircuitOpen { .. } | ClientError::Timeout | ClientError::NoEndpoints => {
-                true
-            }
+            ClientError::CircuitOpen { .. }
+            | ClientError::Timeout
+            | ClientError::NoEndpoints
+            | ClientError::LimitExceeded(_) => true,
             ClientError::Transport(e) => matches!(
                 transport_outcome(e.as_ref()),
                 Outcome::Connect | Outcome::Transport | Outcome::Timeout
@@ -118,6 +126,7 @@ impl ClientError {
             ClientError::Timeout => Outcome::Timeout,
             ClientError::DeadlineExceeded => Outcome::DeadlineExceeded,
             ClientError::NoEndpoints => Outcome::NoEndpoints,
+            ClientError::LimitExceeded(_) => Outcome::RejectedByLimit,
             ClientError::Transport(e) => transport_outcome(e.as_ref()),
             ClientError::Status {
                 status,
@@ -166,6 +175,7 @@ impl ClientError {
             ClientError::Timeout => "timeout",
             ClientError::DeadlineExceeded => "deadline_exceeded",
             ClientError::NoEndpoints => "no_endpoints",
+            ClientError::LimitExceeded(_) => "limit_exceeded",
             ClientError::Transport(_) => "transport",
             ClientError::Status { .. } => "status",
             ClientError::Decode(_) => "decode",
@@ -183,6 +193,7 @@ impl ClientError {
             Outcome::DeadlineExceeded => ClientError::DeadlineExceeded,
             Outcome::Timeout => ClientError::Timeout,
             Outcome::NoEndpoints => ClientError::NoEndpoints,
+            Outcome::RejectedByLimit => ClientError::LimitExceeded(limit_reason(error.as_ref())),
             Outcome::Failure => failure(unwrap(error)),
             _ => ClientError::Transport(unwrap(error)),
         }
@@ -197,6 +208,19 @@ fn unwrap(error: BoxError) -> BoxError {
         Ok(classified) => classified.into_inner(),
         Err(other) => other,
     }
+}
+
+/// Why flow control refused the call, from the error chain.
+#[cold]
+fn limit_reason(error: &(dyn StdError + 'static)) -> crate::limit::LimitReason {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(limit) = e.downcast_ref::<crate::limit::LimitExceeded>() {
+            return limit.reason();
+        }
+        current = e.source();
+    }
+    crate::limit::LimitReason::ConcurrencyLimit
 }
 
 /// The failures only the client names.

@@ -4,6 +4,9 @@
 //! ```text
 //! deadline    crate::deadline    merges the call's, the caller's and the client's deadlines; ends the call by them
 //! retry       crate::retry       budget, backoff, Retry-After; reads each attempt's Outcome
+//! throttle    crate::limit       client-side throttling while the service rejects (absent unless configured)
+//! bulkhead    crate::limit       a fixed limit on attempts in flight, a bounded queue (absent unless configured)
+//! adaptive    crate::limit       a limit that follows latency and drops (absent unless configured)
 //! breaker     crate::circuit_breaker  the service's, fail fast (absent when configured off)
 //! hedge       crate::retry       a second copy of a slow idempotent attempt, from the retry budget (absent unless configured)
 //! balance     crate::balance     shared p2c over PeakEwma: readiness, "no endpoints", waiters, the wait's timeout
@@ -43,6 +46,9 @@ use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
 use crate::classify::HttpClassifier;
 use crate::deadline::{DeadlineLayer, DeadlineService};
 use crate::discovery::Endpoint;
+use crate::limit::{
+    AdaptiveLimit, AdaptiveLimitLayer, Bulkhead, BulkheadLayer, Throttle, ThrottleLayer,
+};
 use crate::retry::{HedgeLayer, HedgePolicy, HttpRetryOn, Retry, RetryLayer};
 
 /// How the balancer connects to a new endpoint.
@@ -61,8 +67,27 @@ type Routed = Either<Hedged, Balanced>;
 /// both sides to fail alike).
 type Broken = BoxErrors<CircuitBreakerService<Routed, HttpClassifier>>;
 
+/// Below flow control: the breaker, if any, over the balancer.
+type Guarded = Either<Broken, Routed>;
+
+/// The adaptive limit, if any.
+type Adaptive = Either<AdaptiveLimit<Guarded, HttpClassifier>, Guarded>;
+
+/// The bulkhead, if any.
+type Bulkheaded = Either<Bulkhead<Adaptive>, Adaptive>;
+
+/// Throttling, if any.
+type Throttled = Either<Throttle<Bulkheaded, HttpClassifier>, Bulkheaded>;
+
 /// The whole stack.
-pub(crate) type Stack = DeadlineService<Retry<Either<Broken, Routed>, HttpRetryOn>>;
+pub(crate) type Stack = DeadlineService<Retry<Throttled, HttpRetryOn>>;
+
+/// The flow-control layers a client was configured with.
+pub(crate) struct FlowControl {
+    pub(crate) throttle: Option<ThrottleLayer<HttpClassifier>>,
+    pub(crate) bulkhead: Option<BulkheadLayer>,
+    pub(crate) adaptive: Option<AdaptiveLimitLayer<HttpClassifier>>,
+}
 
 /// Stacks the layers over the shared balancer; a breaker or a hedge that is
 /// `None` adds no layer.
@@ -70,6 +95,7 @@ pub(crate) fn stack(
     balanced: Balanced,
     deadline: DeadlineLayer,
     retry: RetryLayer<HttpRetryOn>,
+    limits: FlowControl,
     breaker: Option<CircuitBreaker>,
     hedge: Option<HedgeLayer<Call>>,
     classify: HttpClassifier,
@@ -77,6 +103,9 @@ pub(crate) fn stack(
     ServiceBuilder::new()
         .layer(deadline)
         .layer(retry)
+        .option_layer(limits.throttle)
+        .option_layer(limits.bulkhead)
+        .option_layer(limits.adaptive)
         .option_layer(breaker.map(|b| {
             ServiceBuilder::new()
                 .layer_fn(BoxErrors)

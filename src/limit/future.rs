@@ -1,0 +1,82 @@
+//! [`ResponseFuture`]: the future of a call through a
+//! [`Bulkhead`](super::Bulkhead): the inner call holding its slot, or the
+//! refusal.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+
+use super::LimitExceeded;
+use super::permits::Permit;
+use crate::BoxError;
+
+pin_project! {
+    /// The future of a call through a flow-control layer.
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind<F> {
+        Called {
+            #[pin]
+            future: F,
+            // Given back when the call ends (or is dropped).
+            permit: Option<Permit>,
+        },
+        Refused {
+            refused: Option<LimitExceeded>,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn admitted(future: F, permit: Permit) -> Self {
+        ResponseFuture {
+            kind: Kind::Called {
+                future,
+                permit: Some(permit),
+            },
+        }
+    }
+
+    pub(crate) fn refused(refused: LimitExceeded) -> Self {
+        ResponseFuture {
+            kind: Kind::Refused {
+                refused: Some(refused),
+            },
+        }
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Called { future, permit } => {
+                let out = ready!(future.poll(cx));
+                permit.take();
+                Poll::Ready(out.map_err(Into::into))
+            }
+            KindProj::Refused { refused } => {
+                // A refusal completes without awaiting anything: it spends
+                // the task's budget, so a caller looping on refusals yields.
+                ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+                let refused = refused.take().expect("polled after completion");
+                Poll::Ready(Err(refused.into()))
+            }
+        }
+    }
+}

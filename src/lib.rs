@@ -8,7 +8,8 @@
 //!
 //! A call through a [`client::ServiceClient`] passes these layers, outermost
 //! first (the picture, with the file of each, is in `docs/architecture.md`):
-//! [`deadline`] → [`retry`] → [`circuit_breaker`] (the service's, fail fast)
+//! [`deadline`] → [`retry`] → [`limit`] (flow control, only if configured)
+//! → [`circuit_breaker`] (the service's, fail fast)
 //! → the [`retry`] module's hedge (only if configured) → [`balance`]
 //! (shared p2c over PeakEwma) → [`circuit_breaker`] (each
 //! endpoint's, wait mode: outlier ejection) → the client's transport. Each
@@ -23,6 +24,9 @@
 //!   `grpc-timeout` formats.
 //! - [`retry`]: retries on `tower::retry` with jittered backoff, a retry
 //!   budget, `Retry-After`, attempt timeouts, and hedging on `tower::hedge`.
+//! - [`limit`]: flow control for overloaded services: a bulkhead, an
+//!   adaptive concurrency limit (gradient or AIMD), client-side throttling,
+//!   and load shedding for servers (`docs/flow-control.md`).
 //! - [`circuit_breaker`]: a lock-free circuit breaker as a tower layer, with
 //!   count and time windows, slow-call detection, half-open probes, manual
 //!   states, and fail-fast or wait rejection.
@@ -113,6 +117,11 @@ pub use error::{BoxError, ConfigError};
 #[doc = include_str!("../README.md")]
 #[cfg(all(doctest, feature = "client"))]
 pub struct ReadmeDoctests;
+
+/// docs/flow-control.md, its examples compiled and run as doctests.
+#[doc = include_str!("../docs/flow-control.md")]
+#[cfg(all(doctest, feature = "client"))]
+pub struct FlowControlDoctests;
 
 /// docs/architecture.md, checked by rustdoc (its links resolve).
 #[doc = include_str!("../docs/architecture.md")]

@@ -11,6 +11,7 @@ use meshguard::balance::BalanceConfig;
 use meshguard::circuit_breaker::CircuitBreaker;
 use meshguard::client::{ClientError, ServiceClient, ServiceClientBuilder};
 use meshguard::discovery::consul::ConsulDiscovery;
+use meshguard::limit::ThrottleConfig;
 
 use super::config::{Protocol, Upstream};
 use super::grpc::{GrpcError, UsersClient};
@@ -18,13 +19,16 @@ use super::order::{NewOrder, Order};
 use super::user::{NewUser, User, error};
 
 /// A client of `upstream` with the settings the examples share: retries
-/// also on 500 (the example handlers are idempotent), and up to two of
-/// three instances ejectable.
+/// also on 500 (the example handlers are idempotent), client-side
+/// throttling, and up to two of three instances ejectable.
 pub fn service_client(name: &str, upstream: &Upstream) -> ServiceClient {
     let b = ServiceClient::builder(name)
         .timeout(Some(Duration::from_millis(500)))
         .deadline(Some(Duration::from_secs(3)))
         .retry_on_status(StatusCode::INTERNAL_SERVER_ERROR, true)
+        // While an upstream sheds load (503), refuse a share of the calls
+        // here rather than send them all.
+        .throttle(Some(ThrottleConfig::default()))
         .balance(
             BalanceConfig::builder()
                 .max_ejection_percent(67.0)
@@ -148,7 +152,8 @@ impl OrderClient {
 }
 
 /// The answer for a failed upstream call: the upstream's own 4xx passes
-/// through; an open circuit is 503 with `Retry-After`; a timeout or spent
+/// through; an open circuit or a call refused by flow control is 503 with
+/// `Retry-After`; a timeout or spent
 /// deadline 504; no instance or a broken connection 503; an upstream 5xx
 /// or a garbled answer 502.
 pub fn error_response(service: &str, e: &ClientError) -> Response {
@@ -164,6 +169,18 @@ pub fn error_response(service: &str, e: &ClientError) -> Response {
             let secs = retry_after.map_or(1, |d| d.as_secs().max(1));
             r.headers_mut()
                 .insert("retry-after", HeaderValue::from(secs));
+            return r;
+        }
+        ClientError::LimitExceeded(_) => {
+            // Our own flow control refused the call: the upstream is at
+            // its limit. Tell the caller to come back, as a shedding
+            // server does.
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{service} is overloaded"),
+            );
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from(1u64));
             return r;
         }
         ClientError::Timeout | ClientError::DeadlineExceeded => (

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use meshguard::limit::{ShedConfig, ShedLayer};
 use meshguard::propagation::PropagationLayer;
 use serde::{Deserialize, Serialize};
 
@@ -75,12 +76,14 @@ impl OrderState {
     }
 }
 
-/// The order service's routes.
+/// The order service's routes: its API, shedding load beyond what it can
+/// serve (503 with `Retry-After`), and the operational routes, never shed.
 pub fn app(state: OrderState) -> Router {
     Router::new()
         .route("/orders", post(create_order))
         .route("/orders/{id}", get(get_order))
         .route("/known-users/{id}", get(known_user))
+        .layer(ShedLayer::new("order-service", ShedConfig::default()))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(telemetry::metrics_handler))
         .with_state(state)

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use meshguard::limit::{ShedConfig, ShedLayer};
 use meshguard::propagation::PropagationLayer;
 use serde::{Deserialize, Serialize};
 
@@ -85,9 +86,13 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
-/// The service: its API with the operational routes.
+/// The service: its API, shedding load beyond what it can serve (a 503
+/// with `Retry-After` at once, rather than a queue that grows until every
+/// request times out), with the operational routes, which are never shed
+/// (a health check failing under load would take the instance out of
+/// discovery just when the others need it most).
 pub fn app(state: UserState) -> Router {
-    with_operations(routes(state))
+    with_operations(routes(state).layer(ShedLayer::new("user-service", ShedConfig::default())))
 }
 
 /// The API alone: `GET /users/{id}`, `POST /users`, and gRPC's

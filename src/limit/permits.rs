@@ -211,7 +211,9 @@ impl Drop for Queued {
 }
 
 /// A queued caller's wait for a slot (see [`Permits::queue`]).
-pub(crate) struct Waiting(Pin<Box<dyn Future<Output = Result<Permit, LimitExceeded>> + Send>>);
+pub(crate) struct Waiting(
+    Pin<Box<dyn Future<Output = Result<Permit, LimitExceeded>> + Send + Sync>>,
+);
 
 impl std::fmt::Debug for Waiting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -18,10 +18,7 @@ use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, Rejection};
 use crate::classify::HttpClassifier;
 use crate::deadline::DeadlineLayer;
 use crate::discovery::{Change, Endpoint, StaticDiscovery};
-use crate::limit::{
-    AdaptiveLimitConfig, AdaptiveLimitLayer, BulkheadConfig, BulkheadLayer, ThrottleConfig,
-    ThrottleLayer,
-};
+use crate::limit::{AdaptiveLimitConfig, BulkheadConfig, FlowControl, ThrottleConfig};
 use crate::retry::{HedgeConfig, HedgeLayer, RetryLayer, RetryPolicy};
 
 /// Where the client finds the service's instances.
@@ -399,15 +396,13 @@ impl ServiceClientBuilder {
         let hedge = self
             .hedge
             .map(|c| HedgeLayer::new(c.without_deposit(), retry.budget().clone()));
-        let limits = stack::FlowControl {
-            throttle: self
-                .throttle
-                .map(|c| ThrottleLayer::new(&self.name, c).classify(classify)),
-            bulkhead: self.bulkhead.map(|c| BulkheadLayer::new(&self.name, c)),
-            adaptive: self
-                .adaptive_limit
-                .map(|c| AdaptiveLimitLayer::new(&self.name, c).classify(classify)),
-        };
+        let limits = FlowControl::new(
+            &self.name,
+            self.bulkhead,
+            self.adaptive_limit,
+            self.throttle,
+            classify,
+        );
         let stack = stack::stack(
             balanced,
             DeadlineLayer::optional(self.deadline),

@@ -46,9 +46,7 @@ use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
 use crate::classify::HttpClassifier;
 use crate::deadline::{DeadlineLayer, DeadlineService};
 use crate::discovery::Endpoint;
-use crate::limit::{
-    AdaptiveLimit, AdaptiveLimitLayer, Bulkhead, BulkheadLayer, Throttle, ThrottleLayer,
-};
+use crate::limit::{FlowControl, Limited};
 use crate::retry::{HedgeLayer, HedgePolicy, HttpRetryOn, Retry, RetryLayer};
 
 /// How the balancer connects to a new endpoint.
@@ -70,24 +68,8 @@ type Broken = BoxErrors<CircuitBreakerService<Routed, HttpClassifier>>;
 /// Below flow control: the breaker, if any, over the balancer.
 type Guarded = Either<Broken, Routed>;
 
-/// The adaptive limit, if any.
-type Adaptive = Either<AdaptiveLimit<Guarded, HttpClassifier>, Guarded>;
-
-/// The bulkhead, if any.
-type Bulkheaded = Either<Bulkhead<Adaptive>, Adaptive>;
-
-/// Throttling, if any.
-type Throttled = Either<Throttle<Bulkheaded, HttpClassifier>, Bulkheaded>;
-
 /// The whole stack.
-pub(crate) type Stack = DeadlineService<Retry<Throttled, HttpRetryOn>>;
-
-/// The flow-control layers a client was configured with.
-pub(crate) struct FlowControl {
-    pub(crate) throttle: Option<ThrottleLayer<HttpClassifier>>,
-    pub(crate) bulkhead: Option<BulkheadLayer>,
-    pub(crate) adaptive: Option<AdaptiveLimitLayer<HttpClassifier>>,
-}
+pub(crate) type Stack = DeadlineService<Retry<Limited<Guarded, HttpClassifier>, HttpRetryOn>>;
 
 /// Stacks the layers over the shared balancer; a breaker or a hedge that is
 /// `None` adds no layer.
@@ -95,24 +77,23 @@ pub(crate) fn stack(
     balanced: Balanced,
     deadline: DeadlineLayer,
     retry: RetryLayer<HttpRetryOn>,
-    limits: FlowControl,
+    limits: FlowControl<HttpClassifier>,
     breaker: Option<CircuitBreaker>,
     hedge: Option<HedgeLayer<Call>>,
     classify: HttpClassifier,
 ) -> Stack {
-    ServiceBuilder::new()
-        .layer(deadline)
-        .layer(retry)
-        .option_layer(limits.throttle)
-        .option_layer(limits.bulkhead)
-        .option_layer(limits.adaptive)
+    let guarded = ServiceBuilder::new()
         .option_layer(breaker.map(|b| {
             ServiceBuilder::new()
                 .layer_fn(BoxErrors)
                 .layer(b.layer().classify(classify))
         }))
         .option_layer(hedge.map(|h| ServiceBuilder::new().layer_fn(SharedHedge::new).layer(h)))
-        .service(balanced)
+        .service(balanced);
+    ServiceBuilder::new()
+        .layer(deadline)
+        .layer(retry)
+        .service(limits.wrap(guarded))
 }
 
 /// A service with its error boxed. Not tower's `MapErr` with a function

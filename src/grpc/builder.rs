@@ -17,6 +17,7 @@ use crate::client::{
 };
 use crate::deadline::DeadlineLayer;
 use crate::discovery::Endpoint;
+use crate::limit::{AdaptiveLimitConfig, BulkheadConfig, FlowControl, ThrottleConfig};
 use crate::retry::{RetryLayer, RetryPolicy};
 
 /// Builds a [`Channel`]. Every setting has a default but discovery:
@@ -39,6 +40,9 @@ pub struct ChannelBuilder {
     classify: GrpcClassifier,
     breaker: Option<CircuitBreakerConfig>,
     balance: BalanceConfig,
+    bulkhead: Option<BulkheadConfig>,
+    adaptive_limit: Option<AdaptiveLimitConfig>,
+    throttle: Option<ThrottleConfig>,
     tls: Option<TlsConfig>,
 }
 
@@ -60,6 +64,9 @@ impl ChannelBuilder {
             classify: GrpcClassifier::default(),
             breaker: Some(CircuitBreakerConfig::default()),
             balance: BalanceConfig::default(),
+            bulkhead: None,
+            adaptive_limit: None,
+            throttle: None,
             tls: None,
         }
     }
@@ -139,6 +146,31 @@ impl ChannelBuilder {
         self
     }
 
+    /// A bulkhead for the service (default `None`); see
+    /// [`ServiceClientBuilder::bulkhead`](crate::client::ServiceClientBuilder::bulkhead).
+    /// A refused call fails with `RESOURCE_EXHAUSTED`.
+    pub fn bulkhead(mut self, config: Option<BulkheadConfig>) -> Self {
+        self.bulkhead = config;
+        self
+    }
+
+    /// An adaptive concurrency limit (default `None`); see
+    /// [`ServiceClientBuilder::adaptive_limit`](crate::client::ServiceClientBuilder::adaptive_limit).
+    /// `RESOURCE_EXHAUSTED` and timeouts are its drops; a refused call
+    /// fails with `RESOURCE_EXHAUSTED`.
+    pub fn adaptive_limit(mut self, config: Option<AdaptiveLimitConfig>) -> Self {
+        self.adaptive_limit = config;
+        self
+    }
+
+    /// Client-side adaptive throttling (default `None`) on
+    /// `RESOURCE_EXHAUSTED` and timeouts; a refused call fails with
+    /// `RESOURCE_EXHAUSTED`.
+    pub fn throttle(mut self, config: Option<ThrottleConfig>) -> Self {
+        self.throttle = config;
+        self
+    }
+
     /// TLS for `https` endpoints (ALPN `h2`).
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
@@ -187,6 +219,13 @@ impl ChannelBuilder {
             RetryLayer::new(self.retry)
                 .name(self.name.as_str())
                 .retry_on(self.retry_on),
+            FlowControl::new(
+                &self.name,
+                self.bulkhead,
+                self.adaptive_limit,
+                self.throttle,
+                self.classify,
+            ),
             breaker.clone(),
             self.classify,
         );

@@ -230,6 +230,9 @@ fn status(error: BoxError) -> BoxError {
     }
     let code = match Outcome::of_error(&*error) {
         Outcome::DeadlineExceeded | Outcome::Timeout => tonic::Code::DeadlineExceeded,
+        // Refused by the channel's own flow control: what a server
+        // shedding load answers.
+        Outcome::RejectedByLimit => tonic::Code::ResourceExhausted,
         Outcome::RejectedByService { .. }
         | Outcome::RejectedByEndpoint
         | Outcome::NoEndpoints

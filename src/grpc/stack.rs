@@ -20,6 +20,7 @@ use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
 use crate::client::{BoxErrors, Source};
 use crate::deadline::{DeadlineLayer, DeadlineService};
 use crate::discovery::Endpoint;
+use crate::limit::{FlowControl, Limited};
 use crate::retry::{Retry, RetryLayer};
 
 /// How the balancer connects to a new endpoint.
@@ -31,22 +32,26 @@ pub(crate) type Balanced = SharedBalancer<Balancer<Source, Connect, GrpcClassifi
 type Broken = BoxErrors<CircuitBreakerService<Balanced, GrpcClassifier>>;
 
 /// The whole stack.
-pub(crate) type Stack = DeadlineService<Retry<Either<Broken, Balanced>, GrpcRetryOn>>;
+pub(crate) type Stack =
+    DeadlineService<Retry<Limited<Either<Broken, Balanced>, GrpcClassifier>, GrpcRetryOn>>;
 
 pub(crate) fn stack(
     balanced: Balanced,
     deadline: DeadlineLayer,
     retry: RetryLayer<GrpcRetryOn>,
+    limits: FlowControl<GrpcClassifier>,
     breaker: Option<CircuitBreaker>,
     classify: GrpcClassifier,
 ) -> Stack {
-    ServiceBuilder::new()
-        .layer(deadline)
-        .layer(retry)
+    let guarded = ServiceBuilder::new()
         .option_layer(breaker.map(|b| {
             ServiceBuilder::new()
                 .layer_fn(BoxErrors)
                 .layer(b.layer().classify(classify))
         }))
-        .service(balanced)
+        .service(balanced);
+    ServiceBuilder::new()
+        .layer(deadline)
+        .layer(retry)
+        .service(limits.wrap(guarded))
 }

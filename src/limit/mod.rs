@@ -33,6 +33,7 @@ mod future;
 mod metrics;
 mod permits;
 mod shed;
+mod stack;
 mod throttle;
 
 pub use adaptive::{
@@ -44,6 +45,7 @@ pub use bulkhead_config::{BulkheadConfig, BulkheadConfigBuilder};
 pub use error::{LimitExceeded, LimitReason};
 pub use future::ResponseFuture;
 pub use shed::{Shed, ShedConfig, ShedConfigBuilder, ShedFuture, ShedLayer};
+pub(crate) use stack::{FlowControl, Limited};
 pub use throttle::{
     Throttle, ThrottleConfig, ThrottleConfigBuilder, ThrottleFuture, ThrottleLayer,
 };

@@ -371,6 +371,40 @@ async fn a_client_stream_is_sent_once_even_when_unavailable() {
     assert_eq!(server.requests.load(Ordering::SeqCst), 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_call_beyond_the_bulkhead_is_resource_exhausted_without_a_request() {
+    let server = instance(|_| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(User::default())
+        })
+    })
+    .await;
+    let users = Channel::builder("users")
+        .urls([server.url.as_str()])
+        .bulkhead(Some(
+            meshguard::limit::BulkheadConfig::builder()
+                .max_concurrent(1)
+                .build()
+                .unwrap(),
+        ))
+        .build()
+        .unwrap();
+    let first = tokio::spawn({
+        let users = users.clone();
+        async move { get(&users, 1, None).await }
+    });
+    while server.requests.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let started = Instant::now();
+    let status = get(&users, 2, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+    first.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn an_open_service_breaker_is_unavailable_without_a_call() {
     let server = instance(ada).await;

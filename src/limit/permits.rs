@@ -210,7 +210,10 @@ impl Drop for Queued {
     }
 }
 
-/// A queued caller's wait for a slot (see [`Permits::queue`]).
+/// A queued caller's wait for a slot (see [`Permits::queue`]). `Sync`, so
+/// the services holding one are: a `ServiceClient` is shared by reference
+/// across tasks, and axum's `Router::layer` requires it of a layer's
+/// service.
 pub(crate) struct Waiting(
     Pin<Box<dyn Future<Output = Result<Permit, LimitExceeded>> + Send + Sync>>,
 );
@@ -252,6 +255,12 @@ impl Drop for Permit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handle_waiting_for_a_slot_is_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Admission>();
+    }
 
     #[test]
     fn slots_are_taken_up_to_the_limit_and_given_back_on_drop() {

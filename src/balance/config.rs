@@ -26,6 +26,10 @@ use crate::circuit_breaker::{CircuitBreakerConfig, Rejection};
 ///
 /// let err = toml::from_str::<BalanceConfig>("panic_threshold = 120").unwrap_err();
 /// assert!(err.to_string().contains("`panic_threshold`"));
+///
+/// // An endpoint's Retry-After ejects it for at most 10 s; "0s" turns it off.
+/// let capped: BalanceConfig = toml::from_str(r#"max_retry_after_ejection = "10s""#).unwrap();
+/// assert_eq!(capped.max_retry_after_ejection(), std::time::Duration::from_secs(10));
 /// ```
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(try_from = "RawBalance")]
@@ -36,6 +40,7 @@ pub struct BalanceConfig {
     pub(super) max_ejection_percent: f64,
     pub(super) panic_threshold: f64,
     pub(super) failure_penalty: Duration,
+    pub(super) max_retry_after_ejection: Duration,
 }
 
 impl Default for BalanceConfig {
@@ -54,7 +59,9 @@ impl BalanceConfig {
     /// accrual: 1 s to 1 min, jitter 0.5; a recovered instance is back
     /// within about a second, a dead one costs a probe a minute), one probe
     /// to come back, at most 10% ejected (at least one endpoint), panic
-    /// below 50% (Envoy's defaults).
+    /// below 50% (Envoy's defaults); an endpoint answering 429 or 503 with
+    /// a `Retry-After` is ejected for that long, at most 1 min (the longest
+    /// failure-accrual ejection).
     pub fn builder() -> BalanceConfigBuilder {
         BalanceConfigBuilder {
             config: BalanceConfig {
@@ -64,6 +71,7 @@ impl BalanceConfig {
                 max_ejection_percent: 10.0,
                 panic_threshold: 50.0,
                 failure_penalty: Duration::from_secs(1),
+                max_retry_after_ejection: Duration::from_secs(60),
             },
         }
     }
@@ -88,7 +96,16 @@ impl BalanceConfig {
     pub fn failure_penalty(&self) -> Duration {
         self.failure_penalty
     }
+
+    /// The longest an endpoint's `Retry-After` ejects it; zero when a
+    /// `Retry-After` ejects nothing.
+    pub fn max_retry_after_ejection(&self) -> Duration {
+        self.max_retry_after_ejection
+    }
 }
+
+/// The largest [`BalanceConfigBuilder::max_retry_after_ejection`].
+const MAX_RETRY_AFTER_EJECTION: Duration = Duration::from_secs(3600);
 
 fn default_ejection() -> CircuitBreakerConfig {
     CircuitBreakerConfig::builder()
@@ -119,6 +136,8 @@ struct RawBalance {
     panic_threshold: Option<f64>,
     #[serde(default, with = "humantime_serde")]
     failure_penalty: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    max_retry_after_ejection: Option<Duration>,
 }
 
 fn yes() -> bool {
@@ -150,6 +169,9 @@ impl TryFrom<RawBalance> for BalanceConfig {
         }
         if let Some(d) = raw.failure_penalty {
             b = b.failure_penalty(d);
+        }
+        if let Some(d) = raw.max_retry_after_ejection {
+            b = b.max_retry_after_ejection(d);
         }
         b.build()
     }
@@ -199,6 +221,20 @@ impl BalanceConfigBuilder {
         self
     }
 
+    /// The longest an endpoint is ejected at its own request (default
+    /// 1 min; zero turns it off). An endpoint that answers 429 or 503 with a
+    /// valid `Retry-After` (or a gRPC status with a non-negative
+    /// `grpc-retry-pushback-ms`) is taken out of rotation for that long,
+    /// capped here, within the ejection limits (`max_ejection_percent`,
+    /// `panic_threshold`: when they refuse, it keeps its traffic), and comes
+    /// back by itself when the time is up (its next request is a probe).
+    /// Needs ejection on ([`ejection`](Self::ejection)). At most 1 h: an
+    /// instance that asks for longer is better removed from discovery.
+    pub fn max_retry_after_ejection(mut self, max: Duration) -> Self {
+        self.config.max_retry_after_ejection = max;
+        self
+    }
+
     /// No ejection may leave fewer than this share of endpoints (0 to 100).
     pub fn panic_threshold(mut self, percent: f64) -> Self {
         self.config.panic_threshold = percent;
@@ -213,6 +249,12 @@ impl BalanceConfigBuilder {
         }
         if c.decay.is_zero() {
             return Err(ConfigError::new("decay", "must be greater than zero"));
+        }
+        if c.max_retry_after_ejection > MAX_RETRY_AFTER_EJECTION {
+            return Err(ConfigError::new(
+                "max_retry_after_ejection",
+                format!("must be at most 1h, got {:?}", c.max_retry_after_ejection),
+            ));
         }
         for (field, v) in [
             ("max_ejection_percent", c.max_ejection_percent),
@@ -245,5 +287,35 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(err.field(), "decay");
+    }
+
+    #[test]
+    fn a_retry_after_ejection_cap_over_an_hour_is_rejected_naming_its_field() {
+        let err = BalanceConfig::builder()
+            .max_retry_after_ejection(Duration::from_secs(3601))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "max_retry_after_ejection");
+        let hour = BalanceConfig::builder()
+            .max_retry_after_ejection(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        assert_eq!(hour.max_retry_after_ejection(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn the_retry_after_ejection_cap_reads_as_text_and_zero_turns_it_off() {
+        let off: BalanceConfig = toml::from_str(r#"max_retry_after_ejection = "0s""#).unwrap();
+        assert_eq!(off.max_retry_after_ejection(), Duration::ZERO);
+        assert_eq!(
+            BalanceConfig::default().max_retry_after_ejection(),
+            Duration::from_secs(60)
+        );
+        let err =
+            toml::from_str::<BalanceConfig>(r#"max_retry_after_ejection = "2h""#).unwrap_err();
+        assert!(
+            err.to_string().contains("`max_retry_after_ejection`"),
+            "{err}"
+        );
     }
 }

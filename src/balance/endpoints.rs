@@ -104,6 +104,8 @@ pin_project! {
         default_rtt: Duration,
         decay_ns: f64,
         failure_penalty: Duration,
+        // The longest a `Retry-After` ejects an endpoint; zero for never.
+        hold_cap: Duration,
         // Instance ids mapped to small keys: tower's ready cache clones and
         // hashes a key on every call, which for a `String` is an allocation.
         keys: std::collections::HashMap<String, u64>,
@@ -139,6 +141,11 @@ impl<D, F, C> Endpoints<D, F, C> {
             c.rejection = Rejection::Wait;
             c
         });
+        // Ejection off: the breakers never open, on request neither.
+        let hold_cap = match ejection {
+            Some(_) => config.max_retry_after_ejection,
+            None => Duration::ZERO,
+        };
         Endpoints {
             discover,
             connect,
@@ -149,6 +156,7 @@ impl<D, F, C> Endpoints<D, F, C> {
             default_rtt: config.default_rtt,
             decay_ns: config.decay.as_nanos() as f64,
             failure_penalty: config.failure_penalty,
+            hold_cap,
             keys: std::collections::HashMap::new(),
             next_key: 0,
             ended: false,
@@ -193,6 +201,8 @@ where
                     open_limit: Some(this.pool.clone() as Arc<dyn OpenLimit>),
                     // Endpoints are ranked by their recent failures.
                     track_failures: true,
+                    // A `Retry-After` ejects the endpoint that long.
+                    hold_cap: *this.hold_cap,
                 };
                 let breaker = match this.ejection {
                     Some(config) => CircuitBreaker::with_options(name, config.clone(), options()),

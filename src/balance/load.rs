@@ -2,27 +2,40 @@
 //! [`Ranked`] endpoint.
 //!
 //! PeakEwma alone times failed calls like good ones, so an endpoint that
-//! fails at once looks cheap. The load therefore puts an endpoint whose
-//! breaker wants a probe first, then ranks by recent consecutive failures
-//! (from the breaker's [`Health`]), and only then by PeakEwma's cost.
+//! fails at once looks cheap. The load therefore puts an endpoint that can
+//! answer before the call's deadline first (when the call has one), then
+//! an endpoint whose breaker wants a probe, then ranks by recent
+//! consecutive failures (from the breaker's [`Health`]), and only then by
+//! PeakEwma's cost (`ewma.rs`).
 
 use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use tower::Service;
-use tower::load::peak_ewma::Cost;
-use tower::load::{CompleteOnResponse, Load, PeakEwma};
 
 use super::endpoints::EndpointService;
+use super::ewma::{Handle, Rtt};
+use crate::BoxError;
+use crate::circuit_breaker::future::ResponseFuture as BreakerFuture;
 use crate::circuit_breaker::{CircuitBreaker, Health};
 use crate::classify::Classify;
 
-/// An endpoint's load as the balancer ranks it: an endpoint whose probe is
-/// due first, then recent consecutive failures, then the PeakEwma cost
-/// (latency × requests in flight).
+/// An endpoint's load as the balancer ranks it: an endpoint that can answer
+/// in time first, then one whose probe is due, then recent consecutive
+/// failures, then the PeakEwma cost (latency × requests in flight).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct EndpointLoad {
+    /// The call has a deadline, and the endpoint's latency estimate, learnt
+    /// from its responses, is longer than the time left: it ranks behind
+    /// every endpoint that is not, and the pick never sends to it
+    /// (`p2c.rs`).
+    pub(crate) late: bool,
     /// The endpoint's breaker wants a probe: half-open, or open with its
     /// open period over. It ranks ahead of every other, or its failures
     /// and its latency estimate (raised by the failures that ejected it)
@@ -32,14 +45,15 @@ pub(crate) struct EndpointLoad {
     /// Failures since the endpoint's last success, if the last one is
     /// younger than the failure penalty; else 0 (capped at 2^16).
     pub(crate) failures: u32,
-    /// tower's PeakEwma cost.
-    pub(crate) cost: Cost,
+    /// PeakEwma's cost: the latency estimate (nanoseconds) times the
+    /// requests in flight plus one.
+    pub(crate) cost: f64,
 }
 
 impl PartialOrd for EndpointLoad {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        // A due probe is the lesser load.
-        match other.probe_due.cmp(&self.probe_due) {
+        // Late is the greater load, a due probe the lesser.
+        match (self.late, other.probe_due).cmp(&(other.late, self.probe_due)) {
             std::cmp::Ordering::Equal => {
                 (self.failures, self.cost).partial_cmp(&(other.failures, other.cost))
             }
@@ -48,21 +62,26 @@ impl PartialOrd for EndpointLoad {
     }
 }
 
-/// An endpoint service with its PeakEwma load, ranked by [`EndpointLoad`].
+/// An endpoint service with its PeakEwma estimate, ranked by
+/// [`EndpointLoad`].
 pub(crate) struct Ranked<S, C> {
     // Boxed: tower's ready cache moves each service in and out of its ready
-    // set on every request, so the balancer moves 8 bytes, not the whole
+    // set on every request, so the balancer moves a pointer, not the whole
     // stack (measured with callgrind: fewer instructions per request).
-    inner: Box<PeakEwma<EndpointService<S, C>, CompleteOnResponse>>,
+    inner: Box<EndpointService<S, C>>,
+    rtt: Arc<Rtt>,
     // The endpoint's breaker health, read without chasing the handle's
     // `Arc` on every ranking; `breaker` keeps it owned while this lives.
     health: Health,
     breaker: CircuitBreaker,
     penalty: u64,
+    /// When the next request is sent (biased nanoseconds): the pick's clock
+    /// read, set by the balancer right before `call`.
+    sent_at: u64,
 }
 
 impl<S, C> Ranked<S, C> {
-    /// `svc` behind PeakEwma (first estimate `default_rtt`, decaying over
+    /// `svc` with a PeakEwma estimate (first `default_rtt`, decaying over
     /// `decay_ns`), ranked by `breaker`'s health; a failure counts against
     /// it for `penalty`.
     pub(super) fn new(
@@ -73,21 +92,40 @@ impl<S, C> Ranked<S, C> {
         penalty: Duration,
     ) -> Self {
         Ranked {
-            inner: Box::new(PeakEwma::new(
-                svc,
-                default_rtt,
-                decay_ns,
-                CompleteOnResponse::default(),
-            )),
+            inner: Box::new(svc),
+            rtt: Rtt::new(default_rtt, decay_ns),
             health: breaker.health(),
             breaker,
             penalty: penalty.as_nanos().min(u64::MAX as u128) as u64,
+            sent_at: 0,
         }
     }
 
     /// The endpoint's breaker.
     pub(super) fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
+    }
+
+    /// The load at `now` (biased nanoseconds), for a call with `within`
+    /// nanoseconds left before its deadline, if it has one.
+    #[inline]
+    pub(super) fn load_at(&self, now: u64, within: Option<u64>) -> EndpointLoad {
+        let reading = self.rtt.at(now);
+        let pending = Arc::strong_count(&self.rtt) - 1;
+        EndpointLoad {
+            // An estimate that is still the first guess admits: a new
+            // endpoint is not kept out by `default_rtt`.
+            late: reading.sampled && within.is_some_and(|w| reading.rtt_ns > w as f64),
+            probe_due: self.health.probe_due(),
+            failures: self.health.recent_failures(self.penalty).min(1 << 16) as u32,
+            cost: reading.rtt_ns * (pending + 1) as f64,
+        }
+    }
+
+    /// The next request is sent at `now`.
+    #[inline]
+    pub(super) fn sending_at(&mut self, now: u64) {
+        self.sent_at = now;
     }
 }
 
@@ -99,34 +137,67 @@ impl<S, C> fmt::Debug for Ranked<S, C> {
     }
 }
 
-impl<S, C> Load for Ranked<S, C> {
-    type Metric = EndpointLoad;
-
-    fn load(&self) -> EndpointLoad {
-        EndpointLoad {
-            probe_due: self.health.probe_due(),
-            failures: self.health.recent_failures(self.penalty).min(1 << 16) as u32,
-            cost: self.inner.load(),
-        }
-    }
-}
-
 impl<S, C, Req> Service<Req> for Ranked<S, C>
 where
     S: Service<Req>,
+    S::Error: Into<BoxError>,
     C: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
-    type Error = <PeakEwma<EndpointService<S, C>, CompleteOnResponse> as Service<Req>>::Error;
-    type Future = <PeakEwma<EndpointService<S, C>, CompleteOnResponse> as Service<Req>>::Future;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C, S::Error>;
 
     #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(BoxError::from)
     }
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        self.inner.call(req)
+        ResponseFuture {
+            inner: self.inner.call(req),
+            handle: Some(Handle::new(self.rtt.clone(), self.sent_at)),
+            _error: PhantomData,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of a [`Balancer`](super::Balancer): the
+    /// endpoint's answer, or its error (the endpoint service's, or the
+    /// endpoint breaker's [`CircuitOpen`](crate::circuit_breaker::CircuitOpen))
+    /// as a [`BoxError`]; its round trip feeds the endpoint's latency
+    /// estimate.
+    pub struct ResponseFuture<F, C, E> {
+        #[pin]
+        inner: BreakerFuture<F, C>,
+        // Samples the round trip when dropped: at the answer, or when the
+        // request is given up.
+        handle: Option<Handle>,
+        _error: PhantomData<fn() -> E>,
+    }
+}
+
+impl<F, C, E> fmt::Debug for ResponseFuture<F, C, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C, E>
+where
+    F: Future<Output = Result<T, E>>,
+    C: Classify<T, E>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        // The round trip ends here, failed or not (as tower's PeakEwma).
+        drop(this.handle.take());
+        Poll::Ready(result.map_err(BoxError::from))
     }
 }

@@ -1,14 +1,17 @@
 //! Load balancing over discovered endpoints, with outlier ejection.
 //!
-//! [`balance`] builds a [`Balancer`]: `tower::balance::p2c::Balance`
-//! (power of two choices) over `tower::load::PeakEwma` (Finagle's and
+//! [`balance`] builds a [`Balancer`]: power of two choices (tower's p2c,
+//! over tower's ready cache) over PeakEwma latency estimates (Finagle's and
 //! linkerd's choice), fed by a discovery stream of [`Endpoint`]s. Each
 //! endpoint is wrapped in its own
 //! [`CircuitBreaker`](crate::circuit_breaker::CircuitBreaker) in wait mode
 //! ([`Rejection::Wait`](crate::circuit_breaker::Rejection::Wait)): an
 //! endpoint whose breaker opens is not ready, so p2c stops picking it,
 //! until the open period ends and a probe gets through (Envoy's outlier
-//! ejection, with the open period growing on repeated ejections). Openings
+//! ejection, with the open period growing on repeated ejections). An
+//! endpoint that answers 429 or 503 with a `Retry-After` is ejected the
+//! same way for as long as it asked (capped by
+//! [`BalanceConfigBuilder::max_retry_after_ejection`]). Openings
 //! are limited by an ejection pool shared by the endpoints: at most
 //! `max_ejection_percent` of them (at least one, as Envoy) may be ejected
 //! at once, and never so many that fewer than `panic_threshold` percent
@@ -23,21 +26,30 @@
 //! failed less (linkerd penalises failures in its load estimate for the
 //! same reason), and a retry goes elsewhere.
 //!
+//! A client's call that carries a deadline is never sent to an endpoint
+//! whose latency estimate, learnt from its responses, is longer than the
+//! time left: the pick takes one that fits, or the attempt fails at once
+//! with [`DeadlineExceeded`](crate::deadline::DeadlineExceeded).
+//!
 //! Removing an endpoint drops the balancer's handle on its service; calls
 //! already in flight on it keep their own future and complete.
 //!
 //! The parts, by file: `config.rs` ([`BalanceConfig`]), `endpoints.rs`
 //! (discovery changes into endpoint services, each behind its breaker),
-//! `load.rs` (how endpoints are ranked), `ejection.rs` (the ejection pool,
-//! the breakers' open limit), `balancer.rs` ([`Balancer`]), `view.rs`
-//! ([`BalanceView`]) and `metrics.rs`.
+//! `ewma.rs` (an endpoint's latency estimate), `load.rs` (how endpoints are
+//! ranked), `p2c.rs` (the pick), `ejection.rs` (the ejection pool, the
+//! breakers' open limit), `balancer.rs` ([`Balancer`]), `shared.rs` (the
+//! balancer shared by a client's clones), `view.rs` ([`BalanceView`]) and
+//! `metrics.rs`.
 
 mod balancer;
 mod config;
 mod ejection;
 mod endpoints;
+mod ewma;
 mod load;
 mod metrics;
+mod p2c;
 mod shared;
 mod view;
 
@@ -45,7 +57,7 @@ pub use balancer::{Balancer, ResponseFuture};
 pub use config::{BalanceConfig, BalanceConfigBuilder};
 pub use shared::NoEndpoints;
 #[cfg(feature = "client")]
-pub(crate) use shared::{AttemptEnds, SharedBalancer};
+pub(crate) use shared::{BalancedRequest, SharedBalancer};
 pub use view::{BalanceView, EndpointStatus};
 
 use tower::Service;

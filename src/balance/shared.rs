@@ -15,7 +15,9 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
+use super::p2c::Pick;
 use crate::BoxError;
+use crate::deadline::DeadlineExceeded;
 
 /// Discovery knows no endpoint of the service: a call to a
 /// [`Balancer`](super::Balancer) shared by a client found none once
@@ -31,22 +33,37 @@ impl fmt::Display for NoEndpoints {
 
 impl std::error::Error for NoEndpoints {}
 
-/// A request that can carry when its attempt must end. Set only by a call
-/// that had to wait for an endpoint: the endpoint's transport then times
-/// the attempt from its start, not from the send.
-pub(crate) trait AttemptEnds {
-    /// The attempt waited for an endpoint and must end at `at`.
+/// A request as [`SharedBalancer`] sends it: one attempt of a client's
+/// call.
+pub(crate) trait BalancedRequest {
+    /// The attempt waited for an endpoint and must end at `at`. Set only
+    /// by a call that had to wait: the endpoint's transport then times the
+    /// attempt from its start, not from the send.
     fn set_attempt_end(&mut self, at: Instant);
+
+    /// The call's deadline: the pick sends the attempt only to an endpoint
+    /// whose latency estimate fits in the time left.
+    fn deadline(&self) -> Option<Instant>;
+
+    /// Whether this is a hedge's copy: when no endpoint can answer in time
+    /// it is not sent and waits for the deadline, rather than fail the call
+    /// its original is still serving.
+    fn is_hedge(&self) -> bool;
 }
 
-/// The balancer's length, for [`SharedBalancer`].
-pub(crate) trait Len {
+/// The balancer as [`SharedBalancer`] drives it.
+pub(crate) trait PickEndpoint {
+    /// Endpoints held, ready or not.
     fn len(&self) -> usize;
+
+    /// Readiness for a call that must be answered by `deadline`.
+    fn poll_pick(&mut self, cx: &mut Context<'_>, deadline: Option<Instant>) -> Poll<Pick>;
 }
 
-impl<D, F, C, S, Req> Len for super::Balancer<D, F, C, Req>
+impl<D, F, C, S, Req> PickEndpoint for super::Balancer<D, F, C, Req>
 where
-    D: futures_core::Stream<Item = Result<crate::discovery::Change, std::convert::Infallible>>,
+    D: futures_core::Stream<Item = Result<crate::discovery::Change, std::convert::Infallible>>
+        + Unpin,
     F: FnMut(&crate::discovery::Endpoint) -> S,
     S: Service<Req>,
     S::Error: Into<BoxError>,
@@ -54,6 +71,11 @@ where
 {
     fn len(&self) -> usize {
         super::Balancer::len(self)
+    }
+
+    #[inline]
+    fn poll_pick(&mut self, cx: &mut Context<'_>, deadline: Option<Instant>) -> Poll<Pick> {
+        super::Balancer::poll_pick(self, cx, deadline)
     }
 }
 
@@ -71,7 +93,10 @@ where
 /// Fails calls at once with [`NoEndpoints`] when discovery has answered and
 /// the balancer holds no endpoint (tower's balancer would wait for one
 /// forever). Not ready is not failed: a call waits while endpoints exist
-/// but none is ready (all ejected and probing).
+/// but none is ready (all ejected and probing). An attempt that no ready
+/// endpoint can answer before its deadline (by their latency estimates)
+/// fails at once with [`DeadlineExceeded`], unsent; a hedge's copy is not
+/// sent either, and leaves the call to its original.
 pub(crate) struct SharedBalancer<S> {
     shared: Arc<Locked<S>>,
     /// The attempt timeout, which also bounds the wait for an endpoint.
@@ -143,8 +168,8 @@ impl<S> Locked<S> {
 
 impl<S, Req> Service<Req> for SharedBalancer<S>
 where
-    S: Service<Req, Error = BoxError> + Len,
-    Req: AttemptEnds,
+    S: Service<Req, Error = BoxError> + PickEndpoint,
+    Req: BalancedRequest,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -200,6 +225,9 @@ pin_project! {
             timer: Option<Pin<Box<Sleep>>>,
         },
         Called { #[pin] inner: S::Future },
+        // A hedge no endpoint could answer in time: not sent, it waits for
+        // the call's deadline (its original may still answer before).
+        Unsent { timer: Pin<Box<Sleep>> },
     }
 }
 
@@ -214,16 +242,20 @@ where
 
 impl<S, Req> Future for SharedFuture<S, Req>
 where
-    S: Service<Req, Error = BoxError> + Len,
-    Req: AttemptEnds,
+    S: Service<Req, Error = BoxError> + PickEndpoint,
+    Req: BalancedRequest,
 {
     type Output = Result<S::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            let inner = match this.state.as_mut().project() {
+            let next = match this.state.as_mut().project() {
                 SharedProj::Called { inner } => return inner.poll(cx),
+                SharedProj::Unsent { timer } => {
+                    ready!(timer.as_mut().poll(cx));
+                    return Poll::Ready(Err(DeadlineExceeded.into()));
+                }
                 SharedProj::Picking {
                     shared,
                     req,
@@ -231,21 +263,38 @@ where
                     timeout,
                     timer,
                 } => {
+                    let deadline = req.as_ref().and_then(BalancedRequest::deadline);
                     let mut lb = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
-                    match lb.poll_ready(cx) {
-                        Poll::Ready(Ok(())) => {
-                            let fut = lb.call(req.take().expect("polled after completion"));
+                    match lb.poll_pick(cx, deadline) {
+                        Poll::Ready(Pick::Ready) => {
+                            let inner = lb.call(req.take().expect("polled after completion"));
                             drop(lb);
                             if std::mem::take(waited) {
                                 shared.wake_waiters();
                             }
-                            fut
+                            SharedState::Called { inner }
                         }
-                        Poll::Ready(Err(e)) => {
+                        Poll::Ready(Pick::TooSlow) => {
                             drop(lb);
-                            shared.wake_waiters();
-                            *waited = false;
-                            return Poll::Ready(Err(e));
+                            // Another waiter may use the readiness we left.
+                            if std::mem::take(waited) {
+                                shared.wake_waiters();
+                            }
+                            let hedge = req.as_ref().is_some_and(BalancedRequest::is_hedge);
+                            tracing::debug!(
+                                hedge,
+                                "no endpoint can answer before the deadline: not sent"
+                            );
+                            match deadline {
+                                Some(at) if hedge => SharedState::Unsent {
+                                    timer: Box::pin(tokio::time::sleep_until(at)),
+                                },
+                                _ => {
+                                    // Fails without touching a tokio resource.
+                                    ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+                                    return Poll::Ready(Err(DeadlineExceeded.into()));
+                                }
+                            }
                         }
                         Poll::Pending
                             if lb.len() == 0 && shared.settled.load(Ordering::Acquire) =>
@@ -289,194 +338,11 @@ where
                     }
                 }
             };
-            this.state.set(SharedState::Called { inner });
+            this.state.set(next);
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-    use std::task::Waker;
-
-    use super::*;
-
-    /// A request that records when its attempt must end.
-    #[derive(Default)]
-    struct Req(Option<Instant>);
-
-    impl AttemptEnds for Req {
-        fn set_attempt_end(&mut self, at: Instant) {
-            self.0 = Some(at);
-        }
-    }
-
-    /// A balancer stand-in that, like p2c, remembers only the last waker.
-    #[derive(Clone, Default)]
-    struct Mock {
-        state: Arc<Mutex<MockState>>,
-    }
-
-    #[derive(Default)]
-    struct MockState {
-        ready: bool,
-        len: usize,
-        waker: Option<Waker>,
-        seen: Vec<Option<Instant>>,
-    }
-
-    impl Mock {
-        fn set(&self, ready: bool, len: usize) {
-            let mut s = self.state.lock().unwrap();
-            (s.ready, s.len) = (ready, len);
-            if let Some(w) = s.waker.take() {
-                w.wake();
-            }
-        }
-    }
-
-    impl Len for Mock {
-        fn len(&self) -> usize {
-            self.state.lock().unwrap().len
-        }
-    }
-
-    impl Service<Req> for Mock {
-        type Response = &'static str;
-        type Error = BoxError;
-        type Future = std::future::Ready<Result<&'static str, BoxError>>;
-
-        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-            let mut s = self.state.lock().unwrap();
-            if s.ready {
-                Poll::Ready(Ok(()))
-            } else {
-                s.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-
-        fn call(&mut self, req: Req) -> Self::Future {
-            self.state.lock().unwrap().seen.push(req.0);
-            std::future::ready(Ok("served"))
-        }
-    }
-
-    fn shared(mock: &Mock, settled: bool, timeout: Option<Duration>) -> SharedBalancer<Mock> {
-        SharedBalancer::new(mock.clone(), Arc::new(AtomicBool::new(settled)), timeout)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_call_fails_with_no_endpoints_once_discovery_has_answered_empty() {
-        let mock = Mock::default();
-        let mut lb = shared(&mock, true, None);
-        let err = lb.call(Req::default()).await.unwrap_err();
-        assert!(err.is::<NoEndpoints>(), "{err}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_call_waits_for_discovery_and_is_served_when_an_endpoint_is_ready() {
-        let mock = Mock::default();
-        let mut lb = shared(&mock, false, None);
-        let call = tokio::spawn(lb.call(Req::default()));
-        tokio::task::yield_now().await;
-        assert!(!call.is_finished());
-        mock.set(true, 1);
-        assert_eq!(call.await.unwrap().unwrap(), "served");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_call_waiting_for_a_ready_endpoint_ends_at_its_timeout() {
-        let mock = Mock::default();
-        mock.set(false, 2);
-        let mut lb = shared(&mock, true, Some(Duration::from_millis(300)));
-        let start = Instant::now();
-        let err = lb.call(Req::default()).await.unwrap_err();
-        assert!(err.is::<tower::timeout::error::Elapsed>(), "{err}");
-        assert_eq!(start.elapsed(), Duration::from_millis(300));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_call_that_waited_tells_the_transport_when_its_attempt_ends() {
-        let mock = Mock::default();
-        mock.set(false, 1);
-        let mut lb = shared(&mock, true, Some(Duration::from_millis(300)));
-        let start = Instant::now();
-        let call = tokio::spawn(lb.call(Req::default()));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        mock.set(true, 1);
-        assert_eq!(call.await.unwrap().unwrap(), "served");
-        let seen = mock.state.lock().unwrap().seen.clone();
-        assert_eq!(seen, [Some(start + Duration::from_millis(300))]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_call_served_at_once_carries_no_attempt_end() {
-        let mock = Mock::default();
-        mock.set(true, 1);
-        let mut lb = shared(&mock, true, Some(Duration::from_millis(300)));
-        lb.call(Req::default()).await.unwrap();
-        assert_eq!(mock.state.lock().unwrap().seen, [None]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn every_waiting_caller_is_served_though_the_balancer_wakes_only_the_last() {
-        let mock = Mock::default();
-        mock.set(false, 1);
-        let lb = shared(&mock, true, None);
-        let calls: Vec<_> = (0..3)
-            .map(|_| tokio::spawn(lb.clone().call(Req::default())))
-            .collect();
-        tokio::task::yield_now().await;
-        mock.set(true, 1);
-        for call in calls {
-            assert_eq!(call.await.unwrap().unwrap(), "served");
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn every_waiter_learns_at_once_that_discovery_answered_empty() {
-        let mock = Mock::default();
-        let settled = Arc::new(AtomicBool::new(false));
-        let lb = SharedBalancer::new(mock.clone(), settled.clone(), Some(Duration::from_secs(3)));
-        let calls: Vec<_> = (0..3)
-            .map(|_| tokio::spawn(lb.clone().call(Req::default())))
-            .collect();
-        tokio::task::yield_now().await;
-        let start = Instant::now();
-        settled.store(true, Ordering::Release);
-        // The balancer wakes only the last caller it saw.
-        let waker = mock.state.lock().unwrap().waker.take();
-        waker.expect("a caller registered").wake();
-        for call in calls {
-            let err = call.await.unwrap().unwrap_err();
-            assert!(err.is::<NoEndpoints>(), "{err}");
-        }
-        assert_eq!(start.elapsed(), Duration::ZERO);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_cancelled_waiter_passes_the_wake_on() {
-        let mock = Mock::default();
-        mock.set(false, 1);
-        let lb = shared(&mock, true, None);
-        let first = tokio::spawn(lb.clone().call(Req::default()));
-        tokio::task::yield_now().await;
-        let second = tokio::spawn(lb.clone().call(Req::default()));
-        tokio::task::yield_now().await;
-        // The mock holds only the second caller's waker; cancel it.
-        second.abort();
-        let _ = second.await;
-        mock.state.lock().unwrap().ready = true;
-        let waker = mock.state.lock().unwrap().waker.take();
-        waker.expect("a caller registered").wake();
-        let served = tokio::time::timeout(Duration::from_secs(1), first).await;
-        assert_eq!(
-            served
-                .expect("the first caller was woken")
-                .unwrap()
-                .unwrap(),
-            "served"
-        );
-    }
-}
+#[path = "shared_tests.rs"]
+mod tests;

@@ -45,6 +45,10 @@ pub(crate) struct BreakerOptions {
     /// Count consecutive failures and time the last one whatever the trip
     /// condition, for [`Health::recent_failures`].
     pub(crate) track_failures: bool,
+    /// A failure whose callee asked for time (a 429 or 503 with a
+    /// `Retry-After`, a gRPC pushback) opens the breaker for that long, at
+    /// most this long; zero for never (the default).
+    pub(crate) hold_cap: std::time::Duration,
 }
 
 impl CircuitBreaker {
@@ -64,6 +68,7 @@ impl CircuitBreaker {
         let mut core = Core::new(&name, config);
         core.open_limit = options.open_limit;
         core.track_failures = options.track_failures;
+        core.hold_cap = options.hold_cap;
         CircuitBreaker {
             owner: Arc::new(Owner::new(core)),
         }

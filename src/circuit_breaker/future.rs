@@ -6,8 +6,8 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use super::machine::{Admission, Core, Record, Role};
-use super::slot::{FLAG_TIME_WINDOW, Slot};
+use super::machine::{Admission, Core, Record, Role, asked_for};
+use super::slot::{FLAG_HOLD, FLAG_TIME_WINDOW, Slot};
 use super::{BreakerError, CircuitOpen};
 use crate::classify::{Classify, Outcome};
 
@@ -130,9 +130,15 @@ impl Recorder {
     #[inline]
     pub(crate) fn finish(&mut self, outcome: Outcome) {
         // A success, a failure, or nothing (see `Outcome::counts`).
-        let outcome = Record::of(&outcome);
-        let role = std::mem::replace(&mut self.admission.role, Role::Pass);
+        let record = Record::of(&outcome);
         let slot = self.slot;
+        if record == Record::Failure && slot.flags() & FLAG_HOLD != 0 && self.hold(&outcome) {
+            // Open for as long as the callee asked, instead of counted.
+            self.admission.role = Role::Pass;
+            return;
+        }
+        let outcome = record;
+        let role = std::mem::replace(&mut self.admission.role, Role::Pass);
         let generation = self.admission.generation;
         match role {
             Role::Pass => {}
@@ -149,6 +155,30 @@ impl Recorder {
             }
             _ => self.finish_timed(role, outcome),
         }
+    }
+
+    /// A failure whose callee asked for time: holds the breaker open that
+    /// long (at most its cap). Whether it did.
+    #[cold]
+    #[inline(never)]
+    fn hold(&self, outcome: &Outcome) -> bool {
+        if self.admission.role == Role::Pass {
+            return false;
+        }
+        let Some(asked) = asked_for(outcome) else {
+            return false;
+        };
+        let Some(core) = &*self.slot.core() else {
+            return false;
+        };
+        let delay = asked.min(core.hold_cap);
+        !delay.is_zero()
+            && core.hold_open(
+                self.slot,
+                self.admission.generation,
+                delay,
+                self.slot.call_now(),
+            )
     }
 
     #[cold]

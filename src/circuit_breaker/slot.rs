@@ -76,6 +76,9 @@ pub(crate) const FLAG_SUCCESS_CHECKS: u64 = 4;
 /// than the minimum calls and some of them failed or were slow, so the
 /// success that brings it to the minimum can trip the breaker.
 pub(crate) const FLAG_SUCCESS_DUE: u64 = 8;
+/// A failure whose callee asked for time (a `Retry-After`) opens the
+/// breaker for that long (`BreakerOptions::hold_cap`): an endpoint's breaker.
+pub(crate) const FLAG_HOLD: u64 = 64;
 
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

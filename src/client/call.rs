@@ -17,7 +17,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method};
 use tokio::time::Instant;
 
-use crate::balance::AttemptEnds;
+use crate::balance::BalancedRequest;
 use crate::deadline::{Deadline, HasDeadline};
 use crate::propagation::{TraceParent, TraceState};
 use crate::retry::{NoReplay, Replay};
@@ -36,6 +36,9 @@ pub(crate) struct Call {
     pub(crate) timeout: Option<Duration>,
     /// When the attempt must end, if it waited for an endpoint.
     pub(crate) attempt_end: Option<Instant>,
+    /// A hedge's copy: not sent when no endpoint can answer in time, rather
+    /// than failing the call its original still serves.
+    pub(crate) hedge: bool,
 }
 
 /// What a call sends.
@@ -83,11 +86,28 @@ impl Replay for Call {
         }
         Ok(self.clone())
     }
+
+    #[inline]
+    fn replay_as_hedge(&self, allow_non_idempotent: bool) -> Result<Self, NoReplay> {
+        let mut copy = self.replay(allow_non_idempotent)?;
+        copy.hedge = true;
+        Ok(copy)
+    }
 }
 
-impl AttemptEnds for Call {
+impl BalancedRequest for Call {
     #[inline]
     fn set_attempt_end(&mut self, at: Instant) {
         self.attempt_end = Some(at);
+    }
+
+    #[inline]
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline.map(|d| d.instant())
+    }
+
+    #[inline]
+    fn is_hedge(&self) -> bool {
+        self.hedge
     }
 }

@@ -260,6 +260,7 @@ impl<'a> RequestBuilder<'a> {
             deadline: context.and_then(|c| c.deadline()),
             timeout: self.deadline,
             attempt_end: None,
+            hedge: false,
         };
 
         // Not `oneshot`: its future holds the service and the request and

@@ -9,7 +9,7 @@ use http::uri::PathAndQuery;
 use tokio::time::Instant;
 
 use super::body::RequestBody;
-use crate::balance::AttemptEnds;
+use crate::balance::BalancedRequest;
 use crate::deadline::{Deadline, HasDeadline};
 use crate::propagation::{TraceParent, TraceState};
 use crate::retry::{NoReplay, Replay};
@@ -91,9 +91,20 @@ impl Replay for GrpcCall {
     }
 }
 
-impl AttemptEnds for GrpcCall {
+impl BalancedRequest for GrpcCall {
     #[inline]
     fn set_attempt_end(&mut self, at: Instant) {
         self.attempt_end = Some(at);
+    }
+
+    #[inline]
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline.map(|d| d.instant())
+    }
+
+    /// A channel does not hedge.
+    #[inline]
+    fn is_hedge(&self) -> bool {
+        false
     }
 }

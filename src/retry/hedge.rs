@@ -111,7 +111,7 @@ impl<Req: Replay> tower::hedge::Policy<Req> for HedgePolicy {
         if self.deposit {
             self.budget.deposit();
         }
-        req.replay(self.allow_non_idempotent).ok()
+        req.replay_as_hedge(self.allow_non_idempotent).ok()
     }
 
     fn can_retry(&self, _req: &Req) -> bool {

@@ -35,6 +35,15 @@ impl fmt::Display for NoReplay {
 pub trait Replay: HasDeadline + Sized {
     /// A copy for another attempt, or why there is none.
     fn replay(&self, allow_non_idempotent: bool) -> Result<Self, NoReplay>;
+
+    /// The copy a hedge sends ([`HedgeLayer`](super::HedgeLayer)): by
+    /// default [`replay`](Self::replay)'s. A request type whose balancer
+    /// tells a hedge from an original marks it here (meshguard's client
+    /// does, so that a hedge no instance can answer in time is not sent,
+    /// rather than fail the call its original still serves).
+    fn replay_as_hedge(&self, allow_non_idempotent: bool) -> Result<Self, NoReplay> {
+        self.replay(allow_non_idempotent)
+    }
 }
 
 /// A body that can be sent again, or a stream that can be sent only once.

@@ -10,13 +10,15 @@
 //! - `checkpoint.rs`: rotating the window and deciding whether to trip,
 //!   under the checkpoint lock;
 //! - `transition.rs`: the transitions between states and their
-//!   announcements.
+//!   announcements;
+//! - `hold.rs`: opening for as long as the callee asked (`Retry-After`).
 //!
 //! How calls are counted is in `counts.rs`; how a state packs into one
 //! word, in `word.rs`.
 
 mod admit;
 mod checkpoint;
+mod hold;
 mod record;
 mod transition;
 
@@ -25,13 +27,14 @@ use std::sync::Arc as StdArc;
 use tokio::sync::{Notify, broadcast, watch};
 
 pub(crate) use admit::{Admission, Role};
+pub(crate) use hold::asked_for;
 pub(crate) use record::Record;
 
 use super::config::{CircuitBreakerConfig, Rejection, Trip, Window};
 use super::counts::Snap;
 use super::metrics::BreakerMetrics;
 use super::open_limit::OpenLimit;
-use super::slot::{FLAG_COARSE, FLAG_CONSECUTIVE, FLAG_TIME_WINDOW, FLAG_WAIT, Slot};
+use super::slot::{FLAG_COARSE, FLAG_CONSECUTIVE, FLAG_HOLD, FLAG_TIME_WINDOW, FLAG_WAIT, Slot};
 use super::word::{CLOSED, VACANT, generation, pack};
 use super::{Event, State};
 use crate::clock;
@@ -78,6 +81,9 @@ pub(crate) struct Core {
     /// Count consecutive failures and time the last one whatever the trip
     /// condition, for the breaker's [`Health`](super::Health).
     pub(crate) track_failures: bool,
+    /// The longest a callee's request for time holds the breaker open
+    /// (`BreakerOptions::hold_cap`); zero when such requests are not heeded.
+    pub(crate) hold_cap: std::time::Duration,
     metrics: BreakerMetrics,
 }
 
@@ -128,6 +134,7 @@ impl Core {
             notify: StdArc::new(Notify::new()),
             open_limit: None,
             track_failures: false,
+            hold_cap: std::time::Duration::ZERO,
             metrics: BreakerMetrics::new(name),
             config,
         }
@@ -170,6 +177,9 @@ impl Core {
         }
         if self.config.coarse_clock {
             flags |= FLAG_COARSE;
+        }
+        if !self.hold_cap.is_zero() {
+            flags |= FLAG_HOLD;
         }
         slot.state.flags.store(flags, Relaxed);
         slot.state.word.store(pack(generation, CLOSED, 0), Release);

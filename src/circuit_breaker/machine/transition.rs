@@ -147,7 +147,7 @@ impl Core {
         self.announce(state_of(from), to, None);
     }
 
-    fn announce(&self, from: State, to: State, open_for: Option<Duration>) {
+    pub(super) fn announce(&self, from: State, to: State, open_for: Option<Duration>) {
         match open_for {
             Some(d) => tracing::info!(
                 breaker = %self.name, ?from, ?to, open_for = ?d,

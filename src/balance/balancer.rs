@@ -97,7 +97,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C, S::Error>;
+    type Future = ResponseFuture<super::endpoints::LimitedFuture<S::Future>, C, S::Error>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {

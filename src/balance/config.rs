@@ -41,6 +41,7 @@ pub struct BalanceConfig {
     pub(super) panic_threshold: f64,
     pub(super) failure_penalty: Duration,
     pub(super) max_retry_after_ejection: Duration,
+    pub(super) max_concurrent_per_endpoint: Option<usize>,
 }
 
 impl Default for BalanceConfig {
@@ -72,6 +73,7 @@ impl BalanceConfig {
                 panic_threshold: 50.0,
                 failure_penalty: Duration::from_secs(1),
                 max_retry_after_ejection: Duration::from_secs(60),
+                max_concurrent_per_endpoint: None,
             },
         }
     }
@@ -101,6 +103,11 @@ impl BalanceConfig {
     /// `Retry-After` ejects nothing.
     pub fn max_retry_after_ejection(&self) -> Duration {
         self.max_retry_after_ejection
+    }
+
+    /// The most calls in flight to one endpoint, if limited.
+    pub fn max_concurrent_per_endpoint(&self) -> Option<usize> {
+        self.max_concurrent_per_endpoint
     }
 }
 
@@ -138,6 +145,8 @@ struct RawBalance {
     failure_penalty: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     max_retry_after_ejection: Option<Duration>,
+    #[serde(default)]
+    max_concurrent_per_endpoint: Option<usize>,
 }
 
 fn yes() -> bool {
@@ -172,6 +181,9 @@ impl TryFrom<RawBalance> for BalanceConfig {
         }
         if let Some(d) = raw.max_retry_after_ejection {
             b = b.max_retry_after_ejection(d);
+        }
+        if let Some(n) = raw.max_concurrent_per_endpoint {
+            b = b.max_concurrent_per_endpoint(Some(n));
         }
         b.build()
     }
@@ -235,6 +247,18 @@ impl BalanceConfigBuilder {
         self
     }
 
+    /// A bulkhead per endpoint (default `None`: no limit): at most `n`
+    /// calls in flight to one instance. An instance at its limit is not
+    /// ready, so the balancer picks another; when every instance is at its
+    /// limit, a call waits for a slot in the balancer, up to its attempt
+    /// timeout (as tower's `ConcurrencyLimit` under p2c, which this is).
+    /// For a bounded queue with a fail-fast refusal in front of the whole
+    /// service, add the client's [`bulkhead`](crate::limit::BulkheadLayer).
+    pub fn max_concurrent_per_endpoint(mut self, n: Option<usize>) -> Self {
+        self.config.max_concurrent_per_endpoint = n;
+        self
+    }
+
     /// No ejection may leave fewer than this share of endpoints (0 to 100).
     pub fn panic_threshold(mut self, percent: f64) -> Self {
         self.config.panic_threshold = percent;
@@ -244,6 +268,12 @@ impl BalanceConfigBuilder {
     /// Checks every value.
     pub fn build(self) -> Result<BalanceConfig, ConfigError> {
         let c = self.config;
+        if c.max_concurrent_per_endpoint == Some(0) {
+            return Err(ConfigError::new(
+                "max_concurrent_per_endpoint",
+                "must be at least 1 (or unset for no limit)",
+            ));
+        }
         if c.default_rtt.is_zero() {
             return Err(ConfigError::new("default_rtt", "must be greater than zero"));
         }

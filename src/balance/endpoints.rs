@@ -48,11 +48,25 @@ where
     }
 }
 
+/// An endpoint's service behind its concurrency limit, when one is
+/// configured ([`BalanceConfigBuilder::max_concurrent_per_endpoint`]):
+/// tower's `ConcurrencyLimit`, whose readiness is what p2c reads (an
+/// endpoint at its limit is not ready, and is woken when a call ends).
+///
+/// [`BalanceConfigBuilder::max_concurrent_per_endpoint`]: super::BalanceConfigBuilder::max_concurrent_per_endpoint
+pub(crate) type Limited<S> = tower::util::Either<tower::limit::ConcurrencyLimit<S>, S>;
+
+/// The future of a [`Limited`] endpoint's call.
+pub(crate) type LimitedFuture<F> = tower::util::future::EitherResponseFuture<
+    tower::limit::concurrency::future::ResponseFuture<F>,
+    F,
+>;
+
 /// One endpoint as the balancer holds it: the connected service behind its
 /// breaker (in [`Rejection::Wait`](crate::circuit_breaker::Rejection::Wait)
 /// mode). Counted in the ejection pool while it lives.
 pub(crate) struct EndpointService<S, C> {
-    inner: CircuitBreakerService<S, C>,
+    inner: CircuitBreakerService<Limited<S>, C>,
     pool: Arc<EjectionPool>,
 }
 
@@ -76,8 +90,8 @@ where
     C: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
-    type Error = <CircuitBreakerService<S, C> as Service<Req>>::Error;
-    type Future = <CircuitBreakerService<S, C> as Service<Req>>::Future;
+    type Error = <CircuitBreakerService<Limited<S>, C> as Service<Req>>::Error;
+    type Future = <CircuitBreakerService<Limited<S>, C> as Service<Req>>::Future;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -106,6 +120,8 @@ pin_project! {
         failure_penalty: Duration,
         // The longest a `Retry-After` ejects an endpoint; zero for never.
         hold_cap: Duration,
+        // A concurrency limit per endpoint, if any.
+        max_concurrent: Option<usize>,
         // Instance ids mapped to small keys: tower's ready cache clones and
         // hashes a key on every call, which for a `String` is an allocation.
         keys: std::collections::HashMap<String, u64>,
@@ -157,6 +173,7 @@ impl<D, F, C> Endpoints<D, F, C> {
             decay_ns: config.decay.as_nanos() as f64,
             failure_penalty: config.failure_penalty,
             hold_cap,
+            max_concurrent: config.max_concurrent_per_endpoint,
             keys: std::collections::HashMap::new(),
             next_key: 0,
             ended: false,
@@ -195,7 +212,13 @@ where
                         *this.next_key
                     }
                 };
-                let inner = this.connect.connect(&endpoint);
+                let inner = match *this.max_concurrent {
+                    Some(n) => tower::util::Either::Left(tower::limit::ConcurrencyLimit::new(
+                        this.connect.connect(&endpoint),
+                        n,
+                    )),
+                    None => tower::util::Either::Right(this.connect.connect(&endpoint)),
+                };
                 let name = format!("{}/{}", this.name, id);
                 let options = || BreakerOptions {
                     open_limit: Some(this.pool.clone() as Arc<dyn OpenLimit>),

@@ -16,6 +16,7 @@ mod support;
 #[cfg(feature = "consul")]
 mod consul;
 mod deadline_admission;
+mod endpoint_limit;
 mod hedging;
 mod http2;
 mod propagation;

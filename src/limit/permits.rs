@@ -210,8 +210,12 @@ impl Drop for Queued {
     }
 }
 
-/// A queued caller's wait for a slot (see [`Permits::queue`]).
-pub(crate) struct Waiting(Pin<Box<dyn Future<Output = Result<Permit, LimitExceeded>> + Send>>);
+/// A queued caller's wait for a slot (see [`Permits::queue`]). `Sync`, so
+/// that the services holding one are: axum's `Router::layer` asks it of a
+/// layer's service (`ShedLayer`'s example).
+pub(crate) struct Waiting(
+    Pin<Box<dyn Future<Output = Result<Permit, LimitExceeded>> + Send + Sync>>,
+);
 
 impl std::fmt::Debug for Waiting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

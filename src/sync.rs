@@ -39,6 +39,18 @@ impl Place {
             counter.fetch_add(1, Ordering::Release) + 1
         }
     }
+
+    /// Adds `n` to `counter`, this thread's stripe of it, as
+    /// [`bump`](Self::bump) adds one (wrapping: readers take differences).
+    #[inline]
+    pub(crate) fn add(self, counter: &AtomicU64, n: u64) {
+        if self.exclusive {
+            let v = counter.load(Ordering::Relaxed).wrapping_add(n);
+            counter.store(v, Ordering::Release);
+        } else {
+            counter.fetch_add(n, Ordering::Release);
+        }
+    }
 }
 
 /// This thread's place among `stripes` stripes: `stripes - 1` owned ones

@@ -36,6 +36,18 @@ pub fn call_once<S: Service<Q>, Q>(svc: &mut S, cx: &mut Context<'_>, req: Q) ->
     matches!(fut.poll(cx), Poll::Ready(Ok(_)))
 }
 
+/// `poll_ready`, then [`call_once`]: for services that take their slot in
+/// `poll_ready` (the limits), where a `call` without it panics.
+#[inline]
+pub fn ready_call_once<S: Service<Q>, Q>(svc: &mut S, cx: &mut Context<'_>, req: Q) -> bool {
+    matches!(svc.poll_ready(cx), Poll::Ready(Ok(()))) && call_once(svc, cx, req)
+}
+
+/// [`ready_call_once`] as a closure for [`run_two`].
+pub fn ready_caller<S: Service<u64>>(mut svc: S) -> impl FnMut(&mut Context<'_>, u64) -> bool {
+    move |cx: &mut Context<'_>, x: u64| ready_call_once(&mut svc, cx, x)
+}
+
 /// One service call as a closure for [`run_two`].
 pub fn service_caller<S: Service<u64>>(mut svc: S) -> impl FnMut(&mut Context<'_>, u64) -> bool {
     move |cx: &mut Context<'_>, x: u64| call_once(&mut svc, cx, x)

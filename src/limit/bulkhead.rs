@@ -6,9 +6,10 @@ use std::task::{Context, Poll, ready};
 use tower::{Layer, Service};
 
 use super::BulkheadConfig;
+use super::admission::Admission;
 use super::future::ResponseFuture;
 use super::metrics::LimitMetrics;
-use super::permits::{Admission, Permits};
+use super::permits::Permits;
 use crate::BoxError;
 
 /// Applies a [`Bulkhead`]: one limit shared by every service the layer
@@ -33,7 +34,7 @@ pub struct BulkheadLayer {
 
 #[derive(Debug)]
 struct Shared {
-    permits: Arc<Permits>,
+    permits: Permits,
     config: BulkheadConfig,
     metrics: LimitMetrics,
 }
@@ -43,7 +44,7 @@ impl BulkheadLayer {
     pub fn new(name: &str, config: BulkheadConfig) -> Self {
         BulkheadLayer {
             shared: Arc::new(Shared {
-                permits: Arc::new(Permits::new(config.max_concurrent())),
+                permits: Permits::new(config.max_concurrent()),
                 config,
                 metrics: LimitMetrics::new(name, "bulkhead"),
             }),
@@ -68,7 +69,7 @@ impl<S> Layer<S> for BulkheadLayer {
         Bulkhead {
             inner,
             shared: self.shared.clone(),
-            state: Admission::Idle,
+            state: Admission::default(),
         }
     }
 }
@@ -98,7 +99,7 @@ impl<S: Clone> Clone for Bulkhead<S> {
         Bulkhead {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
-            state: Admission::Idle,
+            state: Admission::default(),
         }
     }
 }
@@ -112,6 +113,7 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         let shared = &self.shared;
         ready!(self.state.poll(
@@ -127,6 +129,7 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         match self.state.take() {
             Ok(permit) => ResponseFuture::admitted(self.inner.call(request), permit),

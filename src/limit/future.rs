@@ -38,6 +38,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(crate) fn admitted(future: F, permit: Permit) -> Self {
         ResponseFuture {
             kind: Kind::Called {
@@ -47,6 +48,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
+    #[inline]
     pub(crate) fn refused(refused: LimitExceeded) -> Self {
         ResponseFuture {
             kind: Kind::Refused {
@@ -63,6 +65,7 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called { future, permit } => {

@@ -26,6 +26,7 @@
 //! `docs/flow-control.md`.
 
 mod adaptive;
+mod admission;
 mod bulkhead;
 mod bulkhead_config;
 mod error;

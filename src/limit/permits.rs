@@ -7,10 +7,15 @@
 //! falls. Here taking a slot is one compare-and-swap, giving it back one
 //! subtraction and one load, and waiters are woken through a
 //! `tokio::sync::Notify` only when there are any.
+//!
+//! A permit reaches the counts through a handle of the crate's recycler
+//! (`crate::recycle`), not an `Arc`: an `Arc`'s clone and drop are two
+//! more read-modify-writes a call (16 ns of a bulkhead's 31 ns on the
+//! development machine, `benches/limit.rs`), on the line every caller
+//! shares; a handle is a load and a store on the calling thread's own.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -18,29 +23,31 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::{LimitExceeded, LimitReason};
+use crate::recycle::{Handle, Lease, Pool};
 
 /// Calls in flight, their limit and the callers queued for a slot.
 #[derive(Debug)]
-pub(crate) struct Permits {
+pub(crate) struct Slots {
     in_flight: AtomicUsize,
     limit: AtomicUsize,
     queued: AtomicUsize,
     notify: Notify,
 }
 
-impl Permits {
-    pub(crate) fn new(limit: usize) -> Self {
-        Permits {
-            in_flight: AtomicUsize::new(0),
-            limit: AtomicUsize::new(limit),
-            queued: AtomicUsize::new(0),
-            notify: Notify::new(),
-        }
-    }
+/// Counts of dropped limits, reused by new ones.
+static SLOTS: Pool<Slots> = Pool::new();
 
-    /// Takes a slot if one is free.
+/// A limit's slots, owned: what its layer holds. Permits and waiters hold
+/// handles to the same counts, which stay theirs until the last is gone.
+#[derive(Debug)]
+pub(crate) struct Permits {
+    slots: Lease<Slots>,
+}
+
+impl Slots {
+    /// Takes a slot if one is free: the calls in flight with it.
     #[inline]
-    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+    fn try_take(&self) -> Option<usize> {
         let mut n = self.in_flight.load(Ordering::Relaxed);
         loop {
             if n >= self.limit.load(Ordering::Relaxed) {
@@ -52,12 +59,7 @@ impl Permits {
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => {
-                    return Some(Permit {
-                        permits: self.clone(),
-                        in_flight: n + 1,
-                    });
-                }
+                Ok(_) => return Some(n + 1),
                 Err(now) => n = now,
             }
         }
@@ -72,47 +74,91 @@ impl Permits {
         }
     }
 
+    /// A slot, reached through `handle` (of these slots) if one is free,
+    /// and the calls in flight with it.
+    #[inline]
+    fn try_acquire(&self, handle: impl FnOnce() -> Handle<Slots>) -> Option<(Permit, usize)> {
+        let in_flight = self.try_take()?;
+        Some((Permit { slots: handle() }, in_flight))
+    }
+}
+
+impl Permits {
+    pub(crate) fn new(limit: usize) -> Self {
+        let slots = SLOTS.take(|| Slots {
+            in_flight: AtomicUsize::new(0),
+            limit: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            notify: Notify::new(),
+        });
+        // Reused counts are as their last owner's permits and waiters left
+        // them, all gone: nothing in flight, nobody queued. (A wake-up the
+        // `Notify` may have stored is harmless: a waiter woken for nothing
+        // looks for a slot and waits again.)
+        slots.get().limit.store(limit, Ordering::SeqCst);
+        Permits { slots }
+    }
+
+    fn slots(&self) -> &Slots {
+        self.slots.get()
+    }
+
+    /// Takes a slot if one is free.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> Option<Permit> {
+        self.try_acquire_counted().map(|(permit, _)| permit)
+    }
+
+    /// Takes a slot if one is free: the slot and the calls in flight with
+    /// it, itself included.
+    #[inline]
+    pub(crate) fn try_acquire_counted(&self) -> Option<(Permit, usize)> {
+        self.slots().try_acquire(|| self.slots.handle())
+    }
+
     /// Calls in flight now.
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.slots().in_flight.load(Ordering::Relaxed)
     }
 
     /// The limit now.
     pub(crate) fn limit(&self) -> usize {
-        self.limit.load(Ordering::Relaxed)
+        self.slots().limit.load(Ordering::Relaxed)
     }
 
     /// Sets the limit; waiters get the slots a higher limit opens.
     pub(crate) fn set_limit(&self, limit: usize) {
-        let old = self.limit.swap(limit, Ordering::SeqCst);
-        if limit > old && self.queued.load(Ordering::SeqCst) > 0 {
+        let slots = self.slots();
+        let old = slots.limit.swap(limit, Ordering::SeqCst);
+        if limit > old && slots.queued.load(Ordering::SeqCst) > 0 {
             for _ in old..limit {
-                self.notify.notify_one();
+                slots.notify.notify_one();
             }
         }
     }
 
     /// Callers waiting for a slot now.
     pub(crate) fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.slots().queued.load(Ordering::Relaxed)
     }
 
     /// Waits for a slot for at most `max_wait`, if fewer than `max_queue`
     /// callers wait already. The wait is a boxed future: the one allocation
     /// of a call that has to queue, none on the path that finds a slot.
     pub(crate) fn queue(
-        self: &Arc<Self>,
+        &self,
         max_queue: usize,
         max_wait: Duration,
     ) -> Result<Waiting, LimitExceeded> {
         // Counted before the last try, so a release between the two sees a
         // waiter and notifies.
-        let mut q = self.queued.load(Ordering::Relaxed);
+        let slots = self.slots();
+        let mut q = slots.queued.load(Ordering::Relaxed);
         loop {
             if q >= max_queue {
                 return Err(LimitExceeded::new(LimitReason::QueueFull));
             }
-            match self
+            match slots
                 .queued
                 .compare_exchange_weak(q, q + 1, Ordering::SeqCst, Ordering::Relaxed)
             {
@@ -120,15 +166,16 @@ impl Permits {
                 Err(now) => q = now,
             }
         }
-        let queued = Queued(self.clone());
+        let queued = Queued(self.slots.handle());
         let wait = async move {
-            let permits = &queued.0;
+            let handle = &queued.0;
+            let slots = handle.get();
             let slot = async {
                 loop {
-                    let notified = permits.notify.notified();
+                    let notified = slots.notify.notified();
                     tokio::pin!(notified);
                     notified.as_mut().enable();
-                    if let Some(permit) = permits.try_acquire() {
+                    if let Some((permit, _)) = slots.try_acquire(|| handle.clone()) {
                         return permit;
                     }
                     notified.await;
@@ -142,78 +189,20 @@ impl Permits {
     }
 }
 
-/// Where one handle of a limited service stands between `poll_ready` and
-/// `call`: no slot yet, queued, holding a slot, or refused.
-#[derive(Debug)]
-pub(crate) enum Admission {
-    Idle,
-    Waiting(Waiting),
-    Admitted(Permit),
-    Refused(LimitExceeded),
-}
-
-impl Admission {
-    /// Takes a slot, or queues for one (at most `max_queue` callers, each
-    /// for at most `max_wait`): ready when admitted or refused.
-    pub(crate) fn poll(
-        &mut self,
-        permits: &Arc<Permits>,
-        max_queue: usize,
-        max_wait: Duration,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        loop {
-            *self = match self {
-                Admission::Idle => match permits.try_acquire() {
-                    Some(permit) => Admission::Admitted(permit),
-                    None => match permits.queue(max_queue, max_wait) {
-                        Ok(waiting) => Admission::Waiting(waiting),
-                        Err(refused) => Admission::Refused(refused),
-                    },
-                },
-                Admission::Waiting(waiting) => match waiting.poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(permit)) => Admission::Admitted(permit),
-                    Poll::Ready(Err(refused)) => Admission::Refused(refused),
-                },
-                Admission::Admitted(_) | Admission::Refused(_) => return Poll::Ready(()),
-            };
-        }
-    }
-
-    /// Whether a slot is held.
-    pub(crate) fn is_admitted(&self) -> bool {
-        matches!(self, Admission::Admitted(_))
-    }
-
-    /// The slot or the refusal, leaving the handle idle.
-    ///
-    /// # Panics
-    ///
-    /// If [`poll`](Self::poll) was not ready first: `call` without
-    /// `poll_ready`.
-    pub(crate) fn take(&mut self) -> Result<Permit, LimitExceeded> {
-        match std::mem::replace(self, Admission::Idle) {
-            Admission::Admitted(permit) => Ok(permit),
-            Admission::Refused(refused) => Err(refused),
-            _ => panic!("call without poll_ready returning Ready"),
-        }
-    }
-}
-
 /// A caller counted among the queued until it leaves the queue.
-struct Queued(Arc<Permits>);
+struct Queued(Handle<Slots>);
 
 impl Drop for Queued {
     fn drop(&mut self) {
-        self.0.queued.fetch_sub(1, Ordering::SeqCst);
+        // Before the handle (a field) is dropped: its owner's counts are
+        // left as they were found.
+        self.0.get().queued.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 /// A queued caller's wait for a slot (see [`Permits::queue`]). `Sync`, so
-/// the services holding one are: a `ServiceClient` is shared by reference
-/// across tasks, and axum's `Router::layer` requires it of a layer's
-/// service.
+/// that the services holding one are: axum's `Router::layer` asks it of a
+/// layer's service (`ShedLayer`'s example).
 pub(crate) struct Waiting(
     Pin<Box<dyn Future<Output = Result<Permit, LimitExceeded>> + Send + Sync>>,
 );
@@ -230,30 +219,26 @@ impl Waiting {
     }
 }
 
-/// One call's slot, given back when dropped.
+/// One call's slot, given back when dropped. One word, so that moving it
+/// from `poll_ready` to `call` to the response future is a plain copy
+/// (see `Admission`).
 #[derive(Debug)]
 pub(crate) struct Permit {
-    permits: Arc<Permits>,
-    /// Calls in flight when this one took its slot, itself included.
-    in_flight: usize,
-}
-
-impl Permit {
-    /// Calls in flight when this one started, itself included.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight
-    }
+    slots: Handle<Slots>,
 }
 
 impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {
-        self.permits.release();
+        // Before the handle (a field) is dropped, as `Queued` does.
+        self.slots.get().release();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -270,6 +255,18 @@ mod tests {
         assert!(p.try_acquire().is_none());
         drop(a);
         assert!(p.try_acquire().is_some());
+    }
+
+    #[test]
+    fn permits_made_after_others_are_dropped_start_empty_at_their_own_limit() {
+        let old = Permits::new(1);
+        drop(old.try_acquire().unwrap());
+        drop(old);
+        // Possibly the dropped one's counts, reused.
+        let p = Permits::new(3);
+        assert_eq!((p.limit(), p.in_flight(), p.queued()), (3, 0, 0));
+        let _held: Vec<_> = (0..3).map(|_| p.try_acquire().unwrap()).collect();
+        assert!(p.try_acquire().is_none());
     }
 
     #[test]

@@ -12,8 +12,9 @@ use pin_project_lite::pin_project;
 use serde::Deserialize;
 use tower::{Layer, Service};
 
+use super::admission::Admission;
 use super::metrics::LimitMetrics;
-use super::permits::{Admission, Permit, Permits};
+use super::permits::{Permit, Permits};
 use crate::ConfigError;
 
 /// Load shedding's settings: `max_concurrent` requests served at once, up
@@ -191,7 +192,7 @@ pub struct ShedLayer {
 
 #[derive(Debug)]
 struct Shared {
-    permits: Arc<Permits>,
+    permits: Permits,
     config: ShedConfig,
     retry_after: HeaderValue,
     metrics: LimitMetrics,
@@ -203,7 +204,7 @@ impl ShedLayer {
     pub fn new(name: &str, config: ShedConfig) -> Self {
         ShedLayer {
             shared: Arc::new(Shared {
-                permits: Arc::new(Permits::new(config.max_concurrent)),
+                permits: Permits::new(config.max_concurrent),
                 retry_after: HeaderValue::from(config.retry_after.as_secs()),
                 config,
                 metrics: LimitMetrics::new(name, "shed"),
@@ -229,7 +230,7 @@ impl<S> Layer<S> for ShedLayer {
         Shed {
             inner,
             shared: self.shared.clone(),
-            state: Admission::Idle,
+            state: Admission::default(),
         }
     }
 }
@@ -257,7 +258,7 @@ impl<S: Clone> Clone for Shed<S> {
         Shed {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
-            state: Admission::Idle,
+            state: Admission::default(),
         }
     }
 }
@@ -271,6 +272,7 @@ where
     type Error = S::Error;
     type Future = ShedFuture<S::Future>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         let shared = &self.shared;
         ready!(self.state.poll(
@@ -286,6 +288,7 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         match self.state.take() {
             Ok(permit) => ShedFuture {
@@ -337,6 +340,7 @@ where
 {
     type Output = Result<Response<B>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called { future, permit } => {

@@ -2,59 +2,53 @@
 //! window in atomics, and the limit recomputed once per window by
 //! whichever call ends it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::config::{AdaptiveLimitConfig, LimitAlgorithm};
-use crate::classify::Outcome;
+use super::window::{Sample, Taken, Window};
 use crate::clock;
 use crate::limit::metrics::LimitMetrics;
 use crate::limit::permits::Permits;
+use crate::recycle::{Handle, Lease, Pool};
 
-/// What one finished call tells the controller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Sample {
-    /// A latency to learn from: the call was served.
-    Latency,
-    /// An overload signal (see [`Outcome::is_overload`]).
-    Drop,
-    /// Nothing: a failure that says nothing of load (a refused
-    /// connection's speed is no latency), or a local rejection.
-    Nothing,
-}
+/// Cores of dropped limits, reused by new ones.
+static CORES: Pool<Core> = Pool::new();
 
-impl Sample {
-    #[inline]
-    pub(super) fn of(outcome: &Outcome) -> Sample {
-        match outcome {
-            Outcome::Success | Outcome::Ignored => Sample::Latency,
-            o if o.is_overload() => Sample::Drop,
-            _ => Sample::Nothing,
-        }
-    }
-}
-
-/// One adaptive limit, shared by every service of its layer.
+/// One adaptive limit, shared by every service of its layer: the owner of
+/// the [`Core`] its calls reach.
 #[derive(Debug)]
 pub(crate) struct Controller {
-    pub(super) permits: Arc<Permits>,
-    window: Window,
-    state: Mutex<State>,
-    config: AdaptiveLimitConfig,
-    window_nanos: u64,
-    metrics: LimitMetrics,
-    name: Box<str>,
+    core: Lease<Core>,
+    metrics: Arc<LimitMetrics>,
 }
 
-/// What the calls of the current window measured.
+/// What a call reaches: the limit's slots, the window's counts and what a
+/// window's end needs. A call holds a handle of the crate's recycler
+/// (`crate::recycle`) to it, not an `Arc`, whose clone and drop were 16 ns
+/// of a call (`benches/limit.rs`). A core is reused once no call of its
+/// last owner can reach it, so its settings are atomics and a mutex, which
+/// each new owner sets.
 #[derive(Debug)]
-struct Window {
-    start: AtomicU64,
-    samples: AtomicU64,
-    latency_sum: AtomicU64,
-    drops: AtomicU64,
-    max_in_flight: AtomicU64,
+pub(crate) struct Core {
+    pub(super) permits: Permits,
+    window: Window,
+    window_nanos: AtomicU64,
+    coarse: AtomicBool,
+    /// Read and changed by the call that ends a window.
+    cold: Mutex<Cold>,
+}
+
+/// The limit's state and settings, for the end of a window.
+#[derive(Debug)]
+struct Cold {
+    state: State,
+    config: AdaptiveLimitConfig,
+    metrics: Arc<LimitMetrics>,
+    name: Box<str>,
+    /// Where the current window's sums begin.
+    taken: Taken,
 }
 
 /// The limit as a real number, and the minimum latency it is judged by.
@@ -72,16 +66,16 @@ struct State {
 
 /// A window's totals, taken when it ends.
 #[derive(Debug, Clone, Copy)]
-struct Totals {
-    samples: u64,
-    latency_sum: u64,
-    drops: u64,
-    max_in_flight: u64,
+pub(super) struct Totals {
+    pub(super) samples: u64,
+    pub(super) latency_sum: u64,
+    pub(super) drops: u64,
+    pub(super) max_in_flight: u64,
 }
 
 impl Controller {
     pub(super) fn new(name: &str, config: AdaptiveLimitConfig) -> Self {
-        let now = clock::now();
+        let now = now(config.coarse_clock);
         let gradient = config.algorithm == LimitAlgorithm::Gradient;
         let initial = config.initial_limit as f64;
         // The gradient needs the minimum latency first: the first window
@@ -91,56 +85,79 @@ impl Controller {
         } else {
             config.initial_limit
         };
-        let metrics = LimitMetrics::new(name, "adaptive_limit");
+        let metrics = Arc::new(LimitMetrics::new(name, "adaptive_limit"));
         metrics.limit(start_limit);
-        Controller {
-            permits: Arc::new(Permits::new(start_limit)),
-            window: Window {
-                start: AtomicU64::new(now),
-                samples: AtomicU64::new(0),
-                latency_sum: AtomicU64::new(0),
-                drops: AtomicU64::new(0),
-                max_in_flight: AtomicU64::new(0),
-            },
-            state: Mutex::new(State {
+        let cold = Cold {
+            state: State {
                 limit: initial,
                 min_rtt: None,
                 probing: gradient.then_some(initial),
                 next_probe: u64::MAX,
-            }),
-            window_nanos: config.window.as_nanos() as u64,
+            },
             config,
-            metrics,
+            metrics: metrics.clone(),
             name: name.into(),
+            taken: Taken::default(),
+        };
+        let mut fresh = Some(cold);
+        let core = CORES.take(|| Core {
+            permits: Permits::new(start_limit),
+            window: Window::new(now),
+            window_nanos: AtomicU64::new(0),
+            coarse: AtomicBool::new(false),
+            cold: Mutex::new(fresh.take().expect("made once")),
+        });
+        // Set as for a new core: a reused one is as its last owner's calls
+        // left it (none in flight).
+        let c = core.get();
+        if let Some(mut cold) = fresh {
+            cold.taken = c.window.restart(now);
+            *c.cold.lock().unwrap_or_else(|e| e.into_inner()) = cold;
+            c.permits.set_limit(start_limit);
         }
+        c.window_nanos
+            .store(config.window.as_nanos() as u64, Ordering::Relaxed);
+        c.coarse.store(config.coarse_clock, Ordering::Relaxed);
+        Controller { core, metrics }
+    }
+
+    /// What calls reach, for this owner's services.
+    #[inline]
+    pub(super) fn core(&self) -> &Core {
+        self.core.get()
+    }
+
+    /// A call's handle to the core.
+    #[inline]
+    pub(super) fn handle(&self) -> Handle<Core> {
+        self.core.handle()
     }
 
     pub(super) fn metrics(&self) -> &LimitMetrics {
         &self.metrics
     }
 
+    /// The limit now.
+    pub(super) fn limit(&self) -> usize {
+        self.core().permits.limit()
+    }
+}
+
+impl Core {
+    /// Now, by the clock the configuration asks for.
+    #[inline]
+    pub(super) fn now(&self) -> u64 {
+        now(self.coarse.load(Ordering::Relaxed))
+    }
+
     /// Records one finished call that started at `start` with `in_flight`
     /// calls in flight (itself included).
     #[inline]
     pub(super) fn record(&self, start: u64, in_flight: usize, sample: Sample) {
-        let now = clock::now();
-        let w = &self.window;
-        match sample {
-            Sample::Latency => {
-                w.latency_sum
-                    .fetch_add(now.saturating_sub(start), Ordering::Relaxed);
-                w.samples.fetch_add(1, Ordering::Relaxed);
-            }
-            Sample::Drop => {
-                w.drops.fetch_add(1, Ordering::Relaxed);
-            }
-            Sample::Nothing => {}
-        }
-        let in_flight = in_flight as u64;
-        if in_flight > w.max_in_flight.load(Ordering::Relaxed) {
-            w.max_in_flight.fetch_max(in_flight, Ordering::Relaxed);
-        }
-        if now.saturating_sub(w.start.load(Ordering::Relaxed)) >= self.window_nanos {
+        let now = self.now();
+        self.window
+            .record(now.saturating_sub(start), in_flight, sample);
+        if now.saturating_sub(self.window.start()) >= self.window_nanos.load(Ordering::Relaxed) {
             self.end_window(now);
         }
     }
@@ -149,27 +166,27 @@ impl Controller {
     /// limit.
     #[cold]
     fn end_window(&self, now: u64) {
-        let Ok(mut state) = self.state.try_lock() else {
+        let Ok(mut cold) = self.cold.try_lock() else {
             return;
         };
-        let w = &self.window;
-        if now.saturating_sub(w.start.load(Ordering::Relaxed)) < self.window_nanos {
+        if now.saturating_sub(self.window.start()) < self.window_nanos.load(Ordering::Relaxed) {
             return;
         }
-        w.start.store(now, Ordering::Relaxed);
-        let totals = Totals {
-            samples: w.samples.swap(0, Ordering::Relaxed),
-            latency_sum: w.latency_sum.swap(0, Ordering::Relaxed),
-            drops: w.drops.swap(0, Ordering::Relaxed),
-            max_in_flight: w.max_in_flight.swap(0, Ordering::Relaxed),
-        };
+        let Cold {
+            state,
+            config,
+            metrics,
+            name,
+            taken,
+        } = &mut *cold;
+        let totals = self.window.end(now, taken);
         let before = self.permits.limit();
-        let after = state.update(&self.config, totals, now);
+        let after = state.update(config, totals, now);
         if after != before {
             self.permits.set_limit(after);
-            self.metrics.limit(after);
+            metrics.limit(after);
             tracing::debug!(
-                service = %self.name,
+                service = %name,
                 from = before,
                 to = after,
                 min_rtt = ?state.min_rtt.map(|n| Duration::from_nanos(n as u64)),
@@ -180,10 +197,16 @@ impl Controller {
             );
         }
     }
+}
 
-    /// The limit now.
-    pub(super) fn limit(&self) -> usize {
-        self.permits.limit()
+/// Now from the coarse clock (one atomic load) or tokio's (a clock read,
+/// the larger part of a call's cost here: two a call).
+#[inline]
+fn now(coarse: bool) -> u64 {
+    if coarse {
+        clock::coarse_now()
+    } else {
+        clock::now()
     }
 }
 
@@ -215,7 +238,7 @@ impl State {
                 // Nothing measured yet: keep probing.
                 return c.probe_limit.min(restore.round() as usize);
             };
-            self.min_rtt = Some(mean.max(1.0));
+            self.min_rtt = Some(mean.max(min_rtt_floor(c)));
             self.probing = None;
             self.limit = restore;
             let jitter = 1.0 + fastrand::f64() * 0.1;
@@ -246,11 +269,19 @@ impl State {
         if let Some(mean) = mean {
             // A window faster than the minimum lowers it at once.
             if mean < min_rtt {
-                self.min_rtt = Some(mean.max(1.0));
+                self.min_rtt = Some(mean.max(min_rtt_floor(c)));
             }
         }
         self.limit.round() as usize
     }
+}
+
+/// The least minimum latency, in nanoseconds: the clock's resolution. The
+/// coarse clock's is a millisecond: a few calls shorter than that can
+/// measure 0 together, which must not become a minimum no later window
+/// gets near (the limit would fall every window until the next probe).
+fn min_rtt_floor(c: &AdaptiveLimitConfig) -> f64 {
+    if c.coarse_clock { 1e6 } else { 1.0 }
 }
 
 #[cfg(test)]
@@ -342,6 +373,19 @@ mod tests {
     }
 
     #[test]
+    fn with_the_coarse_clock_the_minimum_latency_is_at_least_a_millisecond() {
+        let c = AdaptiveLimitConfig::builder()
+            .coarse_clock(true)
+            .build()
+            .unwrap();
+        let mut s = state(20.0, None);
+        s.probing = Some(20.0);
+        // A probe window of calls that all fell within one tick.
+        assert_eq!(s.update(&c, totals(30, 0, 0, 3), 0), 20);
+        assert_eq!(s.min_rtt, Some(1e6));
+    }
+
+    #[test]
     fn the_minimum_latency_is_measured_again_after_its_interval() {
         let c = AdaptiveLimitConfig::default();
         let mut s = state(30.0, Some(10.0));
@@ -349,22 +393,5 @@ mod tests {
         assert_eq!(s.update(&c, totals(100, 10, 0, 30), 1_000), 3);
         assert_eq!(s.update(&c, totals(30, 12, 0, 3), 2_000), 30);
         assert_eq!(s.min_rtt, Some(12.0 * 1e6));
-    }
-
-    #[test]
-    fn overload_outcomes_are_drops_and_fast_failures_teach_nothing() {
-        assert_eq!(Sample::of(&Outcome::Success), Sample::Latency);
-        assert_eq!(Sample::of(&Outcome::Timeout), Sample::Drop);
-        let busy = Outcome::Status {
-            status: http::StatusCode::SERVICE_UNAVAILABLE,
-            retry_after: None,
-        };
-        assert_eq!(Sample::of(&busy), Sample::Drop);
-        assert_eq!(Sample::of(&Outcome::Connect), Sample::Nothing);
-        let error = Outcome::Status {
-            status: http::StatusCode::INTERNAL_SERVER_ERROR,
-            retry_after: None,
-        };
-        assert_eq!(Sample::of(&error), Sample::Nothing);
     }
 }

@@ -2,17 +2,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use super::controller::{Controller, Sample};
+use super::controller::Core;
+use super::window::Sample;
 use crate::BoxError;
 use crate::classify::Classify;
-use crate::clock;
 use crate::limit::LimitExceeded;
 use crate::limit::permits::Permit;
+use crate::recycle::Handle;
 
 pin_project! {
     /// The future of a call through an [`AdaptiveLimit`](super::AdaptiveLimit):
@@ -32,8 +32,12 @@ pin_project! {
             #[pin]
             future: F,
             permit: Option<Permit>,
+            // Calls in flight when this one started, itself included.
+            in_flight: usize,
             start: u64,
-            controller: Arc<Controller>,
+            // The limit's counters, through the crate's recycler (see
+            // `Core`): no `Arc` to clone and drop on every call.
+            core: Handle<Core>,
             classify: C,
         },
         Refused {
@@ -43,23 +47,27 @@ pin_project! {
 }
 
 impl<F, C> AdaptiveFuture<F, C> {
+    #[inline]
     pub(super) fn admitted(
         future: F,
         permit: Permit,
-        controller: Arc<Controller>,
+        in_flight: usize,
+        core: Handle<Core>,
         classify: C,
     ) -> Self {
         AdaptiveFuture {
             kind: Kind::Called {
                 future,
                 permit: Some(permit),
-                start: clock::now(),
-                controller,
+                in_flight,
+                start: core.get().now(),
+                core,
                 classify,
             },
         }
     }
 
+    #[inline]
     pub(super) fn refused(refused: LimitExceeded) -> Self {
         AdaptiveFuture {
             kind: Kind::Refused {
@@ -77,19 +85,22 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called {
                 future,
                 permit,
+                in_flight,
                 start,
-                controller,
+                core,
                 classify,
             } => {
                 let result = ready!(future.poll(cx));
                 if let Some(permit) = permit.take() {
                     let sample = Sample::of(&classify.classify(&result));
-                    controller.record(*start, permit.in_flight(), sample);
+                    core.get().record(*start, *in_flight, sample);
+                    drop(permit);
                 }
                 Poll::Ready(result.map_err(Into::into))
             }

@@ -4,6 +4,7 @@
 mod config;
 mod controller;
 mod future;
+mod window;
 
 pub use config::{AdaptiveLimitConfig, AdaptiveLimitConfigBuilder, LimitAlgorithm};
 pub use future::AdaptiveFuture;
@@ -73,7 +74,7 @@ impl<C> AdaptiveLimitLayer<C> {
 
     /// Calls in flight now.
     pub fn in_flight(&self) -> usize {
-        self.controller.permits.in_flight()
+        self.controller.core().permits.in_flight()
     }
 }
 
@@ -85,7 +86,7 @@ impl<S, C: Clone> Layer<S> for AdaptiveLimitLayer<C> {
             inner,
             controller: self.controller.clone(),
             classify: self.classify.clone(),
-            state: State::Idle,
+            state: State::default(),
         }
     }
 }
@@ -109,11 +110,15 @@ pub struct AdaptiveLimit<S, C = ErrorsAreFailures> {
     state: State,
 }
 
-#[derive(Debug)]
-enum State {
-    Idle,
-    Admitted(Permit),
-    Refused,
+/// Between `poll_ready` and `call`: the slot and the calls in flight with
+/// it, or a refusal. Separate words, not one enum, so that `call` reads
+/// each as `poll_ready` wrote it (see `permits::Admission` for the stall
+/// that avoids).
+#[derive(Debug, Default)]
+struct State {
+    permit: Option<Permit>,
+    in_flight: usize,
+    refused: bool,
 }
 
 impl<S: Clone, C: Clone> Clone for AdaptiveLimit<S, C> {
@@ -123,7 +128,7 @@ impl<S: Clone, C: Clone> Clone for AdaptiveLimit<S, C> {
             inner: self.inner.clone(),
             controller: self.controller.clone(),
             classify: self.classify.clone(),
-            state: State::Idle,
+            state: State::default(),
         }
     }
 }
@@ -138,34 +143,67 @@ where
     type Error = BoxError;
     type Future = AdaptiveFuture<S::Future, C>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        if let State::Idle = self.state {
-            self.state = match self.controller.permits.try_acquire() {
-                Some(permit) => State::Admitted(permit),
-                None => State::Refused,
-            };
+        let state = &mut self.state;
+        if state.permit.is_none() && !state.refused {
+            match self.controller.core().permits.try_acquire_counted() {
+                Some((permit, in_flight)) => {
+                    state.permit = Some(permit);
+                    state.in_flight = in_flight;
+                }
+                None => state.refused = true,
+            }
         }
-        match self.state {
-            State::Admitted(_) => self.inner.poll_ready(cx).map_err(Into::into),
-            _ => Poll::Ready(Ok(())),
+        if state.permit.is_some() {
+            self.inner.poll_ready(cx).map_err(Into::into)
+        } else {
+            Poll::Ready(Ok(()))
         }
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        match std::mem::replace(&mut self.state, State::Idle) {
-            State::Admitted(permit) => AdaptiveFuture::admitted(
+        if let Some(permit) = self.state.permit.take() {
+            return AdaptiveFuture::admitted(
                 self.inner.call(request),
                 permit,
-                self.controller.clone(),
+                self.state.in_flight,
+                self.controller.handle(),
                 self.classify.clone(),
-            ),
-            State::Refused => {
-                self.controller
-                    .metrics()
-                    .refused(LimitReason::ConcurrencyLimit);
-                AdaptiveFuture::refused(LimitExceeded::new(LimitReason::ConcurrencyLimit))
-            }
-            State::Idle => panic!("AdaptiveLimit::call without poll_ready returning Ready"),
+            );
         }
+        if !std::mem::take(&mut self.state.refused) {
+            panic!("AdaptiveLimit::call without poll_ready returning Ready");
+        }
+        self.controller
+            .metrics()
+            .refused(LimitReason::ConcurrencyLimit);
+        AdaptiveFuture::refused(LimitExceeded::new(LimitReason::ConcurrencyLimit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_adaptive_limit_made_after_one_is_dropped_starts_afresh() {
+        let aimd = AdaptiveLimitConfig::builder()
+            .algorithm(LimitAlgorithm::Aimd)
+            .initial_limit(10)
+            .build()
+            .unwrap();
+        let old = AdaptiveLimitLayer::new("old", aimd);
+        let svc = old.layer(tower::service_fn(|_: ()| async { Ok::<_, BoxError>(()) }));
+        svc.clone().oneshot(()).await.unwrap();
+        assert_eq!(old.limit(), 10);
+        drop((old, svc));
+        // Possibly the dropped one's core, reused: the gradient's limit
+        // starts at the probe limit.
+        let new = AdaptiveLimitLayer::new("new", AdaptiveLimitConfig::default());
+        assert_eq!((new.limit(), new.in_flight()), (3, 0));
     }
 }

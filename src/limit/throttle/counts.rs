@@ -1,7 +1,7 @@
 //! The throttle's sliding window: requests and accepts in ten buckets, and
 //! the rejection probability they give, cached.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::ThrottleConfig;
 use crate::clock;
@@ -21,11 +21,17 @@ const ACCEPT: u64 = 1 << 32;
 const REQUEST: u64 = 1;
 
 /// Requests and accepts over the window.
+///
+/// The settings are atomics, so that a new owner of reused counts (the
+/// throttle keeps them in the crate's recycler) can set them.
 #[derive(Debug)]
 pub(crate) struct Counts {
     buckets: [Bucket; BUCKETS],
-    bucket_nanos: u64,
-    k: f64,
+    bucket_nanos: AtomicU64,
+    /// `k`, as `f64` bits.
+    k: AtomicU64,
+    /// Read the coarse clock (`ThrottleConfig::coarse_clock`).
+    coarse: AtomicBool,
     /// The rejection probability (`f64` bits) as of the last change that
     /// could raise or lower it.
     probability: AtomicU64,
@@ -37,12 +43,28 @@ impl Counts {
             epoch: AtomicU64::new(u64::MAX),
             counts: AtomicU64::new(0),
         });
-        Counts {
+        let counts = Counts {
             buckets,
-            bucket_nanos: (config.window().as_nanos() as u64 / BUCKETS as u64).max(1),
-            k: config.k(),
+            bucket_nanos: AtomicU64::new(1),
+            k: AtomicU64::new(0),
+            coarse: AtomicBool::new(false),
             probability: AtomicU64::new(0f64.to_bits()),
+        };
+        counts.reset(config);
+        counts
+    }
+
+    /// Empties the window and takes `config`'s settings, as new counts.
+    pub(crate) fn reset(&self, config: &ThrottleConfig) {
+        for b in &self.buckets {
+            b.epoch.store(u64::MAX, Ordering::Relaxed);
+            b.counts.store(0, Ordering::Relaxed);
         }
+        let bucket_nanos = (config.window().as_nanos() as u64 / BUCKETS as u64).max(1);
+        self.bucket_nanos.store(bucket_nanos, Ordering::Relaxed);
+        self.k.store(config.k().to_bits(), Ordering::Relaxed);
+        self.coarse.store(config.coarse_clock(), Ordering::Relaxed);
+        self.probability.store(0f64.to_bits(), Ordering::Relaxed);
     }
 
     /// The rejection probability last computed: 0 while the service
@@ -54,13 +76,13 @@ impl Counts {
 
     /// The probability now, buckets past the window dropped.
     pub(crate) fn current(&self) -> f64 {
-        self.recompute(self.epoch(clock::now()))
+        self.recompute(self.epoch(self.now()))
     }
 
     /// Counts a call that ended, accepted or not.
     #[inline]
     pub(crate) fn record(&self, accepted: bool) {
-        let epoch = self.epoch(clock::now());
+        let epoch = self.epoch(self.now());
         let rotated = self.add(epoch, if accepted { REQUEST | ACCEPT } else { REQUEST });
         // An accept can only lower a probability that is already zero.
         if rotated || !accepted || self.cached() > 0.0 {
@@ -70,14 +92,25 @@ impl Counts {
 
     /// Counts a call refused locally: a request without an accept.
     pub(crate) fn refused(&self) {
-        let epoch = self.epoch(clock::now());
+        let epoch = self.epoch(self.now());
         self.add(epoch, REQUEST);
         self.recompute(epoch);
     }
 
+    /// Now from the coarse clock (one atomic load) or tokio's (a clock
+    /// read, the larger part of a counted call's cost).
+    #[inline]
+    fn now(&self) -> u64 {
+        if self.coarse.load(Ordering::Relaxed) {
+            clock::coarse_now()
+        } else {
+            clock::now()
+        }
+    }
+
     #[inline]
     fn epoch(&self, now: u64) -> u64 {
-        now / self.bucket_nanos
+        now / self.bucket_nanos.load(Ordering::Relaxed)
     }
 
     /// Adds to the bucket of `epoch`, emptying it first if it held an
@@ -111,7 +144,8 @@ impl Counts {
                 accepts += c >> 32;
             }
         }
-        let p = ((requests as f64 - self.k * accepts as f64) / (requests as f64 + 1.0)).max(0.0);
+        let k = f64::from_bits(self.k.load(Ordering::Relaxed));
+        let p = ((requests as f64 - k * accepts as f64) / (requests as f64 + 1.0)).max(0.0);
         self.probability.store(p.to_bits(), Ordering::Relaxed);
         p
     }

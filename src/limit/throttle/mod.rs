@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use arc_swap::ArcSwap;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
@@ -17,6 +18,7 @@ use super::metrics::LimitMetrics;
 use super::{LimitExceeded, LimitReason};
 use crate::BoxError;
 use crate::classify::{Classify, ErrorsAreFailures, Outcome};
+use crate::recycle::{Handle, Lease, Pool};
 use counts::Counts;
 
 /// Applies a [`Throttle`]: one window of counts shared by every service
@@ -43,24 +45,37 @@ use counts::Counts;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ThrottleLayer<C = ErrorsAreFailures> {
-    shared: Arc<Shared>,
+    shared: Arc<Lease<Shared>>,
     classify: C,
 }
 
+/// What a throttle's calls reach. A call holds a handle of the crate's
+/// recycler (`crate::recycle`) to it, not an `Arc`, whose clone and drop
+/// were 16 ns of a call (`benches/limit.rs`); a new throttle may reuse a
+/// dropped one's once no call can reach it, and sets it anew.
 #[derive(Debug)]
 struct Shared {
     counts: Counts,
-    metrics: LimitMetrics,
+    /// Read when the probability changes and when a call is refused.
+    metrics: ArcSwap<LimitMetrics>,
 }
+
+/// Throttles' counts of dropped layers, reused by new ones.
+static SHARED: Pool<Shared> = Pool::new();
 
 impl ThrottleLayer {
     /// A throttle named `name` (the `service` label of its metrics).
     pub fn new(name: &str, config: ThrottleConfig) -> Self {
+        let metrics = Arc::new(LimitMetrics::new(name, "throttle"));
+        let shared = SHARED.take(|| Shared {
+            counts: Counts::new(&config),
+            metrics: ArcSwap::new(metrics.clone()),
+        });
+        // A reused one holds its last owner's window and metrics.
+        shared.get().counts.reset(&config);
+        shared.get().metrics.store(metrics);
         ThrottleLayer {
-            shared: Arc::new(Shared {
-                counts: Counts::new(&config),
-                metrics: LimitMetrics::new(name, "throttle"),
-            }),
+            shared: Arc::new(shared),
             classify: ErrorsAreFailures,
         }
     }
@@ -79,7 +94,7 @@ impl<C> ThrottleLayer<C> {
 
     /// The probability a call is refused now.
     pub fn probability(&self) -> f64 {
-        self.shared.counts.current()
+        self.shared.get().counts.current()
     }
 }
 
@@ -112,7 +127,7 @@ impl<S, C: Clone> Layer<S> for ThrottleLayer<C> {
 #[derive(Debug)]
 pub struct Throttle<S, C = ErrorsAreFailures> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Arc<Lease<Shared>>,
     classify: C,
     state: State,
 }
@@ -145,9 +160,10 @@ where
     type Error = BoxError;
     type Future = ThrottleFuture<S::Future, C>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         if self.state == State::Idle {
-            let counts = &self.shared.counts;
+            let counts = &self.shared.get().counts;
             self.state = if counts.cached() > 0.0 && fastrand::f64() < counts.current() {
                 counts.refused();
                 State::Refused
@@ -161,18 +177,21 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Admitted => ThrottleFuture {
                 kind: Kind::Called {
                     future: self.inner.call(request),
-                    shared: Some(self.shared.clone()),
+                    shared: Some(self.shared.handle()),
                     classify: self.classify.clone(),
                 },
             },
             State::Refused => {
-                self.shared.metrics.refused(LimitReason::Throttled);
-                self.shared.metrics.throttle(self.shared.counts.cached());
+                let shared = self.shared.get();
+                let metrics = shared.metrics.load();
+                metrics.refused(LimitReason::Throttled);
+                metrics.throttle(shared.counts.cached());
                 ThrottleFuture {
                     kind: Kind::Refused {
                         refused: Some(LimitExceeded::new(LimitReason::Throttled)),
@@ -201,7 +220,7 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            shared: Option<Arc<Shared>>,
+            shared: Option<Handle<Shared>>,
             classify: C,
         },
         Refused {
@@ -218,6 +237,7 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called {
@@ -226,7 +246,8 @@ where
                 classify,
             } => {
                 let result = ready!(future.poll(cx));
-                if let Some(shared) = shared.take() {
+                if let Some(handle) = shared.take() {
+                    let shared = handle.get();
                     match classify.classify(&result) {
                         Outcome::RejectedByService { .. }
                         | Outcome::RejectedByEndpoint
@@ -238,7 +259,7 @@ where
                             shared.counts.record(!o.is_overload());
                             let after = shared.counts.cached();
                             if before != after {
-                                shared.metrics.throttle(after);
+                                shared.metrics.load().throttle(after);
                             }
                         }
                     }
@@ -253,5 +274,29 @@ where
                 Poll::Ready(Err(refused.into()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttle_made_after_one_is_dropped_starts_from_nothing() {
+        let old = ThrottleLayer::new("old", ThrottleConfig::default())
+            .classify(crate::classify::HttpClassifier::default());
+        let failing = old.layer(tower::service_fn(|_: ()| async {
+            Ok::<_, BoxError>(http::Response::builder().status(503).body(()).unwrap())
+        }));
+        for _ in 0..10 {
+            let _ = failing.clone().oneshot(()).await;
+        }
+        assert!(old.probability() > 0.5);
+        drop((old, failing));
+        // Possibly the dropped one's counts, reused.
+        let new = ThrottleLayer::new("new", ThrottleConfig::default());
+        assert_eq!(new.probability(), 0.0);
     }
 }

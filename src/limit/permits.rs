@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn a_handle_waiting_for_a_slot_is_send_and_sync() {
         fn send_sync<T: Send + Sync>() {}
-        send_sync::<Admission>();
+        send_sync::<crate::limit::admission::Admission>();
     }
 
     #[test]

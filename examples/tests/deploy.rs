@@ -10,7 +10,7 @@ use axum::body::Body;
 use http::Request;
 use meshguard_examples::clients::{Users, service_client};
 use meshguard_examples::config::{Protocol, Upstream};
-use meshguard_examples::gateway::GatewayState;
+use meshguard_examples::gateway::{GatewayState, JwtConfig};
 use meshguard_examples::order::OrderState;
 use meshguard_examples::user::{MemoryStore, UserState};
 use serde::Deserialize;
@@ -68,7 +68,7 @@ fn app_for(command: &str) -> axum::Router {
         "gateway" => meshguard_examples::gateway::app(GatewayState::new(
             service_client("user-service", &nowhere),
             service_client("order-service", &nowhere),
-            b"test",
+            JwtConfig::random(),
             10,
         )),
         other => panic!("no service for command {other:?}"),

@@ -127,7 +127,7 @@ impl JwtConfig {
     /// From the environment: `JWT_SECRET` (required), `JWT_ISSUER`,
     /// `JWT_AUDIENCE`, `JWT_MAX_LIFETIME_SECS`, `JWT_LEEWAY_SECS`.
     pub fn from_env() -> Result<JwtConfig, String> {
-        JwtConfig::from_vars(|name| super::super::config::env_opt(name))
+        JwtConfig::from_vars(crate::config::env_opt)
     }
 
     /// As [`from_env`](Self::from_env), reading variables through `var`.

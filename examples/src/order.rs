@@ -42,9 +42,9 @@ pub struct Order {
 pub struct NewOrder {
     /// The user placing it (checked through the user service).
     pub user_id: u64,
-    /// What is ordered.
+    /// What is ordered (1 to [`MAX_ITEM`] characters once trimmed).
     pub item: String,
-    /// How many.
+    /// How many (1 to [`MAX_QUANTITY`]).
     pub quantity: u32,
 }
 

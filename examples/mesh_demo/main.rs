@@ -30,12 +30,10 @@ use meshguard::discovery::registration::RegistrationConfig;
 use meshguard::testing::{ConsulRegistry, Fault, FaultHandle};
 use meshguard_examples::clients::{Users, service_client};
 use meshguard_examples::config::{Protocol, Upstream, env_num};
-use meshguard_examples::gateway::{GatewayState, token};
+use meshguard_examples::gateway::{ADMIN, GatewayState, JwtConfig};
 use meshguard_examples::order::OrderState;
 use meshguard_examples::server::Instance;
 use meshguard_examples::user::{MemoryStore, UserState};
-
-const SECRET: &[u8] = b"mesh-demo-secret";
 
 /// What a phase does to the instances as it starts.
 type Inject = Box<dyn Fn(&[UserInstance])>;
@@ -206,16 +204,21 @@ async fn main() {
     let order_state = OrderState::new(Users::new(Protocol::Grpc, &upstream("user-service")));
     let orders = Instance::start(meshguard_examples::order::app(order_state)).await;
     registrations.push(register(&consul, "order-service", "order-1", orders.addr.port()).await);
+    // A random JWT key made for this run: the gateway in this process
+    // checks tokens with it, the demo's clients sign theirs with it (as
+    // admins: they read every user and order for any). Nothing to set up.
+    let jwt = JwtConfig::random();
     let gateway_state = GatewayState::new(
         service_client("user-service", &upstream("user-service")),
         service_client("order-service", &upstream("order-service")),
-        SECRET,
+        jwt.clone(),
         10_000,
     );
     let gateway_users = gateway_state.users.clone();
     let gateway = Instance::start(meshguard_examples::gateway::app(gateway_state)).await;
     let base = gateway.url();
     println!("registry {}  gateway {}", consul.url(), base);
+    println!("JWT key: random, made for this run (the gateway binary needs JWT_SECRET)");
 
     // Some users and an order to read.
     // Timeouts on every call (reqwest has none by default): the gateway's
@@ -225,7 +228,7 @@ async fn main() {
         .timeout(Duration::from_secs(5))
         .build()
         .expect("a client");
-    let auth = format!("Bearer {}", token(SECRET, "setup"));
+    let auth = format!("Bearer {}", jwt.token("setup", &[ADMIN]));
     for i in 1..=USERS {
         let r = http
             .post(format!("{base}/api/users"))
@@ -253,7 +256,7 @@ async fn main() {
             sent.clone(),
             failed.clone(),
         );
-        let auth = format!("Bearer {}", token(SECRET, &format!("client-{c}")));
+        let auth = format!("Bearer {}", jwt.token(&format!("client-{c}"), &[ADMIN]));
         clients.spawn(async move {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {

@@ -10,22 +10,32 @@
 //! and register itself), else `USER_SERVICE_URLS` (http://127.0.0.1:8081);
 //! `USER_SERVICE_PROTOCOL` (`grpc`, the default, or `http`);
 //! `REDIS_URL` (consume `user.created` as group `order-service`);
-//! `SERVICE_ADDRESS`, `INSTANCE_ID`. See examples/order_service/README.md.
+//! `SERVICE_ADDRESS`, `INSTANCE_ID`; `MAX_ORDERS` (10000),
+//! `MAX_KNOWN_USERS` (10000); the server's `HEADER_READ_TIMEOUT_MS`,
+//! `REQUEST_TIMEOUT_MS`, `DRAIN_MS`. `order_service healthcheck` asks the
+//! running service's `/health`. See examples/order_service/README.md.
 
 use meshguard_examples::clients::Users;
-use meshguard_examples::config::{Protocol, Upstream, env_num, env_opt, env_or};
-use meshguard_examples::order::{OrderState, app};
-use meshguard_examples::server::{register, serve, shutdown_signal};
+use meshguard_examples::config::{Protocol, ServerConfig, Upstream, env_num, env_opt, env_or};
+use meshguard_examples::order::{DEFAULT_MAX_KNOWN_USERS, DEFAULT_MAX_ORDERS, OrderState, app};
+use meshguard_examples::server::{
+    healthcheck, healthcheck_requested, register, serve, shutdown_signal,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let port: u16 = env_num("PORT", 8082);
+    if healthcheck_requested() {
+        std::process::exit(healthcheck(port));
+    }
     meshguard_examples::telemetry::init_logs();
     meshguard_examples::telemetry::prometheus();
-    let port: u16 = env_num("PORT", 8082);
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     let upstream = Upstream::from_env("user-service", "USER_SERVICE_URLS", "http://127.0.0.1:8081");
     let protocol = Protocol::from_env("USER_SERVICE_PROTOCOL");
-    let state = OrderState::new(Users::new(protocol, &upstream));
+    let state = OrderState::new(Users::new(protocol, &upstream))
+        .with_max_orders(env_num("MAX_ORDERS", DEFAULT_MAX_ORDERS))
+        .with_max_known_users(env_num("MAX_KNOWN_USERS", DEFAULT_MAX_KNOWN_USERS));
     if let Some(url) = env_opt("REDIS_URL") {
         let view = state.clone();
         let consumer = env_or("INSTANCE_ID", &format!("order-service-{port}"));
@@ -45,9 +55,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     tracing::info!(port, ?protocol, "order-service listening");
-    serve(listener, app(state), shutdown_signal()).await?;
-    if let Some(guard) = registration {
-        guard.deregister().await?;
-    }
+    let config = ServerConfig::from_env();
+    serve(
+        listener,
+        app(state),
+        config,
+        registration,
+        shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }

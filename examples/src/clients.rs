@@ -20,12 +20,18 @@ use super::user::{NewUser, User, error};
 
 /// A client of `upstream` with the settings the examples share: retries
 /// also on 500 (the example handlers are idempotent), client-side
-/// throttling, and up to two of three instances ejectable.
+/// throttling, up to two of three instances ejectable, and idle
+/// connections dropped before the servers close them.
 pub fn service_client(name: &str, upstream: &Upstream) -> ServiceClient {
     let b = ServiceClient::builder(name)
         .timeout(Some(Duration::from_millis(500)))
         .deadline(Some(Duration::from_secs(3)))
         .retry_on_status(StatusCode::INTERNAL_SERVER_ERROR, true)
+        // Below the servers' header-read timeout (5 s), which also closes
+        // idle keep-alive connections: the client lets a connection go
+        // before the server does, so a request never races the server's
+        // close on a connection it just picked.
+        .pool_idle_timeout(Duration::from_secs(4))
         // While an upstream sheds load (503), refuse a share of the calls
         // here rather than send them all.
         .throttle(Some(ThrottleConfig::default()))

@@ -94,5 +94,47 @@ pub fn with_scheme(address: &str) -> String {
     }
 }
 
-/// The time a service waits for in-flight requests at shutdown.
-pub const DRAIN: Duration = Duration::from_secs(10);
+/// How a service serves connections: its timeouts and how long it drains
+/// at shutdown. Every field bounds what one client can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// A connection must send a request's headers within this time
+    /// (`HEADER_READ_TIMEOUT_MS`, 5 s): from the moment it is accepted for
+    /// its first request, from the moment it goes idle for the next ones. A
+    /// client that sends nothing, or headers a byte at a time, is
+    /// disconnected.
+    pub header_read_timeout: Duration,
+    /// A request must be answered within this time, its body read included
+    /// (`REQUEST_TIMEOUT_MS`, 10 s); past it the answer is 503.
+    pub request_timeout: Duration,
+    /// At shutdown, deregistering and then draining in-flight requests end
+    /// by this bound (`DRAIN_MS`, 10 s); connections still open then are
+    /// closed. Kubernetes' `terminationGracePeriodSeconds` must be above it.
+    pub drain: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The defaults, overridden by `HEADER_READ_TIMEOUT_MS`,
+    /// `REQUEST_TIMEOUT_MS` and `DRAIN_MS` (milliseconds, at least 1).
+    pub fn from_env() -> ServerConfig {
+        let d = ServerConfig::default();
+        let ms = |name: &str, default: Duration| {
+            Duration::from_millis(env_num(name, default.as_millis() as u64).max(1))
+        };
+        ServerConfig {
+            header_read_timeout: ms("HEADER_READ_TIMEOUT_MS", d.header_read_timeout),
+            request_timeout: ms("REQUEST_TIMEOUT_MS", d.request_timeout),
+            drain: ms("DRAIN_MS", d.drain),
+        }
+    }
+}

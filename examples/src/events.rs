@@ -2,19 +2,22 @@
 //! by consumer groups.
 //!
 //! The publisher never fails or delays the HTTP request that causes an
-//! event: events go to an in-memory queue and a background task appends
-//! them to the stream in order, retrying with meshguard's jittered backoff
-//! while Redis is unavailable. Nothing is lost while the process lives;
-//! surviving a crash of the publisher needs an outbox in the service's
-//! database, which the in-memory example store does not have.
+//! event: events go to a bounded in-memory queue and a background task
+//! appends them to the stream in order (trimmed to about a maximum
+//! length), retrying with meshguard's jittered backoff while Redis is
+//! unavailable; an append that gets no answer in time is a stall, logged
+//! at warn and retried. Nothing is lost while the process lives and the
+//! queue has room ([`PublisherConfig`]); surviving a crash of the
+//! publisher needs an outbox in the service's database, which the
+//! in-memory example store does not have.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use meshguard::backoff::{Backoff, Jitter};
 use redis::AsyncCommands;
-use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamMaxlen, StreamReadOptions, StreamReadReply};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -48,59 +51,138 @@ fn backoff() -> Backoff {
         .with_jitter(Jitter::Full)
 }
 
+/// How a [`Publisher`] bounds what it holds and waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublisherConfig {
+    /// Events queued and not yet in Redis, at most (10,000). Beyond, a new
+    /// event is dropped, counted ([`Publisher::dropped`]) and logged at
+    /// warn: the request that caused it is not failed for it.
+    pub capacity: usize,
+    /// The stream is trimmed to about this many entries on every append
+    /// (`XADD MAXLEN ~`, 100,000): Redis trims whole nodes, so a little
+    /// more may stay.
+    pub max_len: usize,
+    /// An append not answered within this time (2 s) is a stall: logged
+    /// at warn, counted ([`Publisher::stalls`]), the connection dropped
+    /// and the event retried.
+    pub write_timeout: Duration,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        PublisherConfig {
+            capacity: 10_000,
+            max_len: 100_000,
+            write_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
 /// Publishes events without ever blocking or failing the caller.
 #[derive(Clone)]
 pub struct Publisher {
-    queue: mpsc::UnboundedSender<UserCreated>,
-    pending: Arc<AtomicUsize>,
+    queue: mpsc::Sender<UserCreated>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    pending: AtomicUsize,
+    dropped: AtomicU64,
+    stalls: AtomicU64,
 }
 
 impl Publisher {
-    /// Starts the background task appending to Redis at `url`.
+    /// Starts the background task appending to Redis at `url`, with the
+    /// default [`PublisherConfig`].
     pub fn start(url: &str) -> redis::RedisResult<Publisher> {
-        let client = redis::Client::open(url)?;
-        let (queue, mut rx) = mpsc::unbounded_channel::<UserCreated>();
-        let pending = Arc::new(AtomicUsize::new(0));
-        let left = pending.clone();
-        tokio::spawn(async move {
-            let mut conn = None;
-            while let Some(event) = rx.recv().await {
-                let body = serde_json::to_string(&event).expect("serializable");
-                let mut failures = 0u32;
-                let mut previous = None;
-                loop {
-                    match append(&client, &mut conn, &body).await {
-                        Ok(()) => break,
-                        Err(e) => {
-                            conn = None;
-                            let delay =
-                                backoff().delay(failures, previous, &mut fastrand::Rng::new());
-                            failures += 1;
-                            previous = Some(delay);
-                            tracing::warn!(error = %e, retry_in = ?delay, user = event.id,
-                                "redis unavailable; event kept for retry");
-                            tokio::time::sleep(delay).await;
-                        }
-                    }
-                }
-                left.fetch_sub(1, Ordering::AcqRel);
-                tracing::info!(user = event.id, "published user.created");
-            }
-        });
-        Ok(Publisher { queue, pending })
+        Publisher::start_with(url, PublisherConfig::default())
     }
 
-    /// Queues `event`; returns at once.
+    /// Starts the background task appending to Redis at `url`.
+    pub fn start_with(url: &str, config: PublisherConfig) -> redis::RedisResult<Publisher> {
+        let client = redis::Client::open(url)?;
+        let (queue, rx) = mpsc::channel::<UserCreated>(config.capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run(client, rx, counters.clone(), config));
+        Ok(Publisher { queue, counters })
+    }
+
+    /// Queues `event`; returns at once. A full queue drops it (counted,
+    /// logged).
     pub fn publish(&self, event: UserCreated) {
-        self.pending.fetch_add(1, Ordering::AcqRel);
-        if self.queue.send(event).is_err() {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
+        self.counters.pending.fetch_add(1, Ordering::AcqRel);
+        if let Err(e) = self.queue.try_send(event) {
+            self.counters.pending.fetch_sub(1, Ordering::AcqRel);
+            if let mpsc::error::TrySendError::Full(event) = e {
+                let dropped = self.counters.dropped.fetch_add(1, Ordering::AcqRel) + 1;
+                // The first drop, then one line per thousand.
+                if dropped % 1000 == 1 {
+                    tracing::warn!(
+                        user = event.id,
+                        dropped,
+                        "event queue full (redis too slow or down): event dropped"
+                    );
+                }
+            }
         }
     }
 
     /// Events queued but not yet in Redis.
     pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::Acquire)
+        self.counters.pending.load(Ordering::Acquire)
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.counters.dropped.load(Ordering::Acquire)
+    }
+
+    /// Appends that stalled past the write timeout.
+    pub fn stalls(&self) -> u64 {
+        self.counters.stalls.load(Ordering::Acquire)
+    }
+}
+
+/// Appends queued events in order, each until it is in the stream.
+async fn run(
+    client: redis::Client,
+    mut rx: mpsc::Receiver<UserCreated>,
+    counters: Arc<Counters>,
+    config: PublisherConfig,
+) {
+    let mut conn = None;
+    while let Some(event) = rx.recv().await {
+        let body = serde_json::to_string(&event).expect("serializable");
+        let mut failures = 0u32;
+        let mut previous = None;
+        loop {
+            let appended = tokio::time::timeout(
+                config.write_timeout,
+                append(&client, &mut conn, &body, config.max_len),
+            )
+            .await;
+            let e = match appended {
+                Ok(Ok(())) => break,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => {
+                    counters.stalls.fetch_add(1, Ordering::AcqRel);
+                    format!(
+                        "redis stalled: no answer to XADD in {:?}",
+                        config.write_timeout
+                    )
+                }
+            };
+            conn = None;
+            let delay = backoff().delay(failures, previous, &mut fastrand::Rng::new());
+            failures = (failures + 1).min(16);
+            previous = Some(delay);
+            tracing::warn!(error = %e, retry_in = ?delay, user = event.id,
+                "redis unavailable; event kept for retry");
+            tokio::time::sleep(delay).await;
+        }
+        counters.pending.fetch_sub(1, Ordering::AcqRel);
+        tracing::info!(user = event.id, "published user.created");
     }
 }
 
@@ -108,6 +190,7 @@ async fn append(
     client: &redis::Client,
     conn: &mut Option<redis::aio::MultiplexedConnection>,
     body: &str,
+    max_len: usize,
 ) -> redis::RedisResult<()> {
     if conn.is_none() {
         *conn = Some(
@@ -117,7 +200,14 @@ async fn append(
         );
     }
     let c = conn.as_mut().expect("connected");
-    let _: String = c.xadd(USER_CREATED, "*", &[("data", body)]).await?;
+    let _: String = c
+        .xadd_maxlen(
+            USER_CREATED,
+            StreamMaxlen::Approx(max_len),
+            "*",
+            &[("data", body)],
+        )
+        .await?;
     Ok(())
 }
 
@@ -140,7 +230,13 @@ pub async fn consume(
                 let delay = backoff().delay(failures, previous, &mut fastrand::Rng::new());
                 failures = (failures + 1).min(16);
                 previous = Some(delay);
-                tracing::warn!(error = %e, retry_in = ?delay, "event consumer lost redis; reconnecting");
+                if e.is_timeout() {
+                    tracing::warn!(error = %e, retry_in = ?delay,
+                        "redis stalled: no answer to the consumer's read; reconnecting");
+                } else {
+                    tracing::warn!(error = %e, retry_in = ?delay,
+                        "event consumer lost redis; reconnecting");
+                }
                 tokio::time::sleep(delay).await;
             }
         }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod events;
 pub mod gateway;
 pub mod grpc;
+pub mod input;
 pub mod order;
 pub mod server;
 pub mod telemetry;

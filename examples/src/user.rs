@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,6 +17,8 @@ use meshguard::propagation::PropagationLayer;
 use serde::{Deserialize, Serialize};
 
 use super::events::{Publisher, UserCreated};
+pub use super::input::error;
+use super::input::{BODY_LIMIT, StoreFull, json_rejection, text_field};
 use super::telemetry;
 
 /// A user, as stored.
@@ -32,10 +35,48 @@ pub struct User {
 /// A user to create: `POST /users`'s body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewUser {
-    /// The name (1 to 100 characters).
+    /// The name (1 to [`MAX_NAME`] characters once trimmed).
     pub name: String,
-    /// The email address (`local@domain.tld`).
+    /// The email address (`local@domain.tld`, at most [`MAX_EMAIL`]
+    /// bytes once trimmed).
     pub email: String,
+}
+
+/// The longest name, in characters.
+pub const MAX_NAME: usize = 100;
+/// The longest email address, in bytes (RFC 5321's path limit).
+pub const MAX_EMAIL: usize = 254;
+/// How many users the in-memory store holds by default (`MAX_USERS`).
+pub const DEFAULT_MAX_USERS: usize = 10_000;
+
+impl NewUser {
+    /// The user as it is stored: name and email trimmed, or why not.
+    pub fn validate(&self) -> Result<NewUser, String> {
+        let name = text_field("name", &self.name, MAX_NAME)?;
+        let email = self.email.trim();
+        if email.len() > MAX_EMAIL {
+            return Err(format!("email must be at most {MAX_EMAIL} bytes"));
+        }
+        // Checked under the cap, so the message quotes at most 254 bytes.
+        let valid = match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && local.len() <= 64
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            }
+            None => false,
+        } && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !valid {
+            return Err(format!("email {email:?} is not an address"));
+        }
+        Ok(NewUser {
+            name,
+            email: email.to_string(),
+        })
+    }
 }
 
 /// Where users live. The example keeps them in memory; a real service puts
@@ -43,16 +84,45 @@ pub struct NewUser {
 pub trait UserStore: Send + Sync + 'static {
     /// The user with `id`, if there is one.
     fn get(&self, id: u64) -> Option<User>;
-    /// Stores `user` under a new id.
-    fn insert(&self, user: NewUser) -> User;
+    /// Stores `user` under a new id, unless the store is full.
+    fn insert(&self, user: NewUser) -> Result<User, StoreFull>;
 }
 
-/// Users in memory. Instances in one process (the demo) share one store,
-/// as instances share a database; separate processes each have their own.
-#[derive(Default)]
+/// Users in memory, at most a capacity of them. Instances in one process
+/// (the demo) share one store, as instances share a database; separate
+/// processes each have their own.
 pub struct MemoryStore {
+    capacity: usize,
     next: AtomicU64,
     users: RwLock<HashMap<u64, User>>,
+}
+
+impl Default for MemoryStore {
+    /// Holds [`DEFAULT_MAX_USERS`].
+    fn default() -> Self {
+        MemoryStore::with_capacity(DEFAULT_MAX_USERS)
+    }
+}
+
+impl MemoryStore {
+    /// Holds at most `capacity` users.
+    pub fn with_capacity(capacity: usize) -> Self {
+        MemoryStore {
+            capacity,
+            next: AtomicU64::new(0),
+            users: RwLock::default(),
+        }
+    }
+
+    /// How many users it holds.
+    pub fn len(&self) -> usize {
+        self.users.read().unwrap().len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl UserStore for MemoryStore {
@@ -60,15 +130,21 @@ impl UserStore for MemoryStore {
         self.users.read().unwrap().get(&id).cloned()
     }
 
-    fn insert(&self, new: NewUser) -> User {
+    fn insert(&self, new: NewUser) -> Result<User, StoreFull> {
+        let mut users = self.users.write().unwrap();
+        if users.len() >= self.capacity {
+            return Err(StoreFull {
+                capacity: self.capacity,
+            });
+        }
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let user = User {
             id,
             name: new.name,
             email: new.email,
         };
-        self.users.write().unwrap().insert(id, user.clone());
-        user
+        users.insert(id, user.clone());
+        Ok(user)
     }
 }
 
@@ -81,11 +157,6 @@ pub struct UserState {
     pub events: Option<Publisher>,
 }
 
-/// A JSON error body: `{"error": "..."}`.
-pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
-}
-
 /// The service: its API, shedding load beyond what it can serve (a 503
 /// with `Retry-After` at once, rather than a queue that grows until every
 /// request times out), with the operational routes, which are never shed
@@ -95,12 +166,14 @@ pub fn app(state: UserState) -> Router {
     with_operations(routes(state).layer(ShedLayer::new("user-service", ShedConfig::default())))
 }
 
-/// The API alone: `GET /users/{id}`, `POST /users`, and gRPC's
-/// `users.Users/Get`, on one router (HTTP/1.1 and h2c on one port).
+/// The API alone: `GET /users/{id}`, `POST /users` (a body of at most
+/// [`BODY_LIMIT`]), and gRPC's `users.Users/Get`, on one router (HTTP/1.1
+/// and h2c on one port).
 pub fn routes(state: UserState) -> Router {
     Router::new()
         .route("/users/{id}", get(get_user))
         .route("/users", axum::routing::post(create_user))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state.clone())
         .merge(super::grpc::routes(state))
 }
@@ -120,30 +193,25 @@ async fn get_user(State(state): State<UserState>, Path(id): Path<u64>) -> Respon
     }
 }
 
-fn validate(new: &NewUser) -> Result<(), String> {
-    let name = new.name.trim();
-    if name.is_empty() || name.len() > 100 {
-        return Err("name must be 1 to 100 characters".into());
-    }
-    let email = new.email.trim();
-    match email.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && domain.contains('.') => Ok(()),
-        _ => Err(format!("email {email:?} is not an address")),
-    }
-}
-
 async fn create_user(
     State(state): State<UserState>,
-    body: Result<Json<NewUser>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<NewUser>, JsonRejection>,
 ) -> Response {
-    let Json(new) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    let new = match body {
+        Ok(Json(new)) => new,
+        Err(e) => return json_rejection(&e),
     };
-    if let Err(message) = validate(&new) {
-        return error(StatusCode::BAD_REQUEST, message);
-    }
-    let user = state.store.insert(new);
+    let new = match new.validate() {
+        Ok(valid) => valid,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let user = match state.store.insert(new) {
+        Ok(user) => user,
+        Err(full) => {
+            tracing::warn!(capacity = full.capacity, "user store full: user refused");
+            return full.response("user");
+        }
+    };
     tracing::info!(user = user.id, "user created");
     if let Some(events) = &state.events {
         events.publish(UserCreated {

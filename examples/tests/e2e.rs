@@ -4,230 +4,22 @@
 //! free port (append-only file on, so a restart keeps the stream).
 //!
 //! Real time throughout: these are real servers and a real Redis; waits
-//! poll with a bound and fail with a message.
+//! poll with a bound and fail with a message. Hostile input has its own
+//! binary, tests/hostile.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
+use common::{Redis, SECRET, System, eventually};
 use meshguard::testing::ConsulRegistry;
-use meshguard_examples::clients::{Users, service_client};
-use meshguard_examples::config::{Protocol, Upstream};
+use meshguard_examples::clients::service_client;
+use meshguard_examples::config::Upstream;
 use meshguard_examples::events::Publisher;
-use meshguard_examples::gateway::{GatewayState, token};
-use meshguard_examples::order::OrderState;
+use meshguard_examples::gateway::{ADMIN, GatewayState, JwtConfig};
 use meshguard_examples::server::Instance;
-use meshguard_examples::user::{MemoryStore, UserState};
 use serde_json::Value;
-
-const SECRET: &[u8] = b"e2e-secret";
-
-/// A redis-server of our own, restartable on the same port and data.
-struct Redis {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Redis {
-    async fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("meshguard-e2e-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = Redis {
-            port,
-            dir,
-            child: None,
-        };
-        redis.up().await;
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    async fn up(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (.ci/run installs it)");
-        self.child = Some(child);
-        let client = redis::Client::open(self.url()).unwrap();
-        eventually("redis answers PING", async || {
-            match client.get_multiplexed_async_connection().await {
-                Ok(mut c) => redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok(),
-                Err(_) => false,
-            }
-        })
-        .await;
-    }
-
-    /// Kills it like a crash (SIGKILL); the append-only file keeps what it
-    /// acknowledged.
-    fn down(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.down();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Polls `f` every 20 ms for up to 10 s.
-async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    for _ in 0..500 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("not reached in 10 s: {what}");
-}
-
-struct System {
-    _consul: ConsulRegistry,
-    users: Vec<Instance>,
-    orders: Instance,
-    order_state: OrderState,
-    gateway: Instance,
-    publishers: Vec<Publisher>,
-    http: reqwest::Client,
-    auth: String,
-}
-
-impl System {
-    async fn start(redis: Option<&Redis>) -> System {
-        meshguard_examples::telemetry::prometheus();
-        let consul = ConsulRegistry::start().await;
-        let upstream = |service: &str| Upstream::Consul {
-            address: consul.url(),
-            service: service.into(),
-        };
-        let store = Arc::new(MemoryStore::default());
-        let (mut users, mut publishers) = (Vec::new(), Vec::new());
-        for n in 1..=3 {
-            let events = redis.map(|r| Publisher::start(&r.url()).unwrap());
-            publishers.extend(events.clone());
-            let app = meshguard_examples::user::app(UserState {
-                store: store.clone(),
-                events,
-            });
-            let instance = Instance::start(app).await;
-            consul.register_passing(
-                "user-service",
-                &format!("user-{n}"),
-                "127.0.0.1",
-                instance.addr.port(),
-            );
-            users.push(instance);
-        }
-        let order_state = OrderState::new(Users::new(Protocol::Grpc, &upstream("user-service")));
-        if let Some(r) = redis {
-            let view = order_state.clone();
-            tokio::spawn(meshguard_examples::events::consume(
-                r.url(),
-                "order-service",
-                "order-1".into(),
-                move |e| view.apply(e),
-            ));
-        }
-        let orders = Instance::start(meshguard_examples::order::app(order_state.clone())).await;
-        consul.register_passing("order-service", "order-1", "127.0.0.1", orders.addr.port());
-        let gateway = Instance::start(meshguard_examples::gateway::app(GatewayState::new(
-            service_client("user-service", &upstream("user-service")),
-            service_client("order-service", &upstream("order-service")),
-            SECRET,
-            10_000,
-        )))
-        .await;
-        System {
-            _consul: consul,
-            users,
-            orders,
-            order_state,
-            gateway,
-            publishers,
-            http: reqwest::Client::new(),
-            auth: format!("Bearer {}", token(SECRET, "e2e")),
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.gateway.url()))
-            .header("authorization", &self.auth);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let r = req.send().await.expect("the gateway answers");
-        let status = r.status().as_u16();
-        let bytes = r.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn create_user(&self, name: &str) -> u64 {
-        let (status, user) = self
-            .call(
-                reqwest::Method::POST,
-                "/api/users",
-                Some(serde_json::json!({ "name": name, "email": format!("{name}@example.com") })),
-            )
-            .await;
-        assert_eq!(status, 201, "{user}");
-        user["id"].as_u64().unwrap()
-    }
-
-    async fn place_order(&self, user_id: u64, item: &str) -> (u16, Value) {
-        self.call(
-            reqwest::Method::POST,
-            "/api/orders",
-            Some(serde_json::json!({ "user_id": user_id, "item": item, "quantity": 1 })),
-        )
-        .await
-    }
-
-    fn knows(&self, id: u64) -> bool {
-        self.order_state
-            .known_users
-            .read()
-            .unwrap()
-            .contains_key(&id)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_created_through_the_gateway_reaches_the_order_service_and_orders() {
@@ -396,7 +188,7 @@ async fn the_gateway_rejects_a_missing_or_forged_token() {
         .get(&url)
         .header(
             "authorization",
-            format!("Bearer {}", token(b"another key", "mallory")),
+            format!("Bearer {}", JwtConfig::random().token("mallory", &[ADMIN])),
         )
         .send()
         .await
@@ -410,7 +202,7 @@ async fn the_gateway_limits_each_clients_rate() {
     let gateway = Instance::start(meshguard_examples::gateway::app(GatewayState::new(
         service_client("user-service", &Upstream::Urls(vec![system.users[1].url()])),
         service_client("order-service", &Upstream::Urls(vec![system.orders.url()])),
-        SECRET,
+        JwtConfig::new(SECRET).unwrap(),
         2,
     )))
     .await;
@@ -434,7 +226,7 @@ async fn the_gateway_limits_each_clients_rate() {
         .get(&url)
         .header(
             "authorization",
-            format!("Bearer {}", token(SECRET, "other")),
+            format!("Bearer {}", system.jwt.token("other", &[ADMIN])),
         )
         .send()
         .await

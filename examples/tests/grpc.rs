@@ -65,10 +65,12 @@ impl System {
         let consul = ConsulRegistry::start().await;
         let store = Arc::new(MemoryStore::default());
         for n in 0..users {
-            store.insert(NewUser {
-                name: format!("user{n}"),
-                email: format!("user{n}@example.com"),
-            });
+            store
+                .insert(NewUser {
+                    name: format!("user{n}"),
+                    email: format!("user{n}@example.com"),
+                })
+                .expect("room in the store");
         }
         let mut instances = Vec::new();
         for n in 1..=3 {

@@ -1,7 +1,13 @@
 //! The deployment files agree with the services: every Kubernetes probe asks
 //! a route the service really answers, on the port it listens on; every
 //! command the manifests, the compose file and the Dockerfile run is a
-//! binary this crate builds.
+//! binary this crate builds. And they are hardened: see [`k8s`] (secrets,
+//! pod security, network policies, what is public), [`compose`] and
+//! [`image`].
+
+mod compose;
+mod image;
+mod k8s;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,8 +16,9 @@ use axum::body::Body;
 use http::Request;
 use meshguard_examples::clients::{Users, service_client};
 use meshguard_examples::config::{Protocol, Upstream};
-use meshguard_examples::gateway::GatewayState;
+use meshguard_examples::gateway::{GatewayState, JwtConfig};
 use meshguard_examples::order::OrderState;
+use meshguard_examples::server::{Readiness, with_readiness};
 use meshguard_examples::user::{MemoryStore, UserState};
 use serde::Deserialize;
 use serde_yaml::Value;
@@ -19,11 +26,25 @@ use tower::ServiceExt;
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
 
+/// The YAML documents in `path`, merge keys (`<<: *anchor`) applied.
 fn documents(path: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_yaml::Deserializer::from_str(&text)
-        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .map(|d| {
+            let mut v = Value::deserialize(d).unwrap_or_else(|e| panic!("{path}: {e}"));
+            // A merged anchor may merge another (`x-service` merges
+            // `x-limits`): one pass per level.
+            for _ in 0..3 {
+                v.apply_merge().unwrap_or_else(|e| panic!("{path}: {e}"));
+            }
+            v
+        })
         .collect()
+}
+
+/// The compose file.
+fn compose() -> Value {
+    documents(&format!("{DEPLOY}/docker-compose.yml")).remove(0)
 }
 
 fn manifests() -> Vec<Value> {
@@ -53,8 +74,13 @@ fn binaries() -> BTreeSet<String> {
         .collect()
 }
 
-/// The router the binary `command` serves.
+/// The router the binary `command` serves on its main port (with
+/// `/ready`, which `server::serve` adds).
 fn app_for(command: &str) -> axum::Router {
+    with_readiness(api_for(command), &Readiness::default())
+}
+
+fn api_for(command: &str) -> axum::Router {
     let nowhere = Upstream::Urls(vec!["http://127.0.0.1:9".into()]);
     match command {
         "user_service" => meshguard_examples::user::app(UserState {
@@ -68,7 +94,7 @@ fn app_for(command: &str) -> axum::Router {
         "gateway" => meshguard_examples::gateway::app(GatewayState::new(
             service_client("user-service", &nowhere),
             service_client("order-service", &nowhere),
-            b"test",
+            JwtConfig::random(),
             10,
         )),
         other => panic!("no service for command {other:?}"),
@@ -172,9 +198,6 @@ fn every_container_has_limits_runs_as_non_root_and_reads_its_secret() {
         );
         assert!(d["spec"]["replicas"].as_u64().unwrap() >= 1);
     }
-    let secrets = of_kind(&docs, "Secret");
-    assert_eq!(secrets.len(), 1);
-    assert!(!secrets[0]["stringData"]["JWT_SECRET"].is_null());
 }
 
 #[test]
@@ -187,7 +210,8 @@ fn every_command_the_deployment_files_run_is_a_built_binary() {
             .unwrap();
         assert!(binaries.contains(command), "k8s runs {command}");
     }
-    let compose = &documents(&format!("{DEPLOY}/docker-compose.yml"))[0];
+    let compose = compose();
+    let mut image_services = 0;
     for (name, service) in compose["services"].as_mapping().unwrap() {
         if let Some(command) = service["command"]
             .as_str()
@@ -203,8 +227,13 @@ fn every_command_the_deployment_files_run_is_a_built_binary() {
                 .parse()
                 .unwrap();
             assert_eq!(port, default_port(command), "compose {name:?} PORT");
+            image_services += 1;
         }
     }
+    assert_eq!(
+        image_services, 3,
+        "the compose file runs the three services"
+    );
     let dockerfile = std::fs::read_to_string(format!("{DEPLOY}/Dockerfile")).unwrap();
     let built: BTreeSet<String> = dockerfile
         .split_whitespace()

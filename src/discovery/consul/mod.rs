@@ -21,8 +21,8 @@
 //! `X-Consul-Token` header (marked sensitive), is redacted in `Debug` and
 //! never logged.
 //!
-//! The query is ours, over one long-lived pooled connection (hyper-util,
-//! HTTP/1.1 keep-alive), asking for gzip (`Accept-Encoding: gzip`, which
+//! The query is ours, over one long-lived connection (hyper, HTTP/1.1
+//! keep-alive, reopened only when closed), asking for gzip (`Accept-Encoding: gzip`, which
 //! Consul honours: a fleet's answer shrinks 20 to 50 times). Its parameters
 //! (`passing`, `filter`, `dc`, `stale`, `index`, `wait`) are form-encoded.
 //! The body is read whole, within `max_body_size` as received and

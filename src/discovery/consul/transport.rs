@@ -1,18 +1,23 @@
-//! One query over a long-lived pooled connection: the request (gzip asked
-//! for, the token as a sensitive header), the answer's head, and its body
-//! read whole, within a bound.
+//! One query at a time over one long-lived connection (HTTP/1.1
+//! keep-alive), reopened only when closed: the request (gzip asked for,
+//! the token as a sensitive header), the answer's head, and its body read
+//! whole, within a bound.
+//!
+//! A connection of our own rather than hyper-util's pool: the watch sends
+//! one query after another, and the pool, asked for a connection before the
+//! last answer's connection is back in it, opens a second one.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH};
-use http::{HeaderValue, Request};
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, HOST};
+use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
 
 use super::decode::inflate_prefix;
 use super::token::ConsulToken;
@@ -35,13 +40,27 @@ pub(super) struct Answer {
     pub(super) gzip: bool,
 }
 
-/// The agent's HTTP client: one pooled connection reused from query to
-/// query (HTTP/1.1 keep-alive).
+/// An open connection: its sender, and the task that drives it, aborted
+/// (the socket closed) when the connection is dropped: after an error, a
+/// timeout, or with the watch.
+struct Connection {
+    sender: SendRequest<Empty<Bytes>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The agent's HTTP client.
 pub(super) struct Transport {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    connector: HttpsConnector<HttpConnector>,
+    connection: Option<Connection>,
     token: Option<HeaderValue>,
     max_body: usize,
-    received: AtomicU64,
+    received: u64,
 }
 
 impl Transport {
@@ -63,39 +82,101 @@ impl Transport {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_keepalive(Some(TCP_KEEPALIVE));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
             .map_err(|e| ConfigError::new("address", format!("TLS: {e}")))?
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(1)
-            .build(https);
         Ok(Transport {
-            client,
+            connector,
+            connection: None,
             token,
             max_body,
-            received: AtomicU64::new(0),
+            received: 0,
         })
     }
 
     /// Body bytes received so far, as sent (compressed when compressed).
     pub(super) fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
+        self.received
+    }
+
+    /// A new connection to `uri`'s agent, its task spawned.
+    async fn connect(&self, uri: &Uri) -> Result<Connection, String> {
+        let io = self
+            .connector
+            .clone()
+            .oneshot(uri.clone())
+            .await
+            .map_err(|e| format!("cannot connect: {}", chain(&*e)))?;
+        let (sender, connection) = http1::handshake(io)
+            .await
+            .map_err(|e| format!("cannot connect: {}", chain(&e)))?;
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Connection { sender, task })
     }
 
     /// `GET uri`: a 2xx answer with its `X-Consul-Index`, or what went
-    /// wrong, in words (never the token).
-    pub(super) async fn get(&self, uri: &str) -> Result<Answer, String> {
-        let mut request = Request::get(uri).header(ACCEPT_ENCODING, "gzip");
+    /// wrong, in words (never the token). The connection is kept for the
+    /// next query only when this one completes.
+    pub(super) async fn get(&mut self, uri: &str) -> Result<Answer, String> {
+        let uri: Uri = uri
+            .parse()
+            .map_err(|e| format!("cannot build the query: {e}"))?;
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        let host = uri.authority().map_or("", |a| a.as_str());
+        let mut request = Request::get(target)
+            .header(HOST, host)
+            .header(ACCEPT_ENCODING, "gzip");
         if let Some(token) = &self.token {
             request = request.header("X-Consul-Token", token.clone());
         }
         let request = request
             .body(Empty::new())
             .map_err(|e| format!("cannot build the query: {e}"))?;
-        let response = self.client.request(request).await.map_err(|e| chain(&e))?;
+        // A kept connection the agent has closed since is noticed here; the
+        // query, not sent, goes on a new one.
+        let (connection, response) = match self.connection.take() {
+            Some(mut kept) => match kept.sender.ready().await {
+                Ok(()) => match kept.sender.try_send_request(request).await {
+                    Ok(response) => (kept, response),
+                    Err(mut e) => match e.take_message() {
+                        Some(request) => self.send_anew(&uri, request).await?,
+                        None => return Err(chain(e.error())),
+                    },
+                },
+                Err(_) => self.send_anew(&uri, request).await?,
+            },
+            None => self.send_anew(&uri, request).await?,
+        };
+        let answer = self.read(response).await?;
+        self.connection = Some(connection);
+        Ok(answer)
+    }
+
+    /// `request` on a new connection.
+    async fn send_anew(
+        &self,
+        uri: &Uri,
+        request: Request<Empty<Bytes>>,
+    ) -> Result<(Connection, http::Response<hyper::body::Incoming>), String> {
+        let mut connection = self.connect(uri).await?;
+        let response = connection
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| chain(&e))?;
+        Ok((connection, response))
+    }
+
+    /// The answer's head checked and its body read, within the bound.
+    async fn read(
+        &mut self,
+        response: http::Response<hyper::body::Incoming>,
+    ) -> Result<Answer, String> {
         let (head, mut body) = response.into_parts();
         let gzip = match head
             .headers
@@ -131,8 +212,7 @@ impl Transport {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            self.received
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.received += data.len() as u64;
             if read.len() + data.len() > bound {
                 if head.status.is_success() {
                     return Err(too_large(self.max_body));

@@ -54,7 +54,7 @@ impl Watch {
     /// blocking query's wait plus Consul's jitter of up to wait/16, and
     /// [`QUERY_MARGIN`] for the rest, so an agent that stalls mid-answer
     /// cannot hold the watch.
-    async fn fetch(&self, index: u64) -> Result<Answer, String> {
+    async fn fetch(&mut self, index: u64) -> Result<Answer, String> {
         let blocking = if index > 0 {
             self.wait + self.wait / 16
         } else {
@@ -86,7 +86,7 @@ impl Watch {
     }
 
     pub(super) async fn run(
-        self,
+        mut self,
         tx: mpsc::Sender<Option<Change>>,
         status: watch::Sender<WatchStatus>,
     ) {

@@ -10,8 +10,12 @@
 //! summarizes them): blocking queries on `/v1/health/service/:name` with
 //! `index` and `wait` (§2), `X-Consul-Index` never 0 (§2), `passing` (§1),
 //! agent registration and deregistration, TTL check updates and
-//! maintenance mode (§8), with Consul's status codes and error texts. HTTP
-//! checks are run for real on their interval. Faults can be injected: the
+//! maintenance mode (§8), with Consul's status codes and error texts, and
+//! gzip answers when `Accept-Encoding` asks for them (§12). HTTP checks
+//! are run for real on their interval. A health answer is serialised once
+//! per state of the catalog and query shape and kept, plain and gzipped,
+//! for every query that asks the same; `connections()` counts the
+//! connections accepted. Faults can be injected: the
 //! agent goes down (connections refused), answers 500, answers malformed
 //! JSON, or its index moves backwards.
 //!

@@ -9,3 +9,4 @@ mod support;
 mod balancer;
 mod discovery;
 mod registration;
+mod transport;

@@ -3,5 +3,7 @@
 //! tests/fixtures/consul/README.md (with the `consul` feature).
 
 #[cfg(feature = "consul")]
+mod consul_gzip;
+#[cfg(feature = "consul")]
 mod consul_registry;
 mod fault;

@@ -24,13 +24,27 @@ pub struct ConsulDiscoveryBuilder {
     pub(super) scheme: Scheme,
     pub(super) min_interval: Duration,
     pub(super) backoff: Backoff,
+    pub(super) max_body_size: usize,
 }
+
+/// The blocking wait unless [`ConsulDiscoveryBuilder::wait`] sets one:
+/// Consul's own default (`defaultQueryTime`, 5 min). A change answers at
+/// once whatever the wait; the wait is how often an idle watch downloads
+/// the whole list again.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+
+/// The largest answer read unless
+/// [`ConsulDiscoveryBuilder::max_body_size`] sets one: 64 MiB, as received
+/// and decompressed, about 48,000 instances of Consul's usual ~1.4 KB.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 64 * 1024 * 1024;
 
 impl ConsulDiscovery {
     /// Watches `service` through the agent at `address` (e.g.
     /// `http://127.0.0.1:8500`, as `CONSUL_HTTP_ADDR`). Defaults: passing
-    /// instances only, 60 s blocking waits, at most one query a second after
-    /// a burst of two, errors retried from 100 ms to 30 s with full jitter.
+    /// instances only, Consul's 5 min blocking wait ([`DEFAULT_WAIT`]), at
+    /// most one query a second after a burst of two, errors retried from
+    /// 100 ms to 30 s with full jitter, answers up to 64 MiB
+    /// ([`DEFAULT_MAX_BODY_SIZE`]).
     pub fn builder(
         address: impl Into<String>,
         service: impl Into<String>,
@@ -44,12 +58,13 @@ impl ConsulDiscovery {
             datacenter: None,
             stale: false,
             token: None,
-            wait: Duration::from_secs(60),
+            wait: DEFAULT_WAIT,
             scheme: Scheme::Http,
             min_interval: Duration::from_secs(1),
             backoff: Backoff::exponential(Duration::from_millis(100), Duration::from_secs(30))
                 .expect("valid")
                 .with_jitter(Jitter::Full),
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
         }
     }
 }
@@ -93,7 +108,11 @@ impl ConsulDiscoveryBuilder {
         self
     }
 
-    /// How long a blocking query waits for a change (1 s to 10 min).
+    /// How long a blocking query waits for a change (1 s to 10 min;
+    /// default 5 min, Consul's own). A change answers at once whatever the
+    /// wait; each wait that ends without one downloads the whole list
+    /// again, so a shorter wait costs idle traffic. Set it below the idle
+    /// timeout of any proxy between the watch and the agent.
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
         self
@@ -106,9 +125,20 @@ impl ConsulDiscoveryBuilder {
     }
 
     /// The token bucket's refill interval: after a burst of two queries,
-    /// at most one per `interval`.
+    /// at most one per `interval` (default 1 s). Consul's docs advise this
+    /// rate limit: the happy path goes at once, a churning service is
+    /// polled slowly, and each query of a large service costs its whole
+    /// answer.
     pub fn min_interval(mut self, interval: Duration) -> Self {
         self.min_interval = interval;
+        self
+    }
+
+    /// The largest answer read, in bytes, as received and decompressed
+    /// (default 64 MiB). A larger answer fails the query with an error
+    /// naming `max_body_size`; the last good endpoints are kept.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
         self
     }
 
@@ -139,6 +169,9 @@ impl ConsulDiscoveryBuilder {
                 format!("must be in [1s, 10m], got {:?}", self.wait),
             ));
         }
-        Ok(ConsulDiscovery::spawn(Watch::new(self)))
+        if self.max_body_size == 0 {
+            return Err(ConfigError::new("max_body_size", "must be at least 1 byte"));
+        }
+        Ok(ConsulDiscovery::spawn(Watch::new(self)?))
     }
 }

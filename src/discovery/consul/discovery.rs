@@ -23,6 +23,10 @@ pub struct WatchStatus {
     pub failures: u32,
     /// The last error, if the last query failed.
     pub last_error: Option<String>,
+    /// Answer bytes received from Consul since the watch started, as they
+    /// came over the wire (compressed when Consul compressed them; HTTP
+    /// headers not counted), failed answers included.
+    pub received_bytes: u64,
 }
 
 /// A stream of endpoint changes from Consul; see the [module docs](super).
@@ -66,6 +70,7 @@ impl ConsulDiscovery {
             endpoints: 0,
             failures: 0,
             last_error: None,
+            received_bytes: 0,
         });
         tokio::spawn(watch.run(tx, status_tx));
         ConsulDiscovery {

@@ -1,127 +1,96 @@
-//! The blocking-query loop: query, diff, rate limit, back off.
+//! The blocking-query loop: query, decode, diff, rate limit, back off.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use rs_consul::{Config, Consul, ConsulError, GetServiceNodesRequest, QueryOptions};
 use tokio::sync::{mpsc, watch};
 
 use super::ConsulDiscoveryBuilder;
 use super::bucket::TokenBucket;
+use super::decode::{is_large, service_nodes};
 use super::discovery::WatchStatus;
+use super::known::Known;
+use super::query::Query;
+use super::transport::{Answer, Transport};
+use crate::ConfigError;
 use crate::backoff::Backoff;
-use crate::discovery::{Change, Endpoint, Scheme};
+use crate::discovery::{Change, Scheme};
 
 /// The loop's settings, taken from a checked [`ConsulDiscoveryBuilder`].
 pub(super) struct Watch {
-    consul: Consul,
+    transport: Transport,
+    query: Query,
     service: String,
-    passing: bool,
-    /// The encoded `filter` value, with `&stale` appended when asked.
-    filter: Option<String>,
-    datacenter: Option<String>,
     wait: Duration,
     scheme: Scheme,
     min_interval: Duration,
     backoff: Backoff,
+    max_body: usize,
 }
 
 impl Watch {
-    pub(super) fn new(b: ConsulDiscoveryBuilder) -> Self {
-        let mut terms: Vec<String> = b
-            .tags
-            .iter()
-            .map(|t| format!("{} in Service.Tags", serde_json::Value::from(t.as_str())))
-            .collect();
-        if let Some(f) = &b.filter {
-            terms.push(format!("({f})"));
-        }
-        let mut filter = (!terms.is_empty()).then(|| {
-            form_urlencoded::byte_serialize(terms.join(" and ").as_bytes()).collect::<String>()
-        });
-        if b.stale {
-            filter = Some(format!("{}&stale", filter.unwrap_or_default()));
-        }
-        let consul = Consul::new(Config {
-            address: b.address.trim_end_matches('/').to_string(),
-            token: b.token.map(|t| t.secret().to_owned()),
-            ..Config::default()
-        });
-        Watch {
-            consul,
+    pub(super) fn new(b: ConsulDiscoveryBuilder) -> Result<Self, ConfigError> {
+        let query = Query::new(
+            &b.address,
+            &b.service,
+            b.passing,
+            &b.tags,
+            b.filter.as_deref(),
+            b.datacenter.as_deref(),
+            b.stale,
+        );
+        Ok(Watch {
+            transport: Transport::new(b.token.as_ref(), b.max_body_size)?,
+            query,
             service: b.service,
-            passing: b.passing,
-            filter,
-            datacenter: b.datacenter,
             wait: b.wait,
             scheme: b.scheme,
             min_interval: b.min_interval,
             backoff: b.backoff,
-        }
+            max_body: b.max_body_size,
+        })
     }
 
-    async fn query(&self, index: u64) -> Result<(Vec<Endpoint>, u64), String> {
-        // rs-consul's `timeout` covers the answer's headers only; its body
-        // is read after, unbounded in time. This timeout covers the whole
-        // query, body included, so an agent that stalls mid-answer cannot
-        // hold the watch. A blocking query needs longer than the wait plus
-        // Consul's jitter of up to wait/16; both get 5 s for the rest.
+    /// One query, answered in full (body included) within its deadline: a
+    /// blocking query's wait plus Consul's jitter of up to wait/16, and
+    /// [`QUERY_MARGIN`] for the rest, so an agent that stalls mid-answer
+    /// cannot hold the watch.
+    async fn fetch(&mut self, index: u64) -> Result<Answer, String> {
         let blocking = if index > 0 {
             self.wait + self.wait / 16
         } else {
             Duration::ZERO
         };
         let timeout = blocking + QUERY_MARGIN;
-        match tokio::time::timeout(timeout, self.query_nodes(index, timeout)).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
+        let uri = self.query.uri(index, self.wait);
+        match tokio::time::timeout(timeout, self.transport.get(&uri)).await {
+            Ok(result) => result,
             Err(_) => Err(format!("no complete answer within {timeout:?}")),
         }
     }
 
-    async fn query_nodes(
+    /// The watch's state after a query.
+    fn status(
         &self,
         index: u64,
-        timeout: Duration,
-    ) -> Result<(Vec<Endpoint>, u64), ConsulError> {
-        let request = GetServiceNodesRequest {
-            service: &self.service,
-            near: None,
-            passing: self.passing,
-            filter: self.filter.as_deref(),
-        };
-        let options = QueryOptions {
-            namespace: None,
-            datacenter: self.datacenter.clone(),
-            timeout: Some(timeout),
-            index: (index > 0).then_some(index),
-            wait: (index > 0).then_some(self.wait),
-        };
-        let meta = self
-            .consul
-            .get_service_nodes(request, Some(options))
-            .await?;
-        let endpoints = meta
-            .response
-            .into_iter()
-            .map(|n| {
-                let host = if n.service.address.is_empty() {
-                    n.node.address
-                } else {
-                    n.service.address
-                };
-                Endpoint::new(n.service.id, self.scheme, host, n.service.port)
-                    .with_tags(n.service.tags)
-            })
-            .collect();
-        Ok((endpoints, meta.index))
+        known: &Known,
+        failures: u32,
+        error: Option<String>,
+    ) -> WatchStatus {
+        WatchStatus {
+            index,
+            endpoints: known.len(),
+            failures,
+            last_error: error,
+            received_bytes: self.transport.received(),
+        }
     }
 
     pub(super) async fn run(
-        self,
+        mut self,
         tx: mpsc::Sender<Option<Change>>,
         status: watch::Sender<WatchStatus>,
     ) {
-        let mut known: HashMap<String, Endpoint> = HashMap::new();
+        let mut known = Known::new(self.scheme);
         let mut settled = false;
         let mut index = 0u64;
         let mut failures = 0u32;
@@ -129,12 +98,24 @@ impl Watch {
         let mut bucket = TokenBucket::new(2, self.min_interval);
         loop {
             bucket.take().await;
-            let result = tokio::select! {
-                r = self.query(index) => r,
+            let fetched = tokio::select! {
+                r = self.fetch(index) => r,
                 _ = tx.closed() => return,
             };
+            let result = match fetched {
+                Ok(answer) => {
+                    let (new_index, bytes) = (answer.index, answer.body.len());
+                    let Some((next, changes)) = decode(known, answer, self.max_body).await else {
+                        // The runtime is shutting down.
+                        return;
+                    };
+                    known = next;
+                    changes.map(|c| (c, new_index, bytes))
+                }
+                Err(e) => Err(e),
+            };
             match result {
-                Ok((endpoints, new_index)) => {
+                Ok((changes, new_index, bytes)) => {
                     failures = 0;
                     previous_delay = None;
                     index = if new_index < index {
@@ -148,27 +129,12 @@ impl Watch {
                     } else {
                         new_index.max(1)
                     };
-                    let mut next: HashMap<String, Endpoint> =
-                        HashMap::with_capacity(endpoints.len());
-                    for e in endpoints {
-                        next.insert(e.id().to_string(), e);
-                    }
-                    let mut changes = Vec::new();
-                    for id in known.keys() {
-                        if !next.contains_key(id) {
-                            changes.push(Change::Remove(id.clone()));
-                        }
-                    }
-                    for (id, e) in &next {
-                        if known.get(id) != Some(e) {
-                            changes.push(Change::Insert(id.clone(), e.clone()));
-                        }
-                    }
                     if !changes.is_empty() {
                         tracing::debug!(
                             service = %self.service,
-                            endpoints = next.len(),
+                            endpoints = known.len(),
                             changes = changes.len(),
+                            bytes,
                             "consul endpoints changed"
                         );
                     }
@@ -180,20 +146,13 @@ impl Watch {
                     if !std::mem::replace(&mut settled, true) && tx.send(None).await.is_err() {
                         return;
                     }
-                    known = next;
-                    status.send_replace(WatchStatus {
-                        index,
-                        endpoints: known.len(),
-                        failures: 0,
-                        last_error: None,
-                    });
+                    status.send_replace(self.status(index, &known, 0, None));
                 }
-                Err(e) => {
+                Err(error) => {
                     failures += 1;
                     let mut rng = fastrand::Rng::new();
                     let delay = self.backoff.delay(failures - 1, previous_delay, &mut rng);
                     previous_delay = Some(delay);
-                    let error = e;
                     tracing::warn!(
                         service = %self.service,
                         failures,
@@ -202,10 +161,7 @@ impl Watch {
                         kept = known.len(),
                         "consul query failed; keeping the last good endpoints"
                     );
-                    status.send_modify(|s| {
-                        s.failures = failures;
-                        s.last_error = Some(error);
-                    });
+                    status.send_replace(self.status(index, &known, failures, Some(error)));
                     if !std::mem::replace(&mut settled, true) && tx.send(None).await.is_err() {
                         return;
                     }
@@ -217,6 +173,28 @@ impl Watch {
             }
         }
     }
+}
+
+/// Decodes `answer` and diffs it against `known`: inline when small, on
+/// tokio's blocking pool when large (gunzip, parse and diff of a fleet's
+/// answer take milliseconds, which no worker should spend). `known` comes
+/// back unchanged when the answer is not a health list. `None` when the
+/// runtime is shutting down.
+async fn decode(
+    mut known: Known,
+    answer: Answer,
+    max: usize,
+) -> Option<(Known, Result<Vec<Change>, String>)> {
+    if !is_large(&answer) {
+        let changes = service_nodes(&answer, max).map(|nodes| known.update(nodes));
+        return Some((known, changes));
+    }
+    tokio::task::spawn_blocking(move || {
+        let changes = service_nodes(&answer, max).map(|nodes| known.update(nodes));
+        (known, changes)
+    })
+    .await
+    .ok()
 }
 
 /// Time a query gets beyond a blocking query's wait: to connect, and to

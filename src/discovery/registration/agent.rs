@@ -21,7 +21,7 @@ const MAX_MESSAGE: usize = 1024;
 /// `s` as one URL path segment: everything but RFC 3986's unreserved
 /// characters is percent-encoded, so `/`, `?`, `#`, `%` and spaces in an id
 /// cannot change the path. The agent decodes it back.
-pub(super) fn path_segment(s: &str) -> String {
+pub(crate) fn path_segment(s: &str) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -62,7 +62,7 @@ fn message(body: &[u8], truncated: bool) -> String {
 }
 
 /// An error and its sources, as one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

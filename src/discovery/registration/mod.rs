@@ -55,6 +55,7 @@ mod definition;
 mod error;
 mod guard;
 
+pub(crate) use agent::{chain, path_segment};
 pub use builder::RegistrationConfigBuilder;
 pub use config::{HealthCheck, RegistrationConfig};
 pub use error::{RegistrationError, RegistrationStep};

@@ -1,18 +1,20 @@
 //! `GET /v1/health/service/:name`: blocking queries, `passing`, `tag`,
-//! `filter`, and entries in the real wire shape.
+//! `filter`, and entries in the real wire shape, gzipped when asked.
 
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::ConsulRegistry;
+use super::encoding::{accepts_gzip, gzip};
 use super::filter::{Term, matches, parse_filter};
-use super::params::{bad_request, go, param, parse_bool, parse_go_duration};
-use super::state::{CheckKind, CheckStatus, DATACENTER, Instance, NODE, NODE_ID};
+use super::params::{bad_request, param, parse_bool, parse_go_duration};
+use super::render::render;
+use super::state::{CheckStatus, DATACENTER};
 
 /// The longest blocking wait (Consul's `maxQueryTime`).
 const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -27,6 +29,7 @@ pub(super) async fn health_service(
     State(reg): State<ConsulRegistry>,
     Path(name): Path<String>,
     Query(ps): Query<Vec<(String, String)>>,
+    request: HeaderMap,
 ) -> Response {
     let passing = match param(&ps, "passing") {
         None => false,
@@ -83,7 +86,7 @@ pub(super) async fn health_service(
         let mut changes = reg.subscribe();
         loop {
             {
-                let r = reg.lock();
+                let r = reg.read();
                 if r.index != index || r.fail_with_500 || r.malformed {
                     break;
                 }
@@ -95,17 +98,49 @@ pub(super) async fn health_service(
         }
     }
 
-    let r = reg.lock();
-    if r.fail_with_500 {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "rpc error: injected failure",
-        )
-            .into_response();
-    }
+    let compress = accepts_gzip(&request);
     let mut headers = HeaderMap::new();
+    // gziphandler sends it whether it compresses or not (§3's capture).
+    headers.insert("Vary", HeaderValue::from_static("Accept-Encoding"));
+    // The lock is held only to read the state (and fill the render cache):
+    // no await while it is.
+    let state = {
+        let mut guard = reg.read();
+        let r = &mut *guard;
+        if r.fail_with_500 {
+            None
+        } else {
+            let rendered = (!r.malformed).then(|| {
+                // Rendered once per state of the catalog and query shape; every
+                // blocked query woken by the same change shares it.
+                let shape = format!("{name}\n{passing}\n{terms:?}");
+                let instances = &r.instances;
+                r.rendered.get(r.version, shape, || {
+                    render(
+                        instances
+                            .values()
+                            .filter(|i| i.name == name)
+                            .filter(|i| {
+                                !passing
+                                    || i.checks.iter().all(|c| c.status == CheckStatus::Passing)
+                            })
+                            .filter(|i| matches(i, &terms)),
+                    )
+                })
+            });
+            Some((r.index.max(1), rendered))
+        }
+    };
+    let Some((index, rendered)) = state else {
+        headers.insert(
+            "Content-Type",
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        let body = Bytes::from_static(b"rpc error: injected failure");
+        return answer(StatusCode::INTERNAL_SERVER_ERROR, headers, body, compress).await;
+    };
+    headers.insert("X-Consul-Index", HeaderValue::from(index));
     headers.insert("Content-Type", HeaderValue::from_static("application/json"));
-    headers.insert("X-Consul-Index", HeaderValue::from(r.index.max(1)));
     headers.insert("X-Consul-Knownleader", HeaderValue::from_static("true"));
     headers.insert("X-Consul-Lastcontact", HeaderValue::from_static("0"));
     headers.insert(
@@ -120,66 +155,28 @@ pub(super) async fn health_service(
         "X-Consul-Query-Backend",
         HeaderValue::from_static("blocking-query"),
     );
-    if r.malformed {
-        return (StatusCode::OK, headers, "[{\"Node\": {\"ID\": ").into_response();
+    let Some(rendered) = rendered else {
+        let body = Bytes::from_static(b"[{\"Node\": {\"ID\": ");
+        return answer(StatusCode::OK, headers, body, compress).await;
+    };
+    if compress {
+        headers.insert("Content-Encoding", HeaderValue::from_static("gzip"));
+        (StatusCode::OK, headers, rendered.gzip().await).into_response()
+    } else {
+        (StatusCode::OK, headers, rendered.plain.clone()).into_response()
     }
-    let body: Vec<Value> = r
-        .instances
-        .values()
-        .filter(|i| i.name == name)
-        .filter(|i| !passing || i.checks.iter().all(|c| c.status == CheckStatus::Passing))
-        .filter(|i| matches(i, &terms))
-        .map(entry)
-        .collect();
-    (StatusCode::OK, headers, Value::Array(body).to_string()).into_response()
 }
 
-/// One `/health/service` entry in the real wire shape (§9).
-pub(super) fn entry(i: &Instance) -> Value {
-    let node_check = json!({
-        "Node": NODE, "CheckID": "serfHealth", "Name": "Serf Health Status",
-        "Status": "passing", "Notes": "", "Output": "Agent alive and reachable",
-        "ServiceID": "", "ServiceName": "", "ServiceTags": [], "Type": "",
-        "Interval": "", "Timeout": "", "ExposedPort": 0, "Definition": {},
-        "CreateIndex": 1, "ModifyIndex": 1
-    });
-    let mut checks = vec![node_check];
-    for c in &i.checks {
-        let (kind, interval, timeout) = match &c.kind {
-            CheckKind::Http {
-                interval, timeout, ..
-            } => ("http", go(*interval), go(*timeout)),
-            CheckKind::Ttl { .. } => ("ttl", String::new(), String::new()),
-            CheckKind::Maintenance => ("", String::new(), String::new()),
-        };
-        checks.push(json!({
-            "Node": NODE, "CheckID": c.id, "Name": c.name, "Status": c.status.as_str(),
-            "Notes": c.notes, "Output": c.output, "ServiceID": i.id, "ServiceName": i.name,
-            "ServiceTags": i.tags, "Type": kind, "Interval": interval, "Timeout": timeout,
-            "ExposedPort": 0, "Definition": {}, "CreateIndex": c.create_index,
-            "ModifyIndex": c.modify_index
-        }));
+/// A body as is, or gzipped (with `Content-Encoding`) when asked.
+async fn answer(
+    status: StatusCode,
+    mut headers: HeaderMap,
+    body: Bytes,
+    compress: bool,
+) -> Response {
+    if !compress {
+        return (status, headers, body).into_response();
     }
-    json!({
-        "Node": {
-            "ID": NODE_ID, "Node": NODE, "Address": "127.0.0.1", "Datacenter": DATACENTER,
-            "TaggedAddresses": {"lan": "127.0.0.1", "lan_ipv4": "127.0.0.1", "wan": "127.0.0.1", "wan_ipv4": "127.0.0.1"},
-            "Meta": {"consul-network-segment": "", "consul-version": "1.21.3"},
-            "CreateIndex": 1, "ModifyIndex": 1
-        },
-        "Service": {
-            "ID": i.id, "Service": i.name, "Tags": i.tags, "Address": i.address,
-            "TaggedAddresses": if i.address.is_empty() { json!({}) } else { json!({
-                "lan_ipv4": {"Address": i.address, "Port": i.port},
-                "wan_ipv4": {"Address": i.address, "Port": i.port}
-            }) },
-            "Meta": if i.meta.is_empty() { Value::Null } else { json!(i.meta) },
-            "Port": i.port, "Weights": {"Passing": i.weights.0, "Warning": i.weights.1},
-            "EnableTagOverride": false,
-            "Proxy": {"Mode": "", "MeshGateway": {}, "Expose": {}},
-            "Connect": {}, "PeerName": "",
-            "CreateIndex": i.create_index, "ModifyIndex": i.modify_index
-        },
-        "Checks": checks
-    })
+    headers.insert("Content-Encoding", HeaderValue::from_static("gzip"));
+    (status, headers, gzip(body).await).into_response()
 }

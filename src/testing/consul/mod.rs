@@ -7,6 +7,9 @@
 //!   helpers that change the catalog without HTTP) and its routes;
 //! - [`state`]: the catalog of instances and checks, and the index;
 //! - [`health`]: `GET /v1/health/service/:name` (blocking queries);
+//! - [`render`]: its answers in the wire shape, serialised once per
+//!   catalog state and query shape and kept, plain and gzipped;
+//! - [`encoding`]: gzip when `Accept-Encoding` asks, as Consul's agent;
 //! - [`agent`]: agent register, deregister and maintenance endpoints;
 //! - [`checks`]: HTTP checks run for real, TTL expiry and TTL updates;
 //! - [`params`]: query parameters and error answers as the agent has them;
@@ -14,10 +17,12 @@
 
 mod agent;
 mod checks;
+mod encoding;
 mod filter;
 mod health;
 mod params;
 mod registry;
+mod render;
 mod state;
 
 pub use registry::ConsulRegistry;

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, put};
+use axum::serve::ListenerExt;
 use tokio::sync::{oneshot, watch};
 
 use super::state::{Check, CheckKind, CheckStatus, Instance, Registry, set_status};
@@ -51,6 +53,7 @@ struct Shared {
     state: Mutex<Registry>,
     changed: watch::Sender<u64>,
     server: Mutex<Option<oneshot::Sender<()>>>,
+    accepted: Arc<AtomicU64>,
 }
 
 impl ConsulRegistry {
@@ -69,6 +72,7 @@ impl ConsulRegistry {
                 }),
                 changed: watch::channel(1).0,
                 server: Mutex::new(None),
+                accepted: Arc::new(AtomicU64::new(0)),
             }),
         };
         registry.serve(listener);
@@ -93,6 +97,10 @@ impl ConsulRegistry {
             .route("/v1/agent/check/update/{*id}", put(checks::check_update))
             .route("/v1/agent/check/{action}/{*id}", put(checks::check_set))
             .with_state(self.clone());
+        let accepted = self.shared.accepted.clone();
+        let listener = listener.tap_io(move |_| {
+            accepted.fetch_add(1, Ordering::Relaxed);
+        });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -114,7 +122,14 @@ impl ConsulRegistry {
 
     /// The current `X-Consul-Index`.
     pub fn index(&self) -> u64 {
-        self.lock().index
+        self.read().index
+    }
+
+    /// TCP connections accepted since the start (across
+    /// [`go_down`](Self::go_down) and [`come_back`](Self::come_back)): a
+    /// client that reuses its connection opens one.
+    pub fn connections(&self) -> u64 {
+        self.shared.accepted.load(Ordering::Relaxed)
     }
 
     /// Registers an instance whose one check, `service:<id>`, is passing, as
@@ -180,12 +195,12 @@ impl ConsulRegistry {
 
     /// Whether instance `id` is registered.
     pub fn is_registered(&self, id: &str) -> bool {
-        self.lock().instances.contains_key(id)
+        self.read().instances.contains_key(id)
     }
 
     /// The status of check `check_id`, if it exists.
     pub fn check_status(&self, check_id: &str) -> Option<CheckStatus> {
-        let r = self.lock();
+        let r = self.read();
         r.instances
             .values()
             .flat_map(|i| &i.checks)
@@ -241,7 +256,16 @@ impl ConsulRegistry {
         self.shared.changed.send_replace(index);
     }
 
+    /// The state, to change it: answers rendered before are stale from
+    /// now on.
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        let mut r = self.read();
+        r.version = r.version.wrapping_add(1);
+        r
+    }
+
+    /// The state, to read it (the health answers' cache may be filled).
+    pub(super) fn read(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 

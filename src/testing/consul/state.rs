@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::render::RenderCache;
+
 /// The one node every instance runs on: its name, ID and datacenter.
 pub(super) const NODE: &str = "meshguard-test-node";
 pub(super) const NODE_ID: &str = "8f246b77-f3e1-ff88-5b48-8ec93abf3e05";
@@ -45,6 +47,11 @@ impl CheckStatus {
 #[derive(Debug, Default)]
 pub(super) struct Registry {
     pub(super) index: u64,
+    /// Bumped by every write access (`ConsulRegistry::lock`), whether or
+    /// not it moved the index: what a rendered answer is valid for.
+    pub(super) version: u64,
+    /// Health answers rendered at `version`.
+    pub(super) rendered: RenderCache,
     pub(super) instances: BTreeMap<String, Instance>,
     pub(super) fail_with_500: bool,
     pub(super) malformed: bool,

@@ -46,6 +46,7 @@ pub use bulkhead_config::{BulkheadConfig, BulkheadConfigBuilder};
 pub use error::{LimitExceeded, LimitReason};
 pub use future::ResponseFuture;
 pub use shed::{Shed, ShedConfig, ShedConfigBuilder, ShedFuture, ShedLayer};
+#[cfg(feature = "client")]
 pub(crate) use stack::{FlowControl, Limited};
 pub use throttle::{
     Throttle, ThrottleConfig, ThrottleConfigBuilder, ThrottleFuture, ThrottleLayer,

@@ -228,6 +228,8 @@ where
                         track_failures: true,
                         // A `Retry-After` ejects the endpoint that long.
                         hold_cap: *this.hold_cap,
+                        // One of thousands, each with a share of the calls.
+                        single_stripe: true,
                     };
                     let breaker = match this.ejection {
                         Some(config) => {

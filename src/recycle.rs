@@ -55,6 +55,11 @@ pub(crate) struct Pool<T: 'static> {
     // A std mutex even under loom: no loom operation runs while it is held
     // (the scan runs outside), and nothing relies on its ordering.
     retired: Mutex<Vec<&'static Entry<T>>>,
+    /// Whether entries count in per-thread stripes: for values reached
+    /// through [`Handle`]s made on every call. A pool whose values are
+    /// reached only [`unguarded`](Lease::unguarded) counts its leases
+    /// alone (two counts a lifetime) in one stripe, whatever the CPUs.
+    striped: bool,
 }
 
 /// A value and the counts of what can reach it.
@@ -90,6 +95,18 @@ impl<T> Pool<T> {
     pub(crate) const fn new() -> Self {
         Pool {
             retired: Mutex::new(Vec::new()),
+            striped: true,
+        }
+    }
+
+    /// A pool whose values are reached only
+    /// [`unguarded`](Lease::unguarded), never through a [`Handle`]: each
+    /// entry counts its lease in one stripe (128 bytes, not one per
+    /// thread).
+    pub(crate) const fn unstriped() -> Self {
+        Pool {
+            retired: Mutex::new(Vec::new()),
+            striped: false,
         }
     }
 
@@ -115,7 +132,7 @@ impl<T> Pool<T> {
         let entry = found.unwrap_or_else(|| {
             Box::leak(Box::new(Entry {
                 value: make(),
-                counts: (0..stripe_count())
+                counts: (0..if self.striped { stripe_count() } else { 1 })
                     .map(|_| CachePadded::new(Counts::default()))
                     .collect(),
                 #[cfg(debug_assertions)]

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tower::Service;
 
 use super::endpoints::{ConnectEndpoint, Endpoints};
-use super::p2c::{P2c, Pick};
+use super::p2c::{Drained, P2c, Pick};
 use crate::BoxError;
 use crate::classify::Classify;
 use crate::discovery::{Change, Endpoint};
@@ -56,7 +56,9 @@ where
     }
 
     /// How many endpoints the balancer holds, ready or not (ejected ones
-    /// included). Discovery changes are taken in by `poll_ready`.
+    /// included). Discovery changes are taken in by `poll_ready` (every
+    /// change ready, not a batch per call); a client's balancer also takes
+    /// them in as they come, calls or not.
     pub fn len(&self) -> usize {
         self.p2c.len()
     }
@@ -77,13 +79,19 @@ where
 {
     /// `poll_ready` for a call that must be answered by `deadline`: only an
     /// endpoint whose latency estimate fits in the time left is chosen;
-    /// [`Pick::TooSlow`] when endpoints are ready but none fits.
+    /// [`Pick::TooSlow`] when endpoints are ready but none fits. Discovery
+    /// is not polled here: [`drain`](Self::drain) takes its changes in.
     pub(crate) fn poll_pick(
         &mut self,
         cx: &mut Context<'_>,
         deadline: Option<Instant>,
     ) -> Poll<Pick> {
-        self.p2c.poll_pick(cx, deadline.map(crate::clock::nanos))
+        self.p2c.pick(cx, deadline.map(crate::clock::nanos))
+    }
+
+    /// Takes in every change discovery has ready, `cx` woken on the next.
+    pub(crate) fn drain(&mut self, cx: &mut Context<'_>) -> Drained {
+        self.p2c.drain(cx)
     }
 }
 

@@ -201,81 +201,85 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<EndpointsItem<D, F, C>>> {
-        let this = self.project();
-        match this.discover.try_poll_next(cx) {
-            Poll::Ready(Some(Ok(Change::Insert(id, endpoint)))) => {
-                let key = match this.keys.get(&id) {
-                    Some(k) => *k,
-                    None => {
-                        *this.next_key += 1;
-                        this.keys.insert(id.clone(), *this.next_key);
-                        *this.next_key
-                    }
-                };
-                let inner = match *this.max_concurrent {
-                    Some(n) => tower::util::Either::Left(tower::limit::ConcurrencyLimit::new(
-                        this.connect.connect(&endpoint),
-                        n,
-                    )),
-                    None => tower::util::Either::Right(this.connect.connect(&endpoint)),
-                };
-                let name = format!("{}/{}", this.name, id);
-                let options = || BreakerOptions {
-                    open_limit: Some(this.pool.clone() as Arc<dyn OpenLimit>),
-                    // Endpoints are ranked by their recent failures.
-                    track_failures: true,
-                    // A `Retry-After` ejects the endpoint that long.
-                    hold_cap: *this.hold_cap,
-                };
-                let breaker = match this.ejection {
-                    Some(config) => CircuitBreaker::with_options(name, config.clone(), options()),
-                    None => {
-                        // Records (for the failure ranking) and never opens.
-                        let b = CircuitBreaker::with_options(
-                            name,
-                            CircuitBreakerConfig::default(),
-                            options(),
-                        );
-                        b.metrics_only();
-                        b
-                    }
-                };
-                this.pool.add_endpoint();
-                let svc = EndpointService {
-                    inner: CircuitBreakerService::new(
-                        inner,
-                        breaker.clone(),
-                        this.classify.clone(),
-                    ),
-                    pool: this.pool.clone(),
-                };
-                let ranked = Ranked::new(
-                    svc,
-                    breaker,
-                    *this.default_rtt,
-                    *this.decay_ns,
-                    *this.failure_penalty,
-                );
-                this.view.insert(id, endpoint, ranked.breaker().clone());
-                Poll::Ready(Some(Ok(tower::discover::Change::Insert(key, ranked))))
-            }
-            Poll::Ready(Some(Ok(Change::Remove(id)))) => match this.keys.remove(&id) {
-                Some(key) => {
-                    this.view.remove(&id);
-                    Poll::Ready(Some(Ok(tower::discover::Change::Remove(key))))
+        let mut this = self.project();
+        // Loops only past removals of instances never inserted.
+        loop {
+            return match this.discover.as_mut().try_poll_next(cx) {
+                Poll::Ready(Some(Ok(Change::Insert(id, endpoint)))) => {
+                    let key = match this.keys.get(&id) {
+                        Some(k) => *k,
+                        None => {
+                            *this.next_key += 1;
+                            this.keys.insert(id.clone(), *this.next_key);
+                            *this.next_key
+                        }
+                    };
+                    let inner = match *this.max_concurrent {
+                        Some(n) => tower::util::Either::Left(tower::limit::ConcurrencyLimit::new(
+                            this.connect.connect(&endpoint),
+                            n,
+                        )),
+                        None => tower::util::Either::Right(this.connect.connect(&endpoint)),
+                    };
+                    let name = format!("{}/{}", this.name, id);
+                    let options = || BreakerOptions {
+                        open_limit: Some(this.pool.clone() as Arc<dyn OpenLimit>),
+                        // Endpoints are ranked by their recent failures.
+                        track_failures: true,
+                        // A `Retry-After` ejects the endpoint that long.
+                        hold_cap: *this.hold_cap,
+                        // One of thousands, each with a share of the calls.
+                        single_stripe: true,
+                    };
+                    let breaker = match this.ejection {
+                        Some(config) => {
+                            CircuitBreaker::with_options(name, config.clone(), options())
+                        }
+                        None => {
+                            // Records (for the failure ranking) and never opens.
+                            let b = CircuitBreaker::with_options(
+                                name,
+                                CircuitBreakerConfig::default(),
+                                options(),
+                            );
+                            b.metrics_only();
+                            b
+                        }
+                    };
+                    this.pool.add_endpoint();
+                    let svc = EndpointService {
+                        inner: CircuitBreakerService::new(
+                            inner,
+                            breaker.clone(),
+                            this.classify.clone(),
+                        ),
+                        pool: this.pool.clone(),
+                    };
+                    let ranked = Ranked::new(
+                        svc,
+                        breaker,
+                        *this.default_rtt,
+                        *this.decay_ns,
+                        *this.failure_penalty,
+                    );
+                    this.view.insert(id, endpoint, ranked.breaker().clone());
+                    Poll::Ready(Some(Ok(tower::discover::Change::Insert(key, ranked))))
                 }
-                // Never inserted: nothing to remove; look for the next change.
-                None => {
-                    cx.waker().wake_by_ref();
-                    Poll::Pending
+                Poll::Ready(Some(Ok(Change::Remove(id)))) => match this.keys.remove(&id) {
+                    Some(key) => {
+                        this.view.remove(&id);
+                        Poll::Ready(Some(Ok(tower::discover::Change::Remove(key))))
+                    }
+                    // Never inserted: nothing to remove; look for the next change.
+                    None => continue,
+                },
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    *this.ended = true;
+                    Poll::Ready(None)
                 }
-            },
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => {
-                *this.ended = true;
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
+                Poll::Pending => Poll::Pending,
+            };
         }
     }
 }

@@ -39,7 +39,8 @@
 //! `ewma.rs` (an endpoint's latency estimate), `load.rs` (how endpoints are
 //! ranked), `p2c.rs` (the pick), `ejection.rs` (the ejection pool, the
 //! breakers' open limit), `balancer.rs` ([`Balancer`]), `shared.rs` (the
-//! balancer shared by a client's clones), `view.rs` ([`BalanceView`]) and
+//! balancer shared by a client's clones), `watcher.rs` (the task that
+//! takes discovery's changes in as they come, calls or not), `view.rs` ([`BalanceView`]) and
 //! `metrics.rs`.
 
 mod balancer;
@@ -52,6 +53,7 @@ mod metrics;
 mod p2c;
 mod shared;
 mod view;
+mod watcher;
 
 pub use balancer::{Balancer, ResponseFuture};
 pub use config::{BalanceConfig, BalanceConfigBuilder};

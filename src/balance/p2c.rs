@@ -77,7 +77,14 @@ where
     /// endpoint is ready (the task is woken by discovery or by an endpoint
     /// becoming ready).
     pub(super) fn poll_pick(&mut self, cx: &mut Context<'_>, deadline: Option<u64>) -> Poll<Pick> {
-        self.update_from_discover(cx);
+        self.drain(cx);
+        self.pick(cx, deadline)
+    }
+
+    /// [`poll_pick`](Self::poll_pick) without taking in discovery's
+    /// changes: for a balancer whose discovery is drained by
+    /// [`drain`](Self::drain) with a waker of its own (`shared.rs`).
+    pub(super) fn pick(&mut self, cx: &mut Context<'_>, deadline: Option<u64>) -> Poll<Pick> {
         self.promote_pending_to_ready(cx);
         self.now = clock::now();
         let within = deadline.map(|d| d.saturating_sub(self.now));
@@ -123,12 +130,15 @@ where
         self.services.call_ready_index(index, req)
     }
 
-    fn update_from_discover(&mut self, cx: &mut Context<'_>) {
+    /// Takes in every change discovery has ready, `cx` woken on the next.
+    pub(super) fn drain(&mut self, cx: &mut Context<'_>) -> Drained {
+        let mut drained = Drained::default();
         loop {
             match Pin::new(&mut self.discover).poll_next(cx) {
                 Poll::Ready(Some(Ok(Change::Insert(key, svc)))) => {
                     // Replaces an endpoint of the same key once ready.
                     self.services.push(key, svc);
+                    drained.applied += 1;
                 }
                 Poll::Ready(Some(Ok(Change::Remove(key)))) => {
                     // Eviction moves the last ready endpoint into the
@@ -137,9 +147,14 @@ where
                     if self.services.evict(&key) {
                         self.ready_index = None;
                     }
+                    drained.applied += 1;
                 }
                 Poll::Ready(Some(Err(never))) => match never {},
-                Poll::Ready(None) | Poll::Pending => return,
+                Poll::Ready(None) => {
+                    drained.ended = true;
+                    return drained;
+                }
+                Poll::Pending => return drained,
             }
         }
     }
@@ -215,6 +230,15 @@ where
             _ => Err(TooSlow),
         }
     }
+}
+
+/// What a [`P2c::drain`] took in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Drained {
+    /// Changes applied.
+    pub(crate) applied: usize,
+    /// Discovery has ended: no change will follow.
+    pub(crate) ended: bool,
 }
 
 /// No ready endpoint can answer before the deadline.

@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
-use super::p2c::Pick;
+use super::p2c::{Drained, Pick};
 use crate::BoxError;
 use crate::deadline::DeadlineExceeded;
 
@@ -56,8 +56,12 @@ pub(crate) trait PickEndpoint {
     /// Endpoints held, ready or not.
     fn len(&self) -> usize;
 
-    /// Readiness for a call that must be answered by `deadline`.
+    /// Readiness for a call that must be answered by `deadline`, without
+    /// polling discovery ([`drain`](Self::drain) does).
     fn poll_pick(&mut self, cx: &mut Context<'_>, deadline: Option<Instant>) -> Poll<Pick>;
+
+    /// Takes in every change discovery has ready, `cx` woken on the next.
+    fn drain(&mut self, cx: &mut Context<'_>) -> Drained;
 }
 
 impl<D, F, C, S, Req> PickEndpoint for super::Balancer<D, F, C, Req>
@@ -76,6 +80,10 @@ where
     #[inline]
     fn poll_pick(&mut self, cx: &mut Context<'_>, deadline: Option<Instant>) -> Poll<Pick> {
         super::Balancer::poll_pick(self, cx, deadline)
+    }
+
+    fn drain(&mut self, cx: &mut Context<'_>) -> Drained {
+        super::Balancer::drain(self, cx)
     }
 }
 
@@ -103,14 +111,54 @@ pub(crate) struct SharedBalancer<S> {
     timeout: Option<Duration>,
 }
 
-struct Locked<S> {
-    inner: std::sync::Mutex<S>,
+pub(super) struct Locked<S> {
+    pub(super) inner: std::sync::Mutex<Inner<S>>,
     settled: Arc<AtomicBool>,
     /// Callers waiting for an endpoint to be ready. p2c remembers only the
     /// last caller's waker, so whoever it wakes passes the wake on to these
     /// once it has taken the readiness (or gives up).
     waiters: std::sync::Mutex<Vec<std::task::Waker>>,
     waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// What the lock guards: the balancer, and the waker discovery is polled
+/// with.
+pub(super) struct Inner<S> {
+    pub(super) lb: S,
+    /// The discovery watcher's (`watcher.rs`): discovery is always polled
+    /// with it, so that a change wakes the watcher, never a call that may
+    /// have ended. `None` until the watcher first runs (calls then lend
+    /// theirs).
+    pub(super) watcher: Option<std::task::Waker>,
+}
+
+impl<S: PickEndpoint> Inner<S> {
+    /// Takes in every change discovery has ready, whatever is left of the
+    /// task's coop budget: a call sees every instance discovery has
+    /// announced (5,000 at a cold start), not a budget's worth of them.
+    pub(super) fn drain_all(&mut self, cx: &Context<'_>) -> Drained {
+        let waker = self.watcher.as_ref().unwrap_or(cx.waker());
+        let mut dcx = Context::from_waker(waker);
+        let lb = &mut self.lb;
+        let mut drain = std::pin::pin!(tokio::task::coop::unconstrained(std::future::poll_fn(
+            |cx| Poll::Ready(lb.drain(cx))
+        )));
+        match drain.as_mut().poll(&mut dcx) {
+            Poll::Ready(drained) => drained,
+            Poll::Pending => Drained::default(),
+        }
+    }
+}
+
+impl<S> Drop for Locked<S> {
+    fn drop(&mut self) {
+        // The watcher waits on discovery, which goes with the balancer:
+        // woken, it finds the balancer gone and ends.
+        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = inner.watcher.take() {
+            w.wake();
+        }
+    }
 }
 
 impl<S> Clone for SharedBalancer<S> {
@@ -133,7 +181,10 @@ impl<S> SharedBalancer<S> {
         SharedBalancer {
             timeout,
             shared: Arc::new(Locked {
-                inner: std::sync::Mutex::new(inner),
+                inner: std::sync::Mutex::new(Inner {
+                    lb: inner,
+                    watcher: None,
+                }),
                 settled,
                 waiters: std::sync::Mutex::new(Vec::new()),
                 waiting: std::sync::atomic::AtomicUsize::new(0),
@@ -142,8 +193,17 @@ impl<S> SharedBalancer<S> {
     }
 }
 
+impl<S: PickEndpoint + Send + 'static> SharedBalancer<S> {
+    /// Starts the discovery watcher on the current runtime (none outside
+    /// one): changes are taken in as they come, calls or not. It ends when
+    /// the last clone of this balancer is dropped.
+    pub(crate) fn watch_discovery(&self) {
+        super::watcher::spawn(&self.shared);
+    }
+}
+
 impl<S> Locked<S> {
-    fn wait(&self, waker: &std::task::Waker) {
+    pub(super) fn wait(&self, waker: &std::task::Waker) {
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         if !waiters.iter().any(|w| w.will_wake(waker)) {
             waiters.push(waker.clone());
@@ -153,7 +213,7 @@ impl<S> Locked<S> {
 
     /// Wakes every waiting caller; the common path is one atomic load.
     #[inline]
-    fn wake_waiters(&self) {
+    pub(super) fn wake_waiters(&self) {
         if self.waiting.load(Ordering::Acquire) == 0 {
             return;
         }
@@ -264,18 +324,24 @@ where
                     timer,
                 } => {
                     let deadline = req.as_ref().and_then(BalancedRequest::deadline);
-                    let mut lb = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut guard = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
+                    let drained = guard.drain_all(cx);
+                    if drained.applied > 0 {
+                        // Whoever waits for an endpoint looks again.
+                        shared.wake_waiters();
+                    }
+                    let lb = &mut guard.lb;
                     match lb.poll_pick(cx, deadline) {
                         Poll::Ready(Pick::Ready) => {
                             let inner = lb.call(req.take().expect("polled after completion"));
-                            drop(lb);
+                            drop(guard);
                             if std::mem::take(waited) {
                                 shared.wake_waiters();
                             }
                             SharedState::Called { inner }
                         }
                         Poll::Ready(Pick::TooSlow) => {
-                            drop(lb);
+                            drop(guard);
                             // Another waiter may use the readiness we left.
                             if std::mem::take(waited) {
                                 shared.wake_waiters();
@@ -299,7 +365,7 @@ where
                         Poll::Pending
                             if lb.len() == 0 && shared.settled.load(Ordering::Acquire) =>
                         {
-                            drop(lb);
+                            drop(guard);
                             *waited = false;
                             // Every other waiter learns it too: the balancer
                             // woke only the last of them.
@@ -312,7 +378,7 @@ where
                             // Listed before the lock is released: a caller
                             // that takes the readiness after us will see us.
                             shared.wait(cx.waker());
-                            drop(lb);
+                            drop(guard);
                             *waited = true;
                             if timer.is_none() {
                                 if let Some(end) =

@@ -73,6 +73,10 @@ impl PickEndpoint for Mock {
             Poll::Pending
         }
     }
+
+    fn drain(&mut self, _: &mut Context<'_>) -> crate::balance::p2c::Drained {
+        crate::balance::p2c::Drained::default()
+    }
 }
 
 impl Service<Req> for Mock {

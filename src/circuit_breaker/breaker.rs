@@ -49,6 +49,11 @@ pub(crate) struct BreakerOptions {
     /// `Retry-After`, a gRPC pushback) opens the breaker for that long, at
     /// most this long; zero for never (the default).
     pub(crate) hold_cap: std::time::Duration,
+    /// Count in a single stripe (128 bytes), not one per thread (one per
+    /// four hardware threads, up to 64): for a breaker among thousands
+    /// that each see a share of the calls (a balancer's endpoints), where
+    /// per-thread stripes would cost kilobytes each for little contention.
+    pub(crate) single_stripe: bool,
 }
 
 impl CircuitBreaker {
@@ -70,7 +75,7 @@ impl CircuitBreaker {
         core.track_failures = options.track_failures;
         core.hold_cap = options.hold_cap;
         CircuitBreaker {
-            owner: Arc::new(Owner::new(core)),
+            owner: Arc::new(Owner::new(core, options.single_stripe)),
         }
     }
 
@@ -137,7 +142,7 @@ impl CircuitBreaker {
 
     /// The latest state, without history: never lags.
     pub fn watch(&self) -> watch::Receiver<State> {
-        self.owner.core.watch()
+        self.owner.core.watch(self.owner.slot)
     }
 }
 

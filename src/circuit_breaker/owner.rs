@@ -10,8 +10,15 @@ use super::word::kind;
 use crate::recycle::{Lease, Pool};
 use crate::sync::stripe_count;
 
-/// Slots of dropped breakers, reused by new ones (`crate::recycle`).
-static SLOTS: Pool<Slot> = Pool::new();
+/// Slots of dropped breakers, reused by new ones (`crate::recycle`): a
+/// breaker's calls reach its slot unguarded, so the pool counts leases
+/// alone.
+static SLOTS: Pool<Slot> = Pool::unstriped();
+
+/// Slots with a single stripe, for the breakers of a balancer's endpoints
+/// (`BreakerOptions::single_stripe`): one per endpoint, thousands of them,
+/// each taking a share of the calls.
+static SINGLE_STRIPE_SLOTS: Pool<Slot> = Pool::unstriped();
 
 /// Owns a slot for a breaker's lifetime; gives it back on drop.
 ///
@@ -29,10 +36,14 @@ pub(crate) struct Owner {
 }
 
 impl Owner {
-    pub(crate) fn new(core: Core) -> Owner {
+    pub(crate) fn new(core: Core, single_stripe: bool) -> Owner {
         // The pool is touched only when a breaker is created or dropped,
         // never by a call.
-        let lease = SLOTS.take(|| Slot::new(stripe_count()));
+        let lease = if single_stripe {
+            SINGLE_STRIPE_SLOTS.take(|| Slot::new(1))
+        } else {
+            SLOTS.take(|| Slot::new(stripe_count()))
+        };
         let slot = lease.unguarded();
         let core = StdArc::new(core);
         slot.core.store(Some(core.clone()));

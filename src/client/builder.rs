@@ -386,6 +386,8 @@ impl ServiceClientBuilder {
         let (lb, view) = balance_with_view(&self.name, source, connect, classify, self.balance);
         // The attempt timeout also bounds the wait for an endpoint.
         let balanced = SharedBalancer::new(lb, settled, self.timeout);
+        // Discovery's changes are taken in as they come, calls or not.
+        balanced.watch_discovery();
         let breaker = self
             .breaker
             .map(|config| CircuitBreaker::new(self.name.clone(), config));

@@ -210,6 +210,8 @@ impl ChannelBuilder {
         let (lb, _view) =
             balance_with_view(&self.name, source, connect, self.classify, self.balance);
         let balanced = SharedBalancer::new(lb, settled, self.timeout);
+        // Discovery's changes are taken in as they come, calls or not.
+        balanced.watch_discovery();
         let breaker = self
             .breaker
             .map(|config| CircuitBreaker::new(self.name.clone(), config));

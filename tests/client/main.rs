@@ -17,6 +17,7 @@ mod support;
 mod consul;
 mod deadline_admission;
 mod endpoint_limit;
+mod fleet_scale;
 mod hedging;
 mod http2;
 mod propagation;

@@ -127,7 +127,7 @@ impl Core {
                     above = trip,
                     "circuit breaker thresholds crossed (metrics only)"
                 );
-                let _ = self.events.send(Event::ThresholdCrossed {
+                self.send_event(Event::ThresholdCrossed {
                     above: trip,
                     failure_rate,
                     slow_call_rate,

@@ -130,6 +130,7 @@ mod tests {
             open_limit: limit,
             track_failures: true,
             hold_cap: Duration::from_secs(60),
+            single_stripe: true,
         };
         CircuitBreaker::with_options("endpoint", config, options)
     }

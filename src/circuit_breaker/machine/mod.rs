@@ -72,8 +72,12 @@ pub(crate) struct Core {
     last_open: AtomicU64,
     rng_calls: AtomicU64,
     above_threshold: AtomicBool,
-    state_tx: watch::Sender<State>,
-    events: broadcast::Sender<Event>,
+    /// Made at the first `watch`, as `events` at the first `subscribe`.
+    state_tx: std::sync::OnceLock<watch::Sender<State>>,
+    /// Made at the first `subscribe`: a channel of 64 events is 3 KB,
+    /// which a breaker nobody listens to (an endpoint's among thousands)
+    /// need not hold.
+    events: std::sync::OnceLock<broadcast::Sender<Event>>,
     pub(crate) notify: StdArc<Notify>,
     /// Limits how many breakers of a group may be open at once; `None` for
     /// a lone breaker.
@@ -129,8 +133,8 @@ impl Core {
             last_open: AtomicU64::new(0),
             rng_calls: AtomicU64::new(0),
             above_threshold: AtomicBool::new(false),
-            state_tx: watch::channel(State::Closed).0,
-            events: broadcast::channel(64).0,
+            state_tx: std::sync::OnceLock::new(),
+            events: std::sync::OnceLock::new(),
             notify: StdArc::new(Notify::new()),
             open_limit: None,
             track_failures: false,
@@ -145,11 +149,38 @@ impl Core {
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        self.events
+            .get_or_init(|| broadcast::channel(64).0)
+            .subscribe()
     }
 
-    pub(crate) fn watch(&self) -> watch::Receiver<State> {
-        self.state_tx.subscribe()
+    /// Sends `event` to the subscribers, if any.
+    fn send_event(&self, event: Event) {
+        if let Some(events) = self.events.get() {
+            let _ = events.send(event);
+        }
+    }
+
+    pub(crate) fn watch(&self, slot: &Slot) -> watch::Receiver<State> {
+        let now = || super::word::state_of(slot.word());
+        let tx = self.state_tx.get_or_init(|| watch::channel(now()).0);
+        // A transition announced while the channel was being made found
+        // none: the state now, if the channel holds an older one.
+        tx.send_if_modified(|state| {
+            let now = now();
+            *state != now && {
+                *state = now;
+                true
+            }
+        });
+        tx.subscribe()
+    }
+
+    /// Publishes `state` to the watchers, if any.
+    fn publish(&self, state: State) {
+        if let Some(tx) = self.state_tx.get() {
+            tx.send_replace(state);
+        }
     }
 
     /// Takes `slot` for this core: a new generation, Closed, empty window.

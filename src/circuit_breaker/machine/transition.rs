@@ -159,8 +159,8 @@ impl Core {
             ),
         }
         self.metrics.transition(to);
-        self.state_tx.send_replace(to);
-        let _ = self.events.send(Event::StateChanged { from, to });
+        self.publish(to);
+        self.send_event(Event::StateChanged { from, to });
         self.notify.notify_waiters();
     }
 }

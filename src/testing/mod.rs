@@ -32,5 +32,5 @@
 mod consul;
 mod fault;
 
-pub use consul::{CheckStatus, ConsulRegistry};
+pub use consul::{CheckStatus, ConsulRegistry, ConsulRegistryBuilder};
 pub use fault::{Fault, FaultHandle, FaultLayer, FaultService};

@@ -3,5 +3,9 @@
 //! tests/fixtures/consul/README.md (with the `consul` feature).
 
 #[cfg(feature = "consul")]
+mod consul_acl;
+#[cfg(feature = "consul")]
+mod consul_endpoints;
+#[cfg(feature = "consul")]
 mod consul_registry;
 mod fault;

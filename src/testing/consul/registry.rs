@@ -10,8 +10,9 @@ use axum::Router;
 use axum::routing::{get, put};
 use tokio::sync::{oneshot, watch};
 
+use super::acl::AclToken;
 use super::state::{Check, CheckKind, CheckStatus, Instance, Registry, set_status};
-use super::{agent, checks, health};
+use super::{acl, agent, agent_read, catalog, check_register, checks, health, status};
 
 /// A Consul-compatible agent and catalog for tests; see the
 /// [`testing`](crate::testing) module docs for what it imitates.
@@ -51,6 +52,7 @@ struct Shared {
     state: Mutex<Registry>,
     changed: watch::Sender<u64>,
     server: Mutex<Option<oneshot::Sender<()>>>,
+    acl: Option<AclToken>,
 }
 
 impl ConsulRegistry {
@@ -59,6 +61,14 @@ impl ConsulRegistry {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
+        ConsulRegistry::start_on(listener, None)
+    }
+
+    /// Serves on `listener`, requiring `acl` when given.
+    pub(super) fn start_on(
+        listener: tokio::net::TcpListener,
+        acl: Option<AclToken>,
+    ) -> ConsulRegistry {
         let addr = listener.local_addr().expect("local address");
         let registry = ConsulRegistry {
             shared: Arc::new(Shared {
@@ -69,6 +79,7 @@ impl ConsulRegistry {
                 }),
                 changed: watch::channel(1).0,
                 server: Mutex::new(None),
+                acl,
             }),
         };
         registry.serve(listener);
@@ -92,6 +103,24 @@ impl ConsulRegistry {
             )
             .route("/v1/agent/check/update/{*id}", put(checks::check_update))
             .route("/v1/agent/check/{action}/{*id}", put(checks::check_set))
+            .route("/v1/agent/check/register", put(check_register::register))
+            .route(
+                "/v1/agent/check/deregister/{*id}",
+                put(check_register::deregister),
+            )
+            .route("/v1/agent/services", get(agent_read::services))
+            .route("/v1/agent/checks", get(agent_read::checks))
+            .route("/v1/agent/self", get(agent_read::agent_self))
+            .route("/v1/health/checks/{name}", get(agent_read::health_checks))
+            .route("/v1/catalog/services", get(catalog::services))
+            .route("/v1/catalog/service/{name}", get(catalog::service))
+            .route("/v1/catalog/service/", get(catalog::missing_name))
+            .route("/v1/status/leader", get(status::leader))
+            .route("/v1/status/peers", get(status::peers))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                acl::enforce,
+            ))
             .with_state(self.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -239,6 +268,11 @@ impl ConsulRegistry {
         let index = r.index;
         drop(r);
         self.shared.changed.send_replace(index);
+    }
+
+    /// The ACL token every request must carry, when one is required.
+    pub(super) fn acl_token(&self) -> Option<&AclToken> {
+        self.shared.acl.as_ref()
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {

@@ -17,15 +17,17 @@ use super::checks::{expire_ttl, run_http_check};
 use super::params::{bad_request, not_found, parse_go_duration};
 use super::state::{Check, CheckKind, CheckStatus};
 
+/// The body; Go decodes keys without regard to case, so the lowercase
+/// spellings clients send (`serviceid`: python-consul2) are accepted too.
 #[derive(Debug, Deserialize)]
 struct CheckRegisterBody {
     #[serde(rename = "Name", alias = "name", default)]
     name: Option<String>,
-    #[serde(rename = "CheckID", alias = "check_id", default)]
+    #[serde(rename = "CheckID", alias = "check_id", alias = "checkid", default)]
     check_id: Option<String>,
     #[serde(rename = "ID", alias = "id", default)]
     id: Option<String>,
-    #[serde(rename = "ServiceID", alias = "service_id", default)]
+    #[serde(rename = "ServiceID", alias = "service_id", alias = "serviceid", default)]
     service_id: Option<String>,
     #[serde(rename = "Notes", alias = "notes", default)]
     notes: Option<String>,
@@ -44,6 +46,7 @@ struct CheckRegisterBody {
     #[serde(
         rename = "DeregisterCriticalServiceAfter",
         alias = "deregister_critical_service_after",
+        alias = "deregistercriticalserviceafter",
         default
     )]
     deregister_after: Option<String>,

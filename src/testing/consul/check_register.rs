@@ -27,7 +27,12 @@ struct CheckRegisterBody {
     check_id: Option<String>,
     #[serde(rename = "ID", alias = "id", default)]
     id: Option<String>,
-    #[serde(rename = "ServiceID", alias = "service_id", alias = "serviceid", default)]
+    #[serde(
+        rename = "ServiceID",
+        alias = "service_id",
+        alias = "serviceid",
+        default
+    )]
     service_id: Option<String>,
     #[serde(rename = "Notes", alias = "notes", default)]
     notes: Option<String>,

@@ -19,7 +19,7 @@
 //! `JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_MAX_LIFETIME_SECS`,
 //! `JWT_LEEWAY_SECS`, `RATE_LIMIT_PER_SECOND` (50 per client),
 //! `RATE_LIMIT_MAX_CLIENTS` (10000), `CONSUL_HTTP_ADDR` (find the services
-//! there), else `USER_SERVICE_URLS` / `ORDER_SERVICE_URLS`; the server's
+//! there; `CONSUL_HTTP_TOKEN`, the ACL token, never logged), else `USER_SERVICE_URLS` / `ORDER_SERVICE_URLS`; the server's
 //! `HEADER_READ_TIMEOUT_MS`, `REQUEST_TIMEOUT_MS`, `DRAIN_MS`. See
 //! examples/gateway/README.md.
 

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Environment: `PORT` (8082), `CONSUL_HTTP_ADDR` (find user-service there
-//! and register itself), else `USER_SERVICE_URLS` (http://127.0.0.1:8081);
+//! and register itself; `CONSUL_HTTP_TOKEN`, the ACL token, never logged), else `USER_SERVICE_URLS` (http://127.0.0.1:8081);
 //! `USER_SERVICE_PROTOCOL` (`grpc`, the default, or `http`);
 //! `REDIS_URL` (consume `user.created` as group `order-service`);
 //! `SERVICE_ADDRESS`, `INSTANCE_ID`; `MAX_ORDERS` (10000),

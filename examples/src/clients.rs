@@ -50,11 +50,11 @@ pub fn service_client(name: &str, upstream: &Upstream) -> ServiceClient {
 fn with_upstream(b: ServiceClientBuilder, upstream: &Upstream) -> ServiceClientBuilder {
     match upstream {
         Upstream::Urls(urls) => b.urls(urls.clone()),
-        Upstream::Consul { address, service } => b.consul(
+        Upstream::Consul { address, service } => b.consul(super::config::discovery(
             ConsulDiscovery::builder(address.clone(), service.clone())
                 .wait(Duration::from_secs(10))
                 .min_interval(Duration::from_millis(50)),
-        ),
+        )),
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use meshguard::discovery::consul::{ConsulDiscoveryBuilder, ConsulToken};
+
 /// A variable, or `default` when unset or empty.
 pub fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
@@ -26,8 +28,8 @@ pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
     }
 }
 
-/// Where a service finds another: Consul when `CONSUL_HTTP_ADDR` is set,
-/// else the static URLs in `<SERVICE>_URLS` (comma-separated), else
+/// Where a service finds another: Consul when `CONSUL_HTTP_ADDR` is set
+/// (with the ACL token in `CONSUL_HTTP_TOKEN`, if any), else the static URLs in `<SERVICE>_URLS` (comma-separated), else
 /// `fallback`.
 #[derive(Debug, Clone)]
 pub enum Upstream {
@@ -82,6 +84,21 @@ impl Protocol {
             Some("http") => Protocol::Http,
             Some(other) => panic!("{name}={other:?}: expected \"grpc\" or \"http\""),
         }
+    }
+}
+
+/// The Consul ACL token in `CONSUL_HTTP_TOKEN`, as Consul's own tools read
+/// it: sent with registration and discovery requests, never logged
+/// (`ConsulToken`'s `Debug` is redacted).
+pub fn consul_token() -> Option<ConsulToken> {
+    env_opt("CONSUL_HTTP_TOKEN").map(ConsulToken::new)
+}
+
+/// `builder` with the token of [`consul_token`], if any.
+pub fn discovery(builder: ConsulDiscoveryBuilder) -> ConsulDiscoveryBuilder {
+    match consul_token() {
+        Some(token) => builder.token(token),
+        None => builder,
     }
 }
 

@@ -10,7 +10,7 @@
 //!
 //! Environment: `PORT` (8081), `CONSUL_HTTP_ADDR` (register there, with an
 //! HTTP check on /health; deregister on Ctrl-C or SIGTERM, before
-//! draining), `SERVICE_ADDRESS` (the address Consul gives callers;
+//! draining; `CONSUL_HTTP_TOKEN`, the ACL token, never logged), `SERVICE_ADDRESS` (the address Consul gives callers;
 //! 127.0.0.1), `INSTANCE_ID` (`user-service-{PORT}`), `REDIS_URL` (publish
 //! `user.created` events there), `MAX_USERS` (10000), and the server's
 //! `HEADER_READ_TIMEOUT_MS`, `REQUEST_TIMEOUT_MS`, `DRAIN_MS`.

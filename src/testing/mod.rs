@@ -23,10 +23,13 @@
 //! in-process; `@hashicorp/consul-api-double` (npm) is a UI fixture that
 //! neither blocks nor filters (§10).
 //!
-//! Not imitated: ACLs (tokens are accepted and ignored), the catalog and
-//! KV endpoints, `near`, several nodes, and bexpr `filter` beyond the
-//! subset in [`ConsulRegistry`]'s docs (others get 400, never a wrong
-//! answer).
+//! It also serves what common Consul tools call (agent services and
+//! checks, the catalog, `/v1/health/checks`, check registration, status),
+//! and, when started through [`ConsulRegistry::builder`] with a token,
+//! requires that ACL token (403 otherwise). Not imitated: ACL policies and
+//! a default-deny policy's filtering, KV, `near`, several nodes, and bexpr
+//! `filter` beyond the subset in [`ConsulRegistry`]'s docs (others get
+//! 400, never a wrong answer).
 //!
 //! # `FaultLayer`
 //!
@@ -36,5 +39,5 @@
 mod consul;
 mod fault;
 
-pub use consul::{CheckStatus, ConsulRegistry};
+pub use consul::{CheckStatus, ConsulRegistry, ConsulRegistryBuilder};
 pub use fault::{Fault, FaultHandle, FaultLayer, FaultService};

@@ -4,6 +4,9 @@
 
 #[cfg(feature = "consul")]
 mod consul_gzip;
+mod consul_acl;
+#[cfg(feature = "consul")]
+mod consul_endpoints;
 #[cfg(feature = "consul")]
 mod consul_registry;
 mod fault;

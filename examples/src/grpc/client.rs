@@ -37,11 +37,11 @@ pub fn channel(name: &str, upstream: &Upstream) -> Channel {
         );
     let b = match upstream {
         Upstream::Urls(urls) => b.urls(urls.clone()),
-        Upstream::Consul { address, service } => b.consul(
+        Upstream::Consul { address, service } => b.consul(crate::config::discovery(
             ConsulDiscovery::builder(address.clone(), service.clone())
                 .wait(Duration::from_secs(10))
                 .min_interval(Duration::from_millis(50)),
-        ),
+        )),
     };
     b.build().unwrap_or_else(|e| panic!("{name} channel: {e}"))
 }

@@ -59,7 +59,8 @@ pub async fn shutdown_signal() {
 }
 
 /// Registers `service` instance `id` at `address:port` with the Consul
-/// agent at `agent`, with an HTTP check of `/health` every 5 s. Hand the
+/// agent at `agent`, with an HTTP check of `/health` every 5 s, and the
+/// ACL token in `CONSUL_HTTP_TOKEN`, if any. Hand the
 /// guard to [`serve`], which deregisters before draining.
 pub async fn register(
     agent: &str,
@@ -68,7 +69,11 @@ pub async fn register(
     address: &str,
     port: u16,
 ) -> Result<RegistrationGuard, RegistrationError> {
-    let guard = RegistrationConfig::builder()
+    let mut builder = RegistrationConfig::builder();
+    if let Some(token) = super::config::consul_token() {
+        builder = builder.token(token);
+    }
+    let guard = builder
         .agent(super::config::with_scheme(agent))
         .service(service)
         .id(id)

@@ -13,9 +13,20 @@
 //! - [`agent`]: agent register, deregister and maintenance endpoints;
 //! - [`checks`]: HTTP checks run for real, TTL expiry and TTL updates;
 //! - [`params`]: query parameters and error answers as the agent has them;
-//! - [`filter`]: the bexpr subset.
+//! - [`filter`]: the bexpr subset;
+//! - [`builder`]: a chosen address and a required ACL token ([`acl`]);
+//! - [`catalog`], [`agent_read`], [`check_register`], [`status`]: the
+//!   catalog, the agent's read endpoints and `/v1/health/checks`, check
+//!   registration, the status endpoints (shapes in [`shapes`], blocking
+//!   queries in [`blocking`]).
 
+mod acl;
 mod agent;
+mod agent_read;
+mod blocking;
+mod builder;
+mod catalog;
+mod check_register;
 mod checks;
 mod encoding;
 mod filter;
@@ -23,7 +34,10 @@ mod health;
 mod params;
 mod registry;
 mod render;
+mod shapes;
 mod state;
+mod status;
 
+pub use builder::ConsulRegistryBuilder;
 pub use registry::ConsulRegistry;
 pub use state::CheckStatus;

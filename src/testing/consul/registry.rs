@@ -12,8 +12,9 @@ use axum::routing::{get, put};
 use axum::serve::ListenerExt;
 use tokio::sync::{oneshot, watch};
 
+use super::acl::AclToken;
 use super::state::{Check, CheckKind, CheckStatus, Instance, Registry, set_status};
-use super::{agent, checks, health};
+use super::{acl, agent, agent_read, catalog, check_register, checks, health, status};
 
 /// A Consul-compatible agent and catalog for tests; see the
 /// [`testing`](crate::testing) module docs for what it imitates.
@@ -54,6 +55,7 @@ struct Shared {
     changed: watch::Sender<u64>,
     server: Mutex<Option<oneshot::Sender<()>>>,
     accepted: Arc<AtomicU64>,
+    acl: Option<AclToken>,
 }
 
 impl ConsulRegistry {
@@ -62,6 +64,14 @@ impl ConsulRegistry {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
+        ConsulRegistry::start_on(listener, None)
+    }
+
+    /// Serves on `listener`, requiring `acl` when given.
+    pub(super) fn start_on(
+        listener: tokio::net::TcpListener,
+        acl: Option<AclToken>,
+    ) -> ConsulRegistry {
         let addr = listener.local_addr().expect("local address");
         let registry = ConsulRegistry {
             shared: Arc::new(Shared {
@@ -73,6 +83,7 @@ impl ConsulRegistry {
                 changed: watch::channel(1).0,
                 server: Mutex::new(None),
                 accepted: Arc::new(AtomicU64::new(0)),
+                acl,
             }),
         };
         registry.serve(listener);
@@ -96,6 +107,24 @@ impl ConsulRegistry {
             )
             .route("/v1/agent/check/update/{*id}", put(checks::check_update))
             .route("/v1/agent/check/{action}/{*id}", put(checks::check_set))
+            .route("/v1/agent/check/register", put(check_register::register))
+            .route(
+                "/v1/agent/check/deregister/{*id}",
+                put(check_register::deregister),
+            )
+            .route("/v1/agent/services", get(agent_read::services))
+            .route("/v1/agent/checks", get(agent_read::checks))
+            .route("/v1/agent/self", get(agent_read::agent_self))
+            .route("/v1/health/checks/{name}", get(agent_read::health_checks))
+            .route("/v1/catalog/services", get(catalog::services))
+            .route("/v1/catalog/service/{name}", get(catalog::service))
+            .route("/v1/catalog/service/", get(catalog::missing_name))
+            .route("/v1/status/leader", get(status::leader))
+            .route("/v1/status/peers", get(status::peers))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                acl::enforce,
+            ))
             .with_state(self.clone());
         let accepted = self.shared.accepted.clone();
         let listener = listener.tap_io(move |_| {
@@ -254,6 +283,11 @@ impl ConsulRegistry {
         let index = r.index;
         drop(r);
         self.shared.changed.send_replace(index);
+    }
+
+    /// The ACL token every request must carry, when one is required.
+    pub(super) fn acl_token(&self) -> Option<&AclToken> {
+        self.shared.acl.as_ref()
     }
 
     /// The state, to change it: answers rendered before are stale from

@@ -2,11 +2,11 @@
 //! in-process Consul-compatible registry against the Consul API facts in
 //! tests/fixtures/consul/README.md (with the `consul` feature).
 
-#[cfg(feature = "consul")]
-mod consul_gzip;
 mod consul_acl;
 #[cfg(feature = "consul")]
 mod consul_endpoints;
+#[cfg(feature = "consul")]
+mod consul_gzip;
 #[cfg(feature = "consul")]
 mod consul_registry;
 mod fault;

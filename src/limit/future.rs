@@ -73,13 +73,20 @@ where
                 permit.take();
                 Poll::Ready(out.map_err(Into::into))
             }
-            KindProj::Refused { refused } => {
-                // A refusal completes without awaiting anything: it spends
-                // the task's budget, so a caller looping on refusals yields.
-                ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
-                let refused = refused.take().expect("polled after completion");
-                Poll::Ready(Err(refused.into()))
-            }
+            KindProj::Refused { refused } => poll_refused(cx, refused),
         }
     }
+}
+
+/// The poll of a refused call's future: the refusal, once. It completes
+/// without awaiting anything, so it spends the task's cooperative budget:
+/// a caller looping on refusals still yields to the runtime.
+#[inline]
+pub(crate) fn poll_refused<T>(
+    cx: &mut Context<'_>,
+    refused: &mut Option<LimitExceeded>,
+) -> Poll<Result<T, BoxError>> {
+    ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+    let refused = refused.take().expect("polled after completion");
+    Poll::Ready(Err(refused.into()))
 }

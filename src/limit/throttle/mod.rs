@@ -266,13 +266,7 @@ where
                 }
                 Poll::Ready(result.map_err(Into::into))
             }
-            KindProj::Refused { refused } => {
-                // Completes without awaiting anything: spends the task's
-                // budget, so a caller looping on refusals yields.
-                ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
-                let refused = refused.take().expect("polled after completion");
-                Poll::Ready(Err(refused.into()))
-            }
+            KindProj::Refused { refused } => crate::limit::future::poll_refused(cx, refused),
         }
     }
 }

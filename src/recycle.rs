@@ -47,7 +47,11 @@ use std::sync::Mutex;
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{AtomicU64, Ordering::Acquire, place, stripe_count};
+use crate::sync::{
+    AtomicU64,
+    Ordering::{Acquire, Release},
+    place, stripe_count,
+};
 
 /// Entries ready for reuse once their handles are gone. `new` is `const`,
 /// so a pool is a `static` of the module whose values it keeps.
@@ -65,7 +69,13 @@ pub(crate) struct Pool<T: 'static> {
 /// A value and the counts of what can reach it.
 pub(crate) struct Entry<T> {
     value: T,
+    /// Per-thread stripes of the counts, in a striped pool; empty in an
+    /// unstriped one, which counts in `single`.
     counts: Box<[CachePadded<Counts>]>,
+    /// The counts of an unstriped pool's entry: unpadded (a lease is made
+    /// and dropped once, no call writes them), inside the entry rather
+    /// than a 128-byte line of their own.
+    single: Counts,
     /// Bumped for each owner; debug builds check handles against it.
     #[cfg(debug_assertions)]
     generation: std::sync::atomic::AtomicU64,
@@ -102,7 +112,7 @@ impl<T> Pool<T> {
     /// A pool whose values are reached only
     /// [`unguarded`](Lease::unguarded), never through a [`Handle`]: each
     /// entry counts its lease in one stripe (128 bytes, not one per
-    /// thread).
+    /// thread; unpadded, in the entry itself).
     pub(crate) const fn unstriped() -> Self {
         Pool {
             retired: Mutex::new(Vec::new()),
@@ -132,9 +142,10 @@ impl<T> Pool<T> {
         let entry = found.unwrap_or_else(|| {
             Box::leak(Box::new(Entry {
                 value: make(),
-                counts: (0..if self.striped { stripe_count() } else { 1 })
+                counts: (0..if self.striped { stripe_count() } else { 0 })
                     .map(|_| CachePadded::new(Counts::default()))
                     .collect(),
+                single: Counts::default(),
                 #[cfg(debug_assertions)]
                 generation: std::sync::atomic::AtomicU64::new(0),
             }))
@@ -155,16 +166,22 @@ impl<T> Pool<T> {
 impl<T> Entry<T> {
     #[inline]
     fn made(&self) {
-        Self::bump(&self.counts, |c| &c.made);
+        self.bump(|c| &c.made);
     }
 
     #[inline]
     fn gone(&self) {
-        Self::bump(&self.counts, |c| &c.gone);
+        self.bump(|c| &c.gone);
     }
 
     #[inline(always)]
-    fn bump(counts: &[CachePadded<Counts>], which: impl Fn(&Counts) -> &AtomicU64) {
+    fn bump(&self, which: impl Fn(&Counts) -> &AtomicU64) {
+        let counts = &self.counts;
+        if counts.is_empty() {
+            // Unstriped: shared by every thread.
+            which(&self.single).fetch_add(1, Release);
+            return;
+        }
         let p = place(counts.len());
         let counter = which(&counts[p.index]);
         // loom 0.7 remembers only the last access to an atomic: a thread's
@@ -190,10 +207,14 @@ impl<T> Entry<T> {
         let gone = self
             .counts
             .iter()
+            .map(|c| &**c)
+            .chain([&self.single])
             .fold(0u64, |n, c| n.wrapping_add(c.gone.load(Acquire)));
         let made = self
             .counts
             .iter()
+            .map(|c| &**c)
+            .chain([&self.single])
             .fold(0u64, |n, c| n.wrapping_add(c.made.load(Acquire)));
         gone == made
     }

@@ -268,9 +268,10 @@ async fn an_instance_whose_probes_timed_out_is_back_within_an_open_period_and_a_
     );
     let a_breaker = client
         .endpoints()
-        .into_iter()
+        .iter()
         .find(|e| e.endpoint.base_url().contains(&a_port))
         .unwrap()
-        .breaker;
+        .breaker
+        .clone();
     assert_eq!(a_breaker.state(), meshguard::circuit_breaker::State::Closed);
 }

@@ -13,6 +13,7 @@ use tower::Service;
 
 use super::ejection::EjectionPool;
 use super::load::Ranked;
+use super::view::ViewBatch;
 use super::{BalanceConfig, BalanceView};
 use crate::circuit_breaker::{
     BreakerOptions, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerService, OpenLimit,
@@ -113,7 +114,11 @@ pin_project! {
         connect: F,
         classify: C,
         name: Arc<str>,
-        ejection: Option<CircuitBreakerConfig>,
+        // The endpoint breakers' configuration, shared by all of them:
+        // ejection's, or when ejection is off the default (they then only
+        // record, for the failure ranking).
+        breaker_config: Arc<CircuitBreakerConfig>,
+        ejecting: bool,
         pool: Arc<EjectionPool>,
         default_rtt: Duration,
         decay_ns: f64,
@@ -129,6 +134,8 @@ pin_project! {
         // The discovery stream has ended: tower keeps asking, answer at once.
         ended: bool,
         view: BalanceView,
+        // The changes taken in since the view was last published.
+        batch: ViewBatch,
     }
 }
 
@@ -162,12 +169,14 @@ impl<D, F, C> Endpoints<D, F, C> {
             Some(_) => config.max_retry_after_ejection,
             None => Duration::ZERO,
         };
+        let ejecting = ejection.is_some();
         Endpoints {
             discover,
             connect,
             classify,
             name: name.into(),
-            ejection,
+            breaker_config: Arc::new(ejection.unwrap_or_default()),
+            ejecting,
             pool,
             default_rtt: config.default_rtt,
             decay_ns: config.decay.as_nanos() as f64,
@@ -178,6 +187,7 @@ impl<D, F, C> Endpoints<D, F, C> {
             next_key: 0,
             ended: false,
             view,
+            batch: ViewBatch::default(),
         }
     }
 }
@@ -204,7 +214,13 @@ where
         let mut this = self.project();
         // Loops only past removals of instances never inserted.
         loop {
-            return match this.discover.as_mut().try_poll_next(cx) {
+            let poll = this.discover.as_mut().try_poll_next(cx);
+            if !matches!(poll, Poll::Ready(Some(Ok(_)))) {
+                // Discovery has nothing more ready (or has failed, or
+                // ended): the batch ends here, the view shows it.
+                this.batch.publish(this.view);
+            }
+            return match poll {
                 Poll::Ready(Some(Ok(Change::Insert(id, endpoint)))) => {
                     let key = match this.keys.get(&id) {
                         Some(k) => *k,
@@ -222,7 +238,7 @@ where
                         None => tower::util::Either::Right(this.connect.connect(&endpoint)),
                     };
                     let name = format!("{}/{}", this.name, id);
-                    let options = || BreakerOptions {
+                    let options = BreakerOptions {
                         open_limit: Some(this.pool.clone() as Arc<dyn OpenLimit>),
                         // Endpoints are ranked by their recent failures.
                         track_failures: true,
@@ -231,21 +247,12 @@ where
                         // One of thousands, each with a share of the calls.
                         single_stripe: true,
                     };
-                    let breaker = match this.ejection {
-                        Some(config) => {
-                            CircuitBreaker::with_options(name, config.clone(), options())
-                        }
-                        None => {
-                            // Records (for the failure ranking) and never opens.
-                            let b = CircuitBreaker::with_options(
-                                name,
-                                CircuitBreakerConfig::default(),
-                                options(),
-                            );
-                            b.metrics_only();
-                            b
-                        }
-                    };
+                    let breaker =
+                        CircuitBreaker::with_options(name, this.breaker_config.clone(), options);
+                    if !*this.ejecting {
+                        // Records (for the failure ranking) and never opens.
+                        breaker.metrics_only();
+                    }
                     this.pool.add_endpoint();
                     let svc = EndpointService {
                         inner: CircuitBreakerService::new(
@@ -262,12 +269,12 @@ where
                         *this.decay_ns,
                         *this.failure_penalty,
                     );
-                    this.view.insert(id, endpoint, ranked.breaker().clone());
+                    this.batch.insert(id, endpoint, ranked.breaker().clone());
                     Poll::Ready(Some(Ok(tower::discover::Change::Insert(key, ranked))))
                 }
                 Poll::Ready(Some(Ok(Change::Remove(id)))) => match this.keys.remove(&id) {
                     Some(key) => {
-                        this.view.remove(&id);
+                        this.batch.remove(id);
                         Poll::Ready(Some(Ok(tower::discover::Change::Remove(key))))
                     }
                     // Never inserted: nothing to remove; look for the next change.

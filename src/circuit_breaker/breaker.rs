@@ -63,10 +63,11 @@ impl CircuitBreaker {
     }
 
     /// A closed breaker with crate-private `options`: an open limit shared
-    /// with other breakers, failure tracking for its [`Health`].
+    /// with other breakers, failure tracking for its [`Health`]. `config`
+    /// may be an `Arc` shared by many breakers.
     pub(crate) fn with_options(
         name: impl Into<String>,
-        config: CircuitBreakerConfig,
+        config: impl Into<Arc<CircuitBreakerConfig>>,
         options: BreakerOptions,
     ) -> Self {
         let name = name.into();

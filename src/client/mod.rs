@@ -117,8 +117,13 @@ impl ServiceClient {
     }
 
     /// The instances the client balances over now, each with its ejecting
-    /// breaker (`State::Open` while ejected).
-    pub fn endpoints(&self) -> Vec<crate::balance::EndpointStatus> {
+    /// breaker (`State::Open` while ejected), in the order discovery
+    /// inserted them: the snapshot its balancer published once it had taken
+    /// in every discovery change that was ready.
+    ///
+    /// O(1), whatever the number of instances: an `Arc` clone of the
+    /// snapshot ([`BalanceView::endpoints`](crate::balance::BalanceView::endpoints)).
+    pub fn endpoints(&self) -> Arc<Vec<crate::balance::EndpointStatus>> {
         self.shared.view.endpoints()
     }
 

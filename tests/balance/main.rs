@@ -25,6 +25,8 @@ use tower::{Layer, Service, ServiceExt};
 mod support;
 use support::transport::connect;
 
+mod view;
+
 #[derive(Default)]
 struct Upstream {
     hits: AtomicUsize,
@@ -171,7 +173,7 @@ async fn no_more_endpoints_are_ejected_than_the_limit_allows() {
 }
 
 /// A discovery stream the test feeds by hand.
-struct Feed(tokio::sync::mpsc::UnboundedReceiver<Change>);
+pub(crate) struct Feed(tokio::sync::mpsc::UnboundedReceiver<Change>);
 
 impl futures_core::Stream for Feed {
     type Item = Result<Change, Infallible>;

@@ -52,7 +52,9 @@ pub(crate) struct Plan {
 /// Everything else: configuration, the snapshot ring, channels.
 pub(crate) struct Core {
     pub(crate) name: Box<str>,
-    pub(crate) config: CircuitBreakerConfig,
+    /// Shared, not copied, by breakers made from one configuration (a
+    /// balancer's endpoints: thousands of breakers, one configuration).
+    pub(crate) config: StdArc<CircuitBreakerConfig>,
     pub(crate) plan: Plan,
     /// Calls per bucket (count windows) or nanoseconds per bucket (time).
     bucket: u64,
@@ -101,7 +103,8 @@ impl std::fmt::Debug for Core {
 }
 
 impl Core {
-    pub(crate) fn new(name: &str, config: CircuitBreakerConfig) -> Core {
+    pub(crate) fn new(name: &str, config: impl Into<StdArc<CircuitBreakerConfig>>) -> Core {
+        let config = config.into();
         let (bucket, buckets, time_window) = match config.window {
             Window::Count { size, buckets } => ((size / buckets) as u64, buckets as u64, false),
             Window::Time { duration, buckets } => (

@@ -51,6 +51,7 @@ mod ewma;
 mod load;
 mod metrics;
 mod p2c;
+mod ready;
 mod shared;
 mod view;
 mod watcher;

@@ -1,6 +1,6 @@
-//! The pick: power of two choices over tower's `ReadyCache`, as
-//! `tower::balance::p2c::Balance` does it (from which this is adapted),
-//! with two additions: the pick may be told the call's deadline, and then
+//! The pick: power of two choices over the endpoints' [`ReadySet`], as
+//! `tower::balance::p2c::Balance` does it over tower's `ReadyCache` (from
+//! which this is adapted), with two additions: the pick may be told the call's deadline, and then
 //! never sends to an endpoint whose latency estimate is longer than the
 //! time left; and the clock is read once per pick, for every load it
 //! compares, the deadline's time left and the request's send time.
@@ -19,10 +19,10 @@ use std::task::{Context, Poll};
 
 use tower::Service;
 use tower::discover::Change;
-use tower::ready_cache::ReadyCache;
 use tower::ready_cache::error::Failed;
 
 use super::load::{EndpointLoad, Ranked};
+use super::ready::ReadySet;
 use crate::clock;
 
 /// What a pick came to.
@@ -35,10 +35,10 @@ pub(crate) enum Pick {
     TooSlow,
 }
 
-/// tower's p2c balancer over [`Ranked`] endpoints, keyed by `u64`.
+/// A p2c balancer over [`Ranked`] endpoints, keyed by `u64`.
 pub(super) struct P2c<E, S, C, Req> {
     discover: E,
-    services: ReadyCache<u64, Ranked<S, C>, Req>,
+    services: ReadySet<u64, Ranked<S, C>, Req>,
     ready_index: Option<usize>,
     rng: fastrand::Rng,
     /// The last pick's clock read (biased nanoseconds).
@@ -52,7 +52,7 @@ where
     pub(super) fn new(discover: E) -> Self {
         P2c {
             discover,
-            services: ReadyCache::default(),
+            services: ReadySet::default(),
             ready_index: None,
             rng: fastrand::Rng::new(),
             now: 0,
@@ -124,7 +124,7 @@ where
     /// that pick's clock read.
     pub(super) fn call(&mut self, req: Req) -> <Ranked<S, C> as Service<Req>>::Future {
         let index = self.ready_index.take().expect("called before ready");
-        if let Some((_, svc)) = self.services.get_ready_index_mut(index) {
+        if let Some(svc) = self.services.get_ready_index_mut(index) {
             svc.sending_at(self.now);
         }
         self.services.call_ready_index(index, req)
@@ -175,7 +175,7 @@ where
     /// The ready endpoint at `index`'s load now.
     #[inline]
     fn load(&self, index: usize, within: Option<u64>) -> EndpointLoad {
-        let (_, svc) = self.services.get_ready_index(index).expect("a ready index");
+        let svc = self.services.get_ready_index(index).expect("a ready index");
         svc.load_at(self.now, within)
     }
 

@@ -62,6 +62,7 @@ mod imp {
     }
 
     /// When a call started.
+    #[derive(Clone, Copy)]
     pub(crate) struct CallTimer(Instant);
 
     impl CallTimer {
@@ -119,6 +120,7 @@ mod imp {
 
     pub(crate) struct ClientMetrics;
 
+    #[derive(Clone, Copy)]
     pub(crate) struct CallTimer;
 
     impl CallTimer {

@@ -1,13 +1,18 @@
 //! [`RequestBuilder`]: one call, built and sent.
 
 use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::RETRY_AFTER;
 use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
+use pin_project_lite::pin_project;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::Service;
@@ -15,6 +20,7 @@ use tower::Service;
 use super::call::{Call, CallParts};
 use super::error::STATUS_BODY_LIMIT;
 use super::metrics::{CallTimer, status_outcome};
+use super::stack::Stack;
 use super::{ClientError, ServiceClient};
 use crate::classify::parse_retry_after;
 use crate::propagation::{CallContext, new_request_id, outgoing_trace};
@@ -145,50 +151,36 @@ impl<'a> RequestBuilder<'a> {
     /// Sends the call and decodes a 2xx response's JSON body as `T` (an
     /// empty body decodes as JSON `null`, so `()` and `Option<_>` accept a
     /// 204). Any other status is [`ClientError::Status`].
-    pub async fn send<T: DeserializeOwned>(self) -> Result<T, ClientError> {
-        let client = self.client;
-        let started = CallTimer::start();
-        let result = self
-            .accept_json()
-            .run()
-            .await
-            .and_then(|r| success(r, &client.shared.retry_on))
-            .and_then(decode);
-        client.record(&result, "success", started);
-        result
+    ///
+    /// The request is built here, when `send` is called (its propagated
+    /// context is the caller's current one then); nothing is sent until the
+    /// future is polled.
+    pub fn send<T: DeserializeOwned>(self) -> impl Future<Output = Result<T, ClientError>> {
+        self.accept_json().finishing(Json(PhantomData))
     }
 
     /// As [`send`](Self::send), but a 404 is `Ok(None)`.
-    pub async fn send_opt<T: DeserializeOwned>(self) -> Result<Option<T>, ClientError> {
-        let client = self.client;
-        let started = CallTimer::start();
-        let result = match self.accept_json().run().await {
-            Ok(r) if r.status() == StatusCode::NOT_FOUND => Ok(None),
-            other => other
-                .and_then(|r| success(r, &client.shared.retry_on))
-                .and_then(decode)
-                .map(Some),
-        };
-        let ok = match &result {
-            Ok(None) => "client_error",
-            _ => "success",
-        };
-        client.record(&result, ok, started);
-        result
+    pub fn send_opt<T: DeserializeOwned>(
+        self,
+    ) -> impl Future<Output = Result<Option<T>, ClientError>> {
+        self.accept_json().finishing(JsonOpt(PhantomData))
     }
 
     /// Sends the call and returns the response whatever its status, body
     /// read (up to the client's limit).
-    pub async fn send_raw(self) -> Result<Response<Bytes>, ClientError> {
+    pub fn send_raw(self) -> impl Future<Output = Result<Response<Bytes>, ClientError>> {
+        self.finishing(Raw)
+    }
+
+    fn finishing<F: Finish>(self, finish: F) -> Finishing<'a, F> {
         let client = self.client;
         let started = CallTimer::start();
-        let result = self.run().await;
-        let ok = match &result {
-            Ok(r) => status_outcome(r.status()),
-            Err(_) => "",
-        };
-        client.record(&result, ok, started);
-        result
+        Finishing {
+            sending: self.start(),
+            client,
+            started,
+            finish,
+        }
     }
 
     fn accept_json(mut self) -> Self {
@@ -196,24 +188,27 @@ impl<'a> RequestBuilder<'a> {
         self
     }
 
-    /// The call's future.
+    /// The call, built.
     #[cfg(not(feature = "opentelemetry"))]
     #[inline]
-    fn run(self) -> impl Future<Output = Result<Response<Bytes>, ClientError>> {
-        self.execute()
+    fn start(self) -> Sending {
+        self.build()
     }
 
-    /// The call's future, in a `call` span of kind client: its attempts
-    /// send the span's OpenTelemetry context, so the next hop's request
-    /// span is this call's child.
+    /// The call, built and sent in a `call` span of kind client: its
+    /// attempts send the span's OpenTelemetry context, so the next hop's
+    /// request span is this call's child.
     #[cfg(feature = "opentelemetry")]
-    fn run(self) -> impl Future<Output = Result<Response<Bytes>, ClientError>> {
+    fn start(self) -> tracing::instrument::Instrumented<Sending> {
         use tracing::Instrument;
         let span = crate::propagation::call_span(self.client.name(), &self.method, &self.path);
-        self.execute().instrument(span)
+        let sending = span.in_scope(|| self.build());
+        sending.instrument(span)
     }
 
-    async fn execute(self) -> Result<Response<Bytes>, ClientError> {
+    /// The request, checked and built into a [`Call`] with its propagated
+    /// context, ready for the stack.
+    fn build(self) -> Sending {
         let invalid = if let Some(e) = self.error {
             Some(e)
         } else if !self.path.starts_with('/') {
@@ -225,7 +220,7 @@ impl<'a> RequestBuilder<'a> {
             None
         };
         if let Some(message) = invalid {
-            return Err(rejected(message).await);
+            return Sending::rejected(message);
         }
         // Owned by one shared allocation: every attempt's URI holds it by a
         // reference count (a `Bytes` made from a `Vec` allocates a second
@@ -235,13 +230,13 @@ impl<'a> RequestBuilder<'a> {
             Ok(path) => path,
             Err(e) => {
                 let path = String::from_utf8_lossy(&path);
-                return Err(rejected(format!("path {path:?}: {e}")).await);
+                return Sending::rejected(format!("path {path:?}: {e}"));
             }
         };
         let context = self.context.or_else(CallContext::current);
         let context = context.as_ref();
         let (trace, trace_state) = outgoing_trace(context);
-        let req = Call {
+        let call = Call {
             parts: Arc::new(CallParts {
                 method: self.method,
                 path,
@@ -262,18 +257,186 @@ impl<'a> RequestBuilder<'a> {
             attempt_end: None,
             hedge: false,
         };
+        Sending {
+            state: State::Ready {
+                stack: self.client.stack.clone(),
+                call: Some(call),
+            },
+        }
+    }
+}
 
-        // Not `oneshot`: its future holds the service and the request and
-        // then the call's future, 1,280 bytes moved around on every call.
-        let mut stack = self.client.stack.clone();
-        std::future::poll_fn(|cx| stack.poll_ready(cx))
-            .await
-            .map_err(ClientError::from_stack)?;
-        // Awaited in place, not boxed: the stack's future type names no
-        // function pointer, so an axum handler awaiting this is `Send`
-        // (see `client::stack::BoxErrors`). The body was read inside the
-        // attempt, up to the client's limit.
-        stack.call(req).await.map_err(ClientError::from_stack)
+pin_project! {
+    /// A built call on its way through the stack: the stack's readiness,
+    /// then its future. By hand, not `async`: an `async fn` keeps its
+    /// arguments (the builder) and every local it awaits across for its
+    /// whole life, which made the call's future 2,720 bytes, copied whole
+    /// at every move; this holds the stack and the call, then the stack's
+    /// future in their place. Not `oneshot` either: its future holds the
+    /// service and the request beside the call's future.
+    pub(crate) struct Sending {
+        #[pin]
+        state: State,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        Ready { stack: Stack, call: Option<Call> },
+        // The stack's future, awaited in place, not boxed: its type names
+        // no function pointer, so an axum handler awaiting a call is
+        // `Send` (see `client::stack::BoxErrors`). The body was read
+        // inside the attempt, up to the client's limit.
+        Called { #[pin] future: <Stack as Service<Call>>::Future },
+        // Refused before anything was sent.
+        Rejected { refusal: Pin<Box<dyn Future<Output = ClientError> + Send>> },
+        Done,
+    }
+}
+
+/// What a send makes of the response, and how the call is counted.
+trait Finish {
+    type Output;
+
+    fn finish(
+        &self,
+        client: &ServiceClient,
+        response: Result<Response<Bytes>, ClientError>,
+    ) -> (Result<Self::Output, ClientError>, &'static str);
+}
+
+/// [`RequestBuilder::send`]'s: a 2xx's JSON body as `T`.
+struct Json<T>(PhantomData<fn() -> T>);
+
+impl<T: DeserializeOwned> Finish for Json<T> {
+    type Output = T;
+
+    fn finish(
+        &self,
+        client: &ServiceClient,
+        response: Result<Response<Bytes>, ClientError>,
+    ) -> (Result<T, ClientError>, &'static str) {
+        let result = response
+            .and_then(|r| success(r, &client.shared.retry_on))
+            .and_then(decode);
+        (result, "success")
+    }
+}
+
+/// [`RequestBuilder::send_opt`]'s: a 404 is `None`.
+struct JsonOpt<T>(PhantomData<fn() -> T>);
+
+impl<T: DeserializeOwned> Finish for JsonOpt<T> {
+    type Output = Option<T>;
+
+    fn finish(
+        &self,
+        client: &ServiceClient,
+        response: Result<Response<Bytes>, ClientError>,
+    ) -> (Result<Option<T>, ClientError>, &'static str) {
+        match response {
+            Ok(r) if r.status() == StatusCode::NOT_FOUND => (Ok(None), "client_error"),
+            other => {
+                let result = other
+                    .and_then(|r| success(r, &client.shared.retry_on))
+                    .and_then(decode)
+                    .map(Some);
+                (result, "success")
+            }
+        }
+    }
+}
+
+/// [`RequestBuilder::send_raw`]'s: the response as it came.
+struct Raw;
+
+impl Finish for Raw {
+    type Output = Response<Bytes>;
+
+    fn finish(
+        &self,
+        _: &ServiceClient,
+        response: Result<Response<Bytes>, ClientError>,
+    ) -> (Result<Response<Bytes>, ClientError>, &'static str) {
+        let ok = match &response {
+            Ok(r) => status_outcome(r.status()),
+            Err(_) => "",
+        };
+        (response, ok)
+    }
+}
+
+#[cfg(not(feature = "opentelemetry"))]
+type Started = Sending;
+
+#[cfg(feature = "opentelemetry")]
+type Started = tracing::instrument::Instrumented<Sending>;
+
+pin_project! {
+    /// A send's future: the call, then what the send makes of its response,
+    /// counted. By hand, as [`Sending`]: an `async` block awaiting the call
+    /// would hold it twice (as captured, and as awaited).
+    struct Finishing<'a, F> {
+        #[pin]
+        sending: Started,
+        client: &'a ServiceClient,
+        started: CallTimer,
+        finish: F,
+    }
+}
+
+impl<F: Finish> Future for Finishing<'_, F> {
+    type Output = Result<F::Output, ClientError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.sending.poll(cx));
+        let (result, ok) = this.finish.finish(this.client, response);
+        this.client.record(&result, ok, *this.started);
+        Poll::Ready(result)
+    }
+}
+
+impl Sending {
+    fn rejected(message: String) -> Self {
+        Sending {
+            state: State::Rejected {
+                refusal: Box::pin(rejected(message)),
+            },
+        }
+    }
+}
+
+impl Future for Sending {
+    type Output = Result<Response<Bytes>, ClientError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Ready { stack, call } => {
+                    if let Err(e) = ready!(stack.poll_ready(cx)) {
+                        state.set(State::Done);
+                        return Poll::Ready(Err(ClientError::from_stack(e)));
+                    }
+                    let call = call.take().expect("polled after completion");
+                    let future = stack.call(call);
+                    state.set(State::Called { future });
+                }
+                StateProj::Called { future } => {
+                    let result = ready!(future.poll(cx));
+                    state.set(State::Done);
+                    return Poll::Ready(result.map_err(ClientError::from_stack));
+                }
+                StateProj::Rejected { refusal } => {
+                    let error = ready!(refusal.as_mut().poll(cx));
+                    state.set(State::Done);
+                    return Poll::Ready(Err(error));
+                }
+                StateProj::Done => panic!("`Sending` polled after completion"),
+            }
+        }
     }
 }
 

@@ -90,6 +90,13 @@ pub fn paired(
     mut run_variant: impl FnMut(usize, u64, u64) -> Duration,
 ) {
     let n = names.len();
+    // `MESHGUARD_PAIRED_CALLS` overrides the calls a turn makes: shorter
+    // turns, more rounds, pair the variants more finely in time.
+    let calls = std::env::var("MESHGUARD_PAIRED_CALLS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|&c| c > 0)
+        .unwrap_or(calls);
     for concurrency in [1u64, 16] {
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); n];
         for round in 0..rounds {

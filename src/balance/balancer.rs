@@ -18,8 +18,8 @@ pub use super::load::ResponseFuture;
 
 /// The balancer [`balance`](super::balance) builds: a `tower::Service`
 /// that sends each request to one of the endpoints discovery yields,
-/// picked by power of two choices (tower's p2c, over tower's ready cache)
-/// over their ranked load.
+/// picked by power of two choices (adapted from tower's p2c, over the
+/// endpoints' own ready set) over their ranked load.
 ///
 /// It is not `Clone`: share it behind `tower::buffer::Buffer` (or a lock).
 /// `poll_ready` is `Pending` while no endpoint is ready.

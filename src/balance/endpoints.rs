@@ -127,8 +127,9 @@ pin_project! {
         hold_cap: Duration,
         // A concurrency limit per endpoint, if any.
         max_concurrent: Option<usize>,
-        // Instance ids mapped to small keys: tower's ready cache clones and
-        // hashes a key on every call, which for a `String` is an allocation.
+        // Instance ids mapped to small keys: the ready set clones and hashes
+        // a key whenever an endpoint comes and goes between ready and
+        // pending, which for a `String` is an allocation.
         keys: std::collections::HashMap<String, u64>,
         next_key: u64,
         // The discovery stream has ended: tower keeps asking, answer at once.

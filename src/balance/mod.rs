@@ -1,7 +1,7 @@
 //! Load balancing over discovered endpoints, with outlier ejection.
 //!
-//! [`balance`] builds a [`Balancer`]: power of two choices (tower's p2c,
-//! over tower's ready cache) over PeakEwma latency estimates (Finagle's and
+//! [`balance`] builds a [`Balancer`]: power of two choices (adapted from
+//! tower's p2c, over the endpoints' own ready set) over PeakEwma latency estimates (Finagle's and
 //! linkerd's choice), fed by a discovery stream of [`Endpoint`]s. Each
 //! endpoint is wrapped in its own
 //! [`CircuitBreaker`](crate::circuit_breaker::CircuitBreaker) in wait mode

@@ -110,7 +110,7 @@ where
                 }
             }
             chosen_now = true;
-            match self.choose(within) {
+            match self.choose(cx, within) {
                 Some(Ok(index)) => self.ready_index = Some(index),
                 Some(Err(TooSlow)) => return Poll::Ready(Pick::TooSlow),
                 // Interest in discovery and in the pending endpoints is
@@ -181,22 +181,68 @@ where
 
     /// Two ready endpoints at random, the lesser load; `None` when none is
     /// ready.
-    fn choose(&mut self, within: Option<u64>) -> Option<Result<usize, TooSlow>> {
-        let len = self.services.ready_len();
-        let (index, load) = match len {
-            0 => return None,
-            1 => (0, self.load(0, within)),
-            _ => {
-                let a = self.rng.usize(..len);
-                let b = (a + 1 + self.rng.usize(..len - 1)) % len;
-                let (la, lb) = (self.load(a, within), self.load(b, within));
-                if la <= lb { (a, la) } else { (b, lb) }
+    ///
+    /// An endpoint stays in the ready set after a call until it is asked
+    /// for readiness again (`ready.rs`), so one whose breaker opened since
+    /// is still there: drawn, it is asked now, goes pending (to come back
+    /// when its breaker lets a probe through), and the pick draws again,
+    /// so that it never takes the place of a ready endpoint in a draw.
+    fn choose(
+        &mut self,
+        cx: &mut Context<'_>,
+        within: Option<u64>,
+    ) -> Option<Result<usize, TooSlow>> {
+        let (index, load) = loop {
+            let len = self.services.ready_len();
+            let drawn = match len {
+                0 => return None,
+                1 => [0, 0],
+                _ => {
+                    let a = self.rng.usize(..len);
+                    [a, (a + 1 + self.rng.usize(..len - 1)) % len]
+                }
+            };
+            if let Some(&out) = drawn.iter().find(|&&i| self.rejects(i)) {
+                if self.shelve(cx, out) {
+                    continue;
+                }
             }
+            let [a, b] = drawn;
+            let la = self.load(a, within);
+            if a == b {
+                break (a, la);
+            }
+            let lb = self.load(b, within);
+            break if la <= lb { (a, la) } else { (b, lb) };
         };
         if !load.late {
             return Some(Ok(index));
         }
         Some(self.choose_in_time(within))
+    }
+
+    /// Whether the ready endpoint at `index`'s breaker turns calls away.
+    #[inline]
+    fn rejects(&self, index: usize) -> bool {
+        self.services
+            .get_ready_index(index)
+            .is_some_and(|svc| svc.rejects())
+    }
+
+    /// Asks the ready endpoint at `index` for readiness, out of turn: true
+    /// when it left the ready set (pending, or failed and dropped), which
+    /// moves another into its index.
+    #[cold]
+    fn shelve(&mut self, cx: &mut Context<'_>, index: usize) -> bool {
+        match self.services.check_ready_index(cx, index) {
+            Ok(true) => false,
+            Ok(false) => true,
+            Err(Failed(_, error)) => {
+                let error: crate::BoxError = error;
+                tracing::debug!(%error, "endpoint failed");
+                true
+            }
+        }
     }
 
     /// Both draws were late: two endpoints drawn at random among the ready

@@ -6,14 +6,15 @@
 //! service out of the ready set and pushes it into a `FuturesUnordered` of
 //! pending services, from which the next pick polls it back (an allocation,
 //! four hashes of its key, a wake and two moves of the service per
-//! request, about 1,500 instructions a call measured with callgrind in
+//! request, about 900 instructions a call measured with callgrind in
 //! `benches/client.rs`). Here a called service stays where it is, and is
 //! asked for readiness right before its next request, which the pick does
 //! anyway ([`check_ready_index`](ReadySet::check_ready_index)); only a
 //! service that answers `Pending` there, or a new one, goes to the pending
-//! set, to come back when it wakes. An endpoint also no longer holds a
-//! readiness it reserved (a concurrency limit's permit, a breaker's probe)
-//! while it waits to be picked: it takes it when it is.
+//! set, to come back when it wakes. An endpoint that was called takes its
+//! next readiness (a concurrency limit's permit, a breaker's probe) when it
+//! is picked again, not right after its call; one that comes back from the
+//! pending set holds the readiness it came back with, as in tower's.
 //!
 //! The contract a service sees is tower's: `poll_ready` until `Ready`, then
 //! one `call`.

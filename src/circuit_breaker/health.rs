@@ -36,6 +36,14 @@ impl Health {
         }
     }
 
+    /// Whether the breaker turns calls away now: open, with its open period
+    /// not over. Reads the clock only while open.
+    #[inline]
+    pub(crate) fn rejects(&self) -> bool {
+        let word = self.slot.word();
+        kind(word) == OPEN && !self.open_period_over(word)
+    }
+
     #[cold]
     fn open_period_over(&self, word: u64) -> bool {
         self.slot.state.deadline_gen.load(Acquire) == generation(word) as u64

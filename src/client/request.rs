@@ -152,9 +152,8 @@ impl<'a> RequestBuilder<'a> {
     /// empty body decodes as JSON `null`, so `()` and `Option<_>` accept a
     /// 204). Any other status is [`ClientError::Status`].
     ///
-    /// The request is built here, when `send` is called (its propagated
-    /// context is the caller's current one then); nothing is sent until the
-    /// future is polled.
+    /// Nothing happens until the future is first polled: the request is
+    /// checked and built, and the propagated context read, then.
     pub fn send<T: DeserializeOwned>(self) -> impl Future<Output = Result<T, ClientError>> {
         self.accept_json().finishing(Json(PhantomData))
     }
@@ -172,55 +171,63 @@ impl<'a> RequestBuilder<'a> {
         self.finishing(Raw)
     }
 
-    fn finishing<F: Finish>(self, finish: F) -> Finishing<'a, F> {
-        let client = self.client;
-        let started = CallTimer::start();
-        Finishing {
-            sending: self.start(),
-            client,
-            started,
-            finish,
-        }
-    }
-
     fn accept_json(mut self) -> Self {
         self.accept_json = true;
         self
     }
 
-    /// The call, built.
-    #[cfg(not(feature = "opentelemetry"))]
-    #[inline]
-    fn start(self) -> Sending {
-        self.build()
+    fn finishing<F: Finish>(self, finish: F) -> Finishing<'a, F> {
+        let unsent = Unsent {
+            method: self.method,
+            path: self.path,
+            headers: self.headers,
+            body: self.body,
+            accept_json: self.accept_json,
+            json_body: self.json_body,
+            context: self.context,
+            deadline: self.deadline,
+            error: self.error,
+        };
+        Finishing {
+            sending: Sending {
+                state: State::Ready {
+                    stack: self.client.stack.clone(),
+                    request: Request::Unsent(unsent),
+                },
+            },
+            client: self.client,
+            started: None,
+            span: None,
+            finish,
+        }
     }
+}
 
-    /// The call, built and sent in a `call` span of kind client: its
-    /// attempts send the span's OpenTelemetry context, so the next hop's
-    /// request span is this call's child.
-    #[cfg(feature = "opentelemetry")]
-    fn start(self) -> tracing::instrument::Instrumented<Sending> {
-        use tracing::Instrument;
-        let span = crate::propagation::call_span(self.client.name(), &self.method, &self.path);
-        let sending = span.in_scope(|| self.build());
-        sending.instrument(span)
-    }
+/// A request as the builder left it, until the send's first poll.
+struct Unsent {
+    method: Method,
+    path: String,
+    headers: http::HeaderMap,
+    body: Bytes,
+    accept_json: bool,
+    json_body: bool,
+    context: Option<CallContext>,
+    deadline: Option<Duration>,
+    error: Option<String>,
+}
 
-    /// The request, checked and built into a [`Call`] with its propagated
-    /// context, ready for the stack.
-    fn build(self) -> Sending {
-        let invalid = if let Some(e) = self.error {
-            Some(e)
-        } else if !self.path.starts_with('/') {
-            Some(format!(
+impl Unsent {
+    /// The request, checked and built into a [`Call`] with the propagated
+    /// context current now; the message of an invalid one.
+    fn build(self) -> Result<Call, String> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if !self.path.starts_with('/') {
+            return Err(format!(
                 "path {:?}: must start with `/` (the instance is chosen by discovery)",
                 self.path
-            ))
-        } else {
-            None
-        };
-        if let Some(message) = invalid {
-            return Sending::rejected(message);
+            ));
         }
         // Owned by one shared allocation: every attempt's URI holds it by a
         // reference count (a `Bytes` made from a `Vec` allocates a second
@@ -230,13 +237,13 @@ impl<'a> RequestBuilder<'a> {
             Ok(path) => path,
             Err(e) => {
                 let path = String::from_utf8_lossy(&path);
-                return Sending::rejected(format!("path {path:?}: {e}"));
+                return Err(format!("path {path:?}: {e}"));
             }
         };
         let context = self.context.or_else(CallContext::current);
         let context = context.as_ref();
         let (trace, trace_state) = outgoing_trace(context);
-        let call = Call {
+        Ok(Call {
             parts: Arc::new(CallParts {
                 method: self.method,
                 path,
@@ -256,42 +263,7 @@ impl<'a> RequestBuilder<'a> {
             timeout: self.deadline,
             attempt_end: None,
             hedge: false,
-        };
-        Sending {
-            state: State::Ready {
-                stack: self.client.stack.clone(),
-                call: Some(call),
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// A built call on its way through the stack: the stack's readiness,
-    /// then its future. By hand, not `async`: an `async fn` keeps its
-    /// arguments (the builder) and every local it awaits across for its
-    /// whole life, which made the call's future 2,720 bytes, copied whole
-    /// at every move; this holds the stack and the call, then the stack's
-    /// future in their place. Not `oneshot` either: its future holds the
-    /// service and the request beside the call's future.
-    pub(crate) struct Sending {
-        #[pin]
-        state: State,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State {
-        Ready { stack: Stack, call: Option<Call> },
-        // The stack's future, awaited in place, not boxed: its type names
-        // no function pointer, so an axum handler awaiting a call is
-        // `Send` (see `client::stack::BoxErrors`). The body was read
-        // inside the attempt, up to the client's limit.
-        Called { #[pin] future: <Stack as Service<Call>>::Future },
-        // Refused before anything was sent.
-        Rejected { refusal: Pin<Box<dyn Future<Output = ClientError> + Send>> },
-        Done,
+        })
     }
 }
 
@@ -367,21 +339,29 @@ impl Finish for Raw {
     }
 }
 
-#[cfg(not(feature = "opentelemetry"))]
-type Started = Sending;
-
+/// The `call` span of a send (kind client: its attempts send the span's
+/// OpenTelemetry context, so the next hop's request span is this call's
+/// child); nothing without the `opentelemetry` feature.
 #[cfg(feature = "opentelemetry")]
-type Started = tracing::instrument::Instrumented<Sending>;
+type CallSpan = tracing::Span;
+
+#[cfg(not(feature = "opentelemetry"))]
+type CallSpan = ();
 
 pin_project! {
     /// A send's future: the call, then what the send makes of its response,
-    /// counted. By hand, as [`Sending`]: an `async` block awaiting the call
-    /// would hold it twice (as captured, and as awaited).
+    /// counted. By hand, not `async`: an `async fn` keeps its arguments (the
+    /// builder) and every local it awaits across for its whole life, which
+    /// made a send's future 2,720 bytes, copied whole at every move; this
+    /// one holds the stack and the request, then the stack's future in
+    /// their place (under 1 KiB).
     struct Finishing<'a, F> {
         #[pin]
-        sending: Started,
+        sending: Sending,
         client: &'a ServiceClient,
-        started: CallTimer,
+        // Set at the first poll, as an `async fn`'s body would run.
+        started: Option<CallTimer>,
+        span: Option<CallSpan>,
         finish: F,
     }
 }
@@ -390,22 +370,79 @@ impl<F: Finish> Future for Finishing<'_, F> {
     type Output = Result<F::Output, ClientError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = ready!(this.sending.poll(cx));
+        let mut this = self.project();
+        let started = *this.started.get_or_insert_with(CallTimer::start);
+        if this.span.is_none() {
+            *this.span = Some(this.sending.as_ref().call_span(this.client));
+        }
+        let response = {
+            let _entered = entered(this.span);
+            ready!(this.sending.as_mut().poll(cx))
+        };
         let (result, ok) = this.finish.finish(this.client, response);
-        this.client.record(&result, ok, *this.started);
+        this.client.record(&result, ok, started);
         Poll::Ready(result)
     }
 }
 
+#[cfg(feature = "opentelemetry")]
+fn entered(span: &Option<CallSpan>) -> Option<tracing::span::Entered<'_>> {
+    span.as_ref().map(|s| s.enter())
+}
+
+#[cfg(not(feature = "opentelemetry"))]
+#[inline]
+fn entered(_: &Option<CallSpan>) {}
+
+pin_project! {
+    /// A request on its way through the stack: built at the first poll,
+    /// then the stack's readiness, then its future. Not `oneshot`: its
+    /// future holds the service and the request beside the call's future.
+    struct Sending {
+        #[pin]
+        state: State,
+    }
+}
+
+/// The request a [`Sending`] holds until the stack takes it.
+enum Request {
+    Unsent(Unsent),
+    Built(Call),
+    Taken,
+}
+
+pin_project! {
+    #[project = StateProj]
+    #[project_ref = StateProjRef]
+    enum State {
+        Ready { stack: Stack, request: Request },
+        // The stack's future, awaited in place, not boxed: its type names
+        // no function pointer, so an axum handler awaiting a call is
+        // `Send` (see `client::stack::BoxErrors`). The body was read
+        // inside the attempt, up to the client's limit.
+        Called { #[pin] future: <Stack as Service<Call>>::Future },
+        // Refused before anything was sent.
+        Rejected { message: String },
+        Done,
+    }
+}
+
 impl Sending {
-    fn rejected(message: String) -> Self {
-        Sending {
-            state: State::Rejected {
-                refusal: Box::pin(rejected(message)),
-            },
+    /// The call's span, for a send not polled yet.
+    #[cfg(feature = "opentelemetry")]
+    fn call_span(self: Pin<&Self>, client: &ServiceClient) -> CallSpan {
+        match self.project_ref().state.project_ref() {
+            StateProjRef::Ready {
+                request: Request::Unsent(unsent),
+                ..
+            } => crate::propagation::call_span(client.name(), &unsent.method, &unsent.path),
+            _ => tracing::Span::none(),
         }
     }
+
+    #[cfg(not(feature = "opentelemetry"))]
+    #[inline]
+    fn call_span(self: Pin<&Self>, _: &ServiceClient) -> CallSpan {}
 }
 
 impl Future for Sending {
@@ -415,12 +452,27 @@ impl Future for Sending {
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Ready { stack, call } => {
+                StateProj::Ready { stack, request } => {
+                    if let Request::Unsent(_) = request {
+                        let Request::Unsent(unsent) = std::mem::replace(request, Request::Taken)
+                        else {
+                            unreachable!("matched above")
+                        };
+                        match unsent.build() {
+                            Ok(call) => *request = Request::Built(call),
+                            Err(message) => {
+                                state.set(State::Rejected { message });
+                                continue;
+                            }
+                        }
+                    }
                     if let Err(e) = ready!(stack.poll_ready(cx)) {
                         state.set(State::Done);
                         return Poll::Ready(Err(ClientError::from_stack(e)));
                     }
-                    let call = call.take().expect("polled after completion");
+                    let Request::Built(call) = std::mem::replace(request, Request::Taken) else {
+                        panic!("`Sending` polled after completion")
+                    };
                     let future = stack.call(call);
                     state.set(State::Called { future });
                 }
@@ -429,23 +481,19 @@ impl Future for Sending {
                     state.set(State::Done);
                     return Poll::Ready(result.map_err(ClientError::from_stack));
                 }
-                StateProj::Rejected { refusal } => {
-                    let error = ready!(refusal.as_mut().poll(cx));
+                StateProj::Rejected { message } => {
+                    // Refused without awaiting any tokio resource: spend the
+                    // task's cooperative budget, or a caller looping on a bad
+                    // request would never yield its worker.
+                    ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+                    let message = std::mem::take(message);
                     state.set(State::Done);
-                    return Poll::Ready(Err(error));
+                    return Poll::Ready(Err(ClientError::InvalidRequest(message)));
                 }
                 StateProj::Done => panic!("`Sending` polled after completion"),
             }
         }
     }
-}
-
-/// A call refused before anything was sent. It completes without awaiting
-/// any tokio resource, so it spends the task's cooperative budget, or a
-/// caller looping on a bad request would never yield its worker.
-async fn rejected(message: String) -> ClientError {
-    tokio::task::coop::consume_budget().await;
-    ClientError::InvalidRequest(message)
 }
 
 fn success(

@@ -279,6 +279,26 @@ async fn every_attempt_of_a_retried_call_carries_the_trace_and_tracestate() {
     assert_eq!(*seen.lock().unwrap(), [expected.clone(), expected]);
 }
 
+/// A send's future made before the context is current and awaited inside
+/// `CallContext::scope` carries the scope's context: the request is built
+/// at the first poll, not when `send` is called.
+#[tokio::test]
+async fn a_send_made_outside_a_scope_and_awaited_in_it_carries_the_scopes_context() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let client = ServiceClient::builder("back")
+        .urls([back(hits).await])
+        .build()
+        .unwrap();
+    let trace = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    let context = CallContext::new()
+        .with_request_id(http::HeaderValue::from_static("req-42"))
+        .with_trace(TraceParent::parse(trace.as_bytes()).unwrap());
+    let send = client.get("/seen").send::<Seen>();
+    let seen = context.scope(send).await.unwrap();
+    assert_eq!(seen.request_id, "req-42");
+    assert_eq!(seen.traceparent, trace);
+}
+
 /// An axum service behind `layer` answering with the request id and the
 /// deadline its handler got.
 async fn reporting(layer: PropagationLayer) -> String {

@@ -405,6 +405,9 @@ pin_project! {
 }
 
 /// The request a [`Sending`] holds until the stack takes it.
+// Its size does not matter: it shares the send's state with the stack's
+// future, which is larger (boxing `Unsent` would cost an allocation a call).
+#[allow(clippy::large_enum_variant)]
 enum Request {
     Unsent(Unsent),
     Built(Call),

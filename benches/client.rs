@@ -22,6 +22,7 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group};
 use http_body_util::{BodyExt, Empty};
 use meshguard::client::{HttpProtocol, ServiceClient};
+use meshguard::propagation::{CallContext, TraceParent};
 
 mod support;
 use support::loopback::{User, run, servers};
@@ -155,14 +156,17 @@ fn paired(rounds: usize) {
     });
 }
 
-/// `MESHGUARD_COUNT=<reqwest|hyper|headers|p2c|ours|hyper_h2|ours_h2>:<calls> valgrind --tool=callgrind
+/// `MESHGUARD_COUNT=<reqwest|hyper|headers|p2c|ours|ours_ctx|hyper_h2|ours_h2>:<calls> valgrind --tool=callgrind
 /// <bench binary>` makes that many calls one after another (after 100 to
 /// warm the pools) and exits: two call counts give the instructions per
 /// call, servers included, without the setup. `p2c` is bare hyper-util
 /// behind tower's p2c over PeakEwma (what meshguard's balancer builds on),
 /// with no other layer: the share of the client's cost that is balancing.
-/// `headers` is bare hyper-util sending the client's default headers: the
-/// share that is propagation.
+/// `headers` is bare hyper-util sending the headers a call inside a served
+/// request sends (`accept`, `x-request-id`, `traceparent`,
+/// `x-deadline-ms`): the share that is propagation. `ours` calls with no
+/// context current (it sends `accept` and `x-deadline-ms`); `ours_ctx`
+/// calls inside a request's context, as a handler does.
 fn count(spec: &str) {
     let (which, calls) = spec.split_once(':').expect("MESHGUARD_COUNT=ours:1000");
     let calls: u64 = calls.parse().expect("a call count");
@@ -173,6 +177,25 @@ fn count(spec: &str) {
     }
     if which == "headers" {
         rt.block_on(count_headers(&callers, calls));
+        return;
+    }
+    if which == "ours_ctx" {
+        // Calls made while serving a request: its context (request id,
+        // trace, deadline) current, as `PropagationLayer` makes it for a
+        // handler, so each call sends all four headers.
+        let context = CallContext::new()
+            .with_request_id(http::HeaderValue::from_static(
+                "0af76519-16cd-43dd-8448-eb211c80319c",
+            ))
+            .with_trace(
+                TraceParent::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+                    .expect("a valid traceparent"),
+            );
+        rt.block_on(context.scope(async {
+            for i in 0..100 + calls {
+                std::hint::black_box(callers.call(2, i).await);
+            }
+        }));
         return;
     }
     let which = match which {
@@ -189,9 +212,10 @@ fn count(spec: &str) {
     });
 }
 
-/// Bare hyper-util sending the four headers every `ServiceClient` call
-/// sends by default (`accept`, `x-request-id`, `traceparent`,
-/// `x-deadline-ms`; fixed values, neither generated nor allocated): what
+/// Bare hyper-util sending the four headers a `ServiceClient` call inside a
+/// served request sends by default (`accept`, `x-request-id`,
+/// `traceparent`, `x-deadline-ms`; fixed values, neither generated nor
+/// allocated): what
 /// those headers cost to send and for the server to parse, apart from the
 /// layers.
 async fn count_headers(callers: &Callers, calls: u64) {

@@ -53,10 +53,11 @@ pub(crate) struct CallParts {
     pub(crate) accept_json: bool,
     /// `content-type: application/json`, unless the caller set its own.
     pub(crate) json_body: bool,
-    /// `x-request-id`: the caller's, propagated, or a new one.
-    pub(crate) request_id: HeaderValue,
-    /// `traceparent`.
-    pub(crate) trace: TraceParent,
+    /// `x-request-id`: the caller's, propagated; none without a context
+    /// (the next hop makes one).
+    pub(crate) request_id: Option<HeaderValue>,
+    /// `traceparent`: the caller's trace; none without a context.
+    pub(crate) trace: Option<TraceParent>,
     /// `tracestate`, passed on unchanged beside the trace.
     pub(crate) trace_state: Option<TraceState>,
 }

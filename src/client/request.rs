@@ -23,7 +23,7 @@ use super::metrics::{CallTimer, status_outcome};
 use super::stack::Stack;
 use super::{ClientError, ServiceClient};
 use crate::classify::parse_retry_after;
-use crate::propagation::{CallContext, new_request_id, outgoing_trace};
+use crate::propagation::{CallContext, outgoing_trace};
 use crate::retry::HttpRetryOn;
 
 /// A call being built; send it with [`send`](Self::send) (JSON in, typed
@@ -242,7 +242,7 @@ impl Unsent {
         };
         let context = self.context.or_else(CallContext::current);
         let context = context.as_ref();
-        let (trace, trace_state) = outgoing_trace(context);
+        let (trace, trace_state) = outgoing_trace(context).unzip();
         Ok(Call {
             parts: Arc::new(CallParts {
                 method: self.method,
@@ -251,11 +251,9 @@ impl Unsent {
                 body: self.body,
                 accept_json: self.accept_json,
                 json_body: self.json_body,
-                request_id: context
-                    .and_then(|c| c.request_id().cloned())
-                    .unwrap_or_else(new_request_id),
+                request_id: context.and_then(|c| c.request_id().cloned()),
                 trace,
-                trace_state,
+                trace_state: trace_state.flatten(),
             }),
             // Carried as they are; the stack's deadline layer merges them
             // with the client's, once.

@@ -34,7 +34,8 @@ pub(crate) struct Head {
     /// The served request's `x-request-id`, if it had one (a gRPC call
     /// mints none: gRPC traces by `traceparent`).
     pub(crate) request_id: Option<http::HeaderValue>,
-    pub(crate) trace: TraceParent,
+    /// The caller's trace, if it has one.
+    pub(crate) trace: Option<TraceParent>,
     pub(crate) trace_state: Option<TraceState>,
 }
 

@@ -81,7 +81,7 @@ impl Service<http::Request<tonic::body::Body>> for Channel {
         let (parts, body) = request.into_parts();
         let context = CallContext::current();
         let context = context.as_ref();
-        let (trace, trace_state) = outgoing_trace(context);
+        let (trace, trace_state) = outgoing_trace(context).unzip();
         let timeout = parts.headers.get(GRPC_TIMEOUT).and_then(grpc_timeout);
         let head = Head {
             path: parts
@@ -92,7 +92,7 @@ impl Service<http::Request<tonic::body::Body>> for Channel {
             headers: parts.headers,
             request_id: context.and_then(|c| c.request_id().cloned()),
             trace,
-            trace_state,
+            trace_state: trace_state.flatten(),
         };
         ResponseFuture {
             state: State::Reading {

@@ -101,10 +101,12 @@ impl Service<GrpcCall> for GrpcTransport {
         if let Some(id) = &head.request_id {
             headers.entry(REQUEST_ID).or_insert(id.clone());
         }
-        if let http::header::Entry::Vacant(entry) = headers.entry(TRACEPARENT) {
-            entry.insert(head.trace.to_header_value());
-            if let Some(state) = &head.trace_state {
-                headers.insert(TRACESTATE, state.to_header_value());
+        if let Some(trace) = &head.trace {
+            if let http::header::Entry::Vacant(entry) = headers.entry(TRACEPARENT) {
+                entry.insert(trace.to_header_value());
+                if let Some(state) = &head.trace_state {
+                    headers.insert(TRACESTATE, state.to_header_value());
+                }
             }
         }
         // The attempt's end, if it comes before the deadline (past it, the

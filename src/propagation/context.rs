@@ -31,8 +31,8 @@ tokio::task_local! {
 }
 
 impl CallContext {
-    /// An empty context: calls made with it get a new request ID and trace
-    /// and no deadline beyond their own.
+    /// An empty context: calls made with it send no request ID and no
+    /// trace (the next hop makes its own) and no deadline beyond their own.
     pub fn new() -> Self {
         CallContext::default()
     }
@@ -107,7 +107,7 @@ impl CallContext {
     }
 
     /// Sets the `tracestate` sent beside the trace (with a trace of this
-    /// context's own only: a call that starts a new trace sends none).
+    /// context's own only: a call with no trace sends none).
     pub fn with_trace_state(mut self, state: TraceState) -> Self {
         self.trace_state = Some(state);
         self
@@ -148,15 +148,20 @@ impl CallContext {
 
 /// The trace context a call sends: with the `opentelemetry` feature, the
 /// current span's OpenTelemetry context when it has a valid span; else the
-/// context's trace and `tracestate`; else a new trace.
+/// context's trace and `tracestate`; else none.
+///
+/// None rather than a new trace: a `traceparent` names the caller's span as
+/// the parent of the next hop's, and a call with no context has no span
+/// that anything records. A trace begun here would give an OpenTelemetry
+/// backend a parent it never receives (a trace with a missing root); with
+/// none, the next hop starts the trace itself (`PropagationLayer` does).
 #[inline]
-pub(crate) fn outgoing_trace(context: Option<&CallContext>) -> (TraceParent, Option<TraceState>) {
+pub(crate) fn outgoing_trace(
+    context: Option<&CallContext>,
+) -> Option<(TraceParent, Option<TraceState>)> {
     #[cfg(feature = "opentelemetry")]
     if let Some(current) = super::otel::current_trace() {
-        return current;
+        return Some(current);
     }
-    match context.and_then(|c| c.trace.map(|t| (t, c.trace_state.clone()))) {
-        Some(trace) => trace,
-        None => (TraceParent::new_root(), None),
-    }
+    context.and_then(|c| c.trace.map(|t| (t, c.trace_state.clone())))
 }

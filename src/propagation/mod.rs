@@ -44,7 +44,6 @@ pub use layer::{
 #[cfg(feature = "opentelemetry")]
 pub(crate) use otel::call_span;
 pub use trace::TraceParent;
-pub(crate) use trace::new_request_id;
 pub use trace_state::{TRACESTATE_MAX_LEN, TRACESTATE_MAX_MEMBERS, TraceState};
 
 /// The correlation ID header.

@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use bytes::Bytes;
 use http::HeaderValue;
 
 /// A W3C trace context (`traceparent`, version 00): the trace a call
@@ -163,28 +162,6 @@ fn nonzero_u128() -> u128 {
     fastrand::u128(1..)
 }
 
-/// A fresh request ID in the UUID v4 text form (random; made with a fast
-/// non-cryptographic generator: request IDs correlate, they do not
-/// authenticate).
-pub(crate) fn new_request_id() -> HeaderValue {
-    let v = (fastrand::u128(..) & !(0xfu128 << 76) & !(0x3u128 << 62))
-        | (0x4u128 << 76)
-        | (0x2u128 << 62);
-    // By hand, as `TraceParent::to_header_value`: `format!` with widths
-    // cost about 2,800 instructions a call (callgrind), this about 150.
-    let mut hex = [0u8; 32];
-    hex_into(&mut hex, v);
-    let mut out = [b'-'; 36];
-    out[..8].copy_from_slice(&hex[..8]);
-    out[9..13].copy_from_slice(&hex[8..12]);
-    out[14..18].copy_from_slice(&hex[12..16]);
-    out[19..23].copy_from_slice(&hex[16..20]);
-    out[24..].copy_from_slice(&hex[20..]);
-    // Owned by one shared allocation, so the copy every attempt sends is a
-    // reference count (`from_bytes` allocates again at the first copy).
-    HeaderValue::from_maybe_shared(Bytes::from_owner(out)).expect("hex digits and dashes")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,22 +211,5 @@ mod tests {
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         );
         assert_eq!(tp.to_string(), tp.to_header_value().to_str().unwrap());
-    }
-
-    #[test]
-    fn request_ids_are_uuid_v4_text() {
-        let id = new_request_id();
-        let s = id.to_str().unwrap();
-        assert_eq!(s.len(), 36);
-        assert_eq!(
-            s.char_indices()
-                .filter(|(_, c)| *c == '-')
-                .map(|(i, _)| i)
-                .collect::<Vec<_>>(),
-            [8, 13, 18, 23]
-        );
-        assert!(s.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
-        assert_eq!(&s[14..15], "4");
-        assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"), "{s}");
     }
 }

@@ -33,9 +33,13 @@ pub(crate) struct Call {
     /// This call's own time limit (a [`Timeout`](crate::deadline::Timeout)
     /// in the request's extensions).
     pub(crate) timeout: Option<Duration>,
-    /// `x-request-id`, the same on every attempt (`None`: propagation off).
+    /// Whether the attempt sends the propagation headers.
+    pub(crate) propagate: bool,
+    /// `x-request-id`, the same on every attempt: the served request's
+    /// (`None` without one, or with propagation off).
     pub(crate) request_id: Option<HeaderValue>,
-    /// `traceparent` (`None`: propagation off).
+    /// `traceparent`: the caller's trace (`None` without one, or with
+    /// propagation off).
     pub(crate) trace: Option<TraceParent>,
     /// `tracestate`, passed on unchanged beside the trace.
     pub(crate) trace_state: Option<TraceState>,
@@ -73,6 +77,7 @@ impl Replay for Call {
             extensions: self.extensions.clone(),
             deadline: self.deadline,
             timeout: self.timeout,
+            propagate: self.propagate,
             request_id: self.request_id.clone(),
             trace: self.trace,
             trace_state: self.trace_state.clone(),
@@ -110,6 +115,7 @@ impl<'a> Service<Call> for Send<'a> {
             mut request,
             mut extensions,
             deadline,
+            propagate,
             request_id,
             trace,
             trace_state,
@@ -119,7 +125,6 @@ impl<'a> Service<Call> for Send<'a> {
         if deadline.is_some_and(|d| d.instant() <= now) {
             return Bounded::expired(Cut::Deadline);
         }
-        let propagate = request_id.is_some();
         let headers = request.headers_mut();
         // A caller's own ids win (its `traceparent` with its own
         // `tracestate` or none); the deadline is the merged one.

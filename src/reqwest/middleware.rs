@@ -21,7 +21,7 @@ use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitOpen, 
 use crate::classify::{Classified, HttpClassifier};
 use crate::client::{AttemptMetrics, BoxErrors, CallTimer, ClientMetrics, status_outcome};
 use crate::deadline::{DeadlineExceeded, DeadlineLayer, Timeout};
-use crate::propagation::{CallContext, new_request_id, outgoing_trace};
+use crate::propagation::{CallContext, outgoing_trace};
 use crate::retry::{HttpRetryOn, RetryBudget, RetryLayer};
 
 /// meshguard's resilience for any [`reqwest_middleware`] client: per-host
@@ -185,24 +185,21 @@ impl Middleware for Resilience {
         let host = self.host(request.url());
         let context = CallContext::current();
         let context = context.as_ref();
-        let (trace, trace_state) = if inner.propagate {
-            let (trace, state) = outgoing_trace(context);
-            (Some(trace), state)
-        } else {
-            (None, None)
+        let (trace, trace_state) = match inner.propagate {
+            true => outgoing_trace(context).unzip(),
+            false => (None, None),
         };
         let call = Call {
             request,
             extensions: extensions.clone(),
             deadline: context.and_then(|c| c.deadline()),
             timeout: extensions.get::<Timeout>().map(|t| t.0),
-            request_id: inner.propagate.then(|| {
-                context
-                    .and_then(|c| c.request_id().cloned())
-                    .unwrap_or_else(new_request_id)
-            }),
+            propagate: inner.propagate,
+            request_id: context
+                .filter(|_| inner.propagate)
+                .and_then(|c| c.request_id().cloned()),
             trace,
-            trace_state,
+            trace_state: trace_state.flatten(),
         };
         let last = Mutex::new(None);
         let send = Send {

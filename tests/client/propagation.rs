@@ -279,6 +279,27 @@ async fn every_attempt_of_a_retried_call_carries_the_trace_and_tracestate() {
     assert_eq!(*seen.lock().unwrap(), [expected.clone(), expected]);
 }
 
+/// A call with no context sends the deadline, and neither an
+/// `x-request-id` nor a `traceparent`: it has no id or span to pass on,
+/// and the next hop makes its own.
+#[tokio::test]
+async fn a_call_with_no_context_sends_its_deadline_and_no_ids() {
+    let app = axum::Router::new().route(
+        "/headers",
+        get(|headers: HeaderMap| async move {
+            let mut names: Vec<String> = headers.keys().map(|k| k.to_string()).collect();
+            names.sort();
+            Json(names)
+        }),
+    );
+    let client = ServiceClient::builder("plain")
+        .urls([url(serve(app).await)])
+        .build()
+        .unwrap();
+    let names: Vec<String> = client.get("/headers").send().await.unwrap();
+    assert_eq!(names, ["accept", "host", "x-deadline-ms"]);
+}
+
 /// A send's future made before the context is current and awaited inside
 /// `CallContext::scope` carries the scope's context: the request is built
 /// at the first poll, not when `send` is called.

@@ -100,20 +100,18 @@ async fn a_typed_call_through_a_reqwest_client_decodes_the_answer() {
 
 #[tokio::test]
 async fn a_call_through_reqwest_carries_the_propagated_headers() {
+    use meshguard::propagation::{CallContext, TraceParent};
+    const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let users = through(reqwest::Client::new(), [upstream().await])
         .deadline(Some(Duration::from_secs(10)))
         .build()
         .unwrap();
-    let seen: Vec<(String, String)> = users.get("/headers").send().await.unwrap();
-    let id = header(&seen, "x-request-id");
-    assert_eq!(id.len(), 1);
-    assert!(!id[0].is_empty());
-    let trace = header(&seen, "traceparent");
-    assert_eq!(trace.len(), 1);
-    assert!(
-        trace[0].starts_with("00-") && trace[0].len() == 55,
-        "{trace:?}"
-    );
+    let context = CallContext::new()
+        .with_request_id(HeaderValue::from_static("req-42"))
+        .with_trace(TraceParent::parse(TRACE.as_bytes()).unwrap());
+    let seen: Vec<(String, String)> = context.scope(users.get("/headers").send()).await.unwrap();
+    assert_eq!(header(&seen, "x-request-id"), ["req-42"]);
+    assert_eq!(header(&seen, "traceparent"), [TRACE]);
     let left: Vec<u64> = header(&seen, "x-deadline-ms")
         .iter()
         .map(|v| v.parse().unwrap())

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use meshguard::grpc::Channel;
-use meshguard::propagation::{CallContext, PropagationLayer};
+use meshguard::propagation::{CallContext, PropagationLayer, TraceParent};
 use support::tls::serve;
 use tokio::time::Instant;
 use tonic::{Code, Status};
@@ -416,7 +416,7 @@ async fn an_open_service_breaker_is_unavailable_without_a_call() {
 }
 
 #[tokio::test]
-async fn a_call_carries_a_traceparent_and_only_a_served_requests_id() {
+async fn a_call_carries_only_a_served_requests_id_and_trace() {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();
     let server = instance(move |req| {
@@ -432,10 +432,13 @@ async fn a_call_carries_a_traceparent_and_only_a_served_requests_id() {
     get(&users, 7, None).await.unwrap();
     CallContext::new()
         .with_request_id(http::HeaderValue::from_static("req-42"))
+        .with_trace(
+            TraceParent::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap(),
+        )
         .scope(get(&users, 7, None))
         .await
         .unwrap();
     let seen = seen.lock().unwrap();
-    assert_eq!(seen[0], (None, Some(55)));
+    assert_eq!(seen[0], (None, None));
     assert_eq!(seen[1], (Some("req-42".to_string()), Some(55)));
 }

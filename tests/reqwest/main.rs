@@ -195,11 +195,18 @@ async fn every_attempt_carries_the_request_id_traceparent_and_deadline() {
     })
     .await;
     let http = client(Resilience::builder().build().unwrap());
-    http.get(format!("{base}/")).send().await.unwrap();
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    CallContext::new()
+        .with_request_id(axum::http::HeaderValue::from_static("req-42"))
+        .with_trace(TraceParent::parse(trace.as_bytes()).unwrap())
+        .scope(http.get(format!("{base}/")).send())
+        .await
+        .unwrap();
     let (first, second) = (seen.headers(0), seen.headers(1));
-    assert_eq!(first["x-request-id"].len(), 36);
+    assert_eq!(first["x-request-id"], "req-42");
     assert_eq!(first["x-request-id"], second["x-request-id"]);
-    assert_eq!(first["traceparent"].len(), 55);
+    assert_eq!(first["traceparent"], trace);
+    assert_eq!(second["traceparent"], trace);
     // Paused time: the first attempt leaves at once, the second after its
     // backoff.
     assert_eq!(first["x-deadline-ms"], "10000");
@@ -208,6 +215,19 @@ async fn every_attempt_carries_the_request_id_traceparent_and_deadline() {
         second["x-deadline-ms"],
         (10_000 - gap.as_millis() as u64).to_string().as_str()
     );
+}
+
+/// With no context there is no id or trace to pass on: the attempt sends
+/// the deadline alone, and the next hop makes its own ids.
+#[tokio::test(start_paused = true)]
+async fn a_call_with_no_context_sends_the_deadline_and_no_ids() {
+    let (base, seen) = server(|_| (StatusCode::OK, vec![])).await;
+    let http = client(Resilience::builder().build().unwrap());
+    http.get(format!("{base}/")).send().await.unwrap();
+    let first = seen.headers(0);
+    assert!(!first.contains_key("x-request-id"));
+    assert!(!first.contains_key("traceparent"));
+    assert_eq!(first["x-deadline-ms"], "10000");
 }
 
 #[tokio::test(start_paused = true)]

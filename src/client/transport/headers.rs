@@ -41,10 +41,14 @@ pub(super) fn attempt_headers(call: &Call, defaults: &HeaderMap, now: Instant) -
             }
         }
     }
-    headers.insert(REQUEST_ID, parts.request_id.clone());
-    headers.insert(TRACEPARENT, parts.trace.to_header_value());
-    if let Some(state) = &parts.trace_state {
-        headers.insert(TRACESTATE, state.to_header_value());
+    if let Some(id) = &parts.request_id {
+        headers.insert(REQUEST_ID, id.clone());
+    }
+    if let Some(trace) = &parts.trace {
+        headers.insert(TRACEPARENT, trace.to_header_value());
+        if let Some(state) = &parts.trace_state {
+            headers.insert(TRACESTATE, state.to_header_value());
+        }
     }
     if let Some(deadline) = call.deadline {
         headers.insert(DEADLINE, deadline.to_header_value(now));

@@ -42,6 +42,21 @@ pub fn servers() -> Vec<SocketAddr> {
                 );
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addrs.push(listener.local_addr().unwrap());
+                // TCP_NODELAY, as a server of small answers should set it
+                // (tonic's and Go's do; axum's `serve` does not): without
+                // it, HTTP/2 calls from a client that sets it (meshguard's,
+                // tonic's) stall on delayed ACKs, about 40 ms now and then
+                // (docs/performance.md, "HTTP/2 and a server without
+                // TCP_NODELAY"). `MESHGUARD_SERVER_NAGLE=1` leaves it off.
+                let nagle = std::env::var("MESHGUARD_SERVER_NAGLE").is_ok();
+                let listener = {
+                    use axum::serve::ListenerExt;
+                    listener.tap_io(move |tcp| {
+                        if !nagle {
+                            let _ = tcp.set_nodelay(true);
+                        }
+                    })
+                };
                 tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
             }
             tx.send(addrs).unwrap();

@@ -202,7 +202,17 @@ async fn accept_until(
             biased;
             () = &mut until => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => accept(stream, connections),
+                Ok((stream, _)) => {
+                    // Answers go out at once, not held back by Nagle's
+                    // algorithm until the last small write is acknowledged:
+                    // with HTTP/2 (several answers in flight on one
+                    // connection) that waits on the caller's delayed ACK,
+                    // about 40 ms.
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "TCP_NODELAY not set");
+                    }
+                    accept(stream, connections)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -77,6 +77,18 @@ fn servers() -> Vec<SocketAddr> {
                 let app = axum::Router::new().route_service("/users.Users/Get", get);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addrs.push(listener.local_addr().unwrap());
+                // TCP_NODELAY, as tonic's own server sets it (axum's `serve`
+                // does not); `MESHGUARD_SERVER_NAGLE=1` leaves it off (see
+                // `support::loopback::servers`).
+                let nagle = std::env::var("MESHGUARD_SERVER_NAGLE").is_ok();
+                let listener = {
+                    use axum::serve::ListenerExt;
+                    listener.tap_io(move |tcp| {
+                        if !nagle {
+                            let _ = tcp.set_nodelay(true);
+                        }
+                    })
+                };
                 tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
             }
             tx.send(addrs).unwrap();
@@ -107,10 +119,21 @@ impl Channels {
                 .map(|u| tonic::transport::Endpoint::from_shared(u.clone()).unwrap());
             Channels {
                 tonic: tonic::transport::Channel::balance_list(endpoints),
-                ours: meshguard::grpc::Channel::builder("users")
-                    .urls(urls.clone())
-                    .build()
-                    .unwrap(),
+                // `MESHGUARD_GRPC_NO_TIMERS=1`: no attempt timeout and no
+                // deadline, to show what the two timers a call arms cost.
+                ours: if std::env::var("MESHGUARD_GRPC_NO_TIMERS").is_ok() {
+                    meshguard::grpc::Channel::builder("users")
+                        .urls(urls.clone())
+                        .timeout(None)
+                        .deadline(None)
+                        .build()
+                        .unwrap()
+                } else {
+                    meshguard::grpc::Channel::builder("users")
+                        .urls(urls.clone())
+                        .build()
+                        .unwrap()
+                },
             }
         });
         (channels, rt)

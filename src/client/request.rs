@@ -36,23 +36,15 @@ use crate::retry::HttpRetryOn;
 #[must_use = "a request does nothing until it is sent"]
 pub struct RequestBuilder<'a> {
     client: &'a ServiceClient,
-    method: Method,
-    path: String,
-    headers: http::HeaderMap,
-    body: Bytes,
-    accept_json: bool,
-    json_body: bool,
-    context: Option<CallContext>,
-    deadline: Option<Duration>,
-    error: Option<String>,
+    request: Unsent,
 }
 
 impl fmt::Debug for RequestBuilder<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestBuilder")
             .field("service", &self.client.name())
-            .field("method", &self.method)
-            .field("path", &self.path)
+            .field("method", &self.request.method)
+            .field("path", &self.request.path)
             .finish_non_exhaustive()
     }
 }
@@ -61,18 +53,20 @@ impl<'a> RequestBuilder<'a> {
     pub(crate) fn new(client: &'a ServiceClient, method: Method, path: String) -> Self {
         RequestBuilder {
             client,
-            method,
-            path,
-            // Empty, which allocates nothing: most calls add no header of
-            // their own (accept and the JSON content type are flags, written
-            // by the transport with the rest).
-            headers: http::HeaderMap::new(),
-            body: Bytes::new(),
-            accept_json: false,
-            json_body: false,
-            context: None,
-            deadline: None,
-            error: None,
+            request: Unsent {
+                method,
+                path,
+                // Empty, which allocates nothing: most calls add no header
+                // of their own (accept and the JSON content type are flags,
+                // written by the transport with the rest).
+                headers: http::HeaderMap::new(),
+                body: Bytes::new(),
+                accept_json: false,
+                json_body: false,
+                context: None,
+                deadline: None,
+                error: None,
+            },
         }
     }
 
@@ -80,8 +74,8 @@ impl<'a> RequestBuilder<'a> {
     pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
         match serde_json::to_vec(value) {
             Ok(body) => {
-                self.body = body.into();
-                self.json_body = true;
+                self.request.body = body.into();
+                self.request.json_body = true;
             }
             Err(e) => self.fail(format!("the body does not serialize: {e}")),
         }
@@ -90,7 +84,7 @@ impl<'a> RequestBuilder<'a> {
 
     /// Sends `body` as it is.
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
-        self.body = body.into();
+        self.request.body = body.into();
         self
     }
 
@@ -106,7 +100,7 @@ impl<'a> RequestBuilder<'a> {
     {
         match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
             (Ok(n), Ok(v)) => {
-                self.headers.append(n, v);
+                self.request.headers.append(n, v);
             }
             (Err(e), _) => self.fail(format!("invalid header name: {e}")),
             (_, Err(e)) => self.fail(format!("invalid header value: {e}")),
@@ -122,9 +116,13 @@ impl<'a> RequestBuilder<'a> {
         }
         let query = query.finish();
         if !query.is_empty() {
-            let sep = if self.path.contains('?') { '&' } else { '?' };
-            self.path.push(sep);
-            self.path.push_str(&query);
+            let sep = if self.request.path.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            self.request.path.push(sep);
+            self.request.path.push_str(&query);
         }
         self
     }
@@ -133,19 +131,19 @@ impl<'a> RequestBuilder<'a> {
     /// current one: for calls from a task the request's context is not
     /// current in, such as a spawned one.
     pub fn context(mut self, context: CallContext) -> Self {
-        self.context = Some(context);
+        self.request.context = Some(context);
         self
     }
 
     /// A deadline for this call only, from now; the earliest of this, the
     /// client's and the caller's wins.
     pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = Some(deadline);
+        self.request.deadline = Some(deadline);
         self
     }
 
     fn fail(&mut self, message: String) {
-        self.error.get_or_insert(message);
+        self.request.error.get_or_insert(message);
     }
 
     /// Sends the call and decodes a 2xx response's JSON body as `T` (an
@@ -172,27 +170,16 @@ impl<'a> RequestBuilder<'a> {
     }
 
     fn accept_json(mut self) -> Self {
-        self.accept_json = true;
+        self.request.accept_json = true;
         self
     }
 
     fn finishing<F: Finish>(self, finish: F) -> Finishing<'a, F> {
-        let unsent = Unsent {
-            method: self.method,
-            path: self.path,
-            headers: self.headers,
-            body: self.body,
-            accept_json: self.accept_json,
-            json_body: self.json_body,
-            context: self.context,
-            deadline: self.deadline,
-            error: self.error,
-        };
         Finishing {
             sending: Sending {
                 state: State::Ready {
                     stack: self.client.stack.clone(),
-                    request: Request::Unsent(unsent),
+                    request: Request::Unsent(self.request),
                 },
             },
             client: self.client,
@@ -203,7 +190,7 @@ impl<'a> RequestBuilder<'a> {
     }
 }
 
-/// A request as the builder left it, until the send's first poll.
+/// A request as the builder makes it, kept until the send's first poll.
 struct Unsent {
     method: Method,
     path: String,

@@ -35,7 +35,9 @@ pub use tls::{HttpProtocol, TlsConfig, TlsConfigBuilder};
 #[cfg(any(feature = "reqwest", feature = "grpc"))]
 pub(crate) use transport::transport_outcome;
 #[cfg(feature = "grpc")]
-pub(crate) use transport::{connector, http2_keep_alive};
+pub(crate) use transport::{
+    CONNECT_TIMEOUT, KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT, connector, tls_refused,
+};
 
 use crate::ConfigError;
 use crate::circuit_breaker::CircuitBreaker;

@@ -331,7 +331,8 @@ impl Finish for Raw {
 type CallSpan = tracing::Span;
 
 #[cfg(not(feature = "opentelemetry"))]
-type CallSpan = ();
+#[derive(Debug, Clone, Copy)]
+struct CallSpan;
 
 pin_project! {
     /// A send's future: the call, then what the send makes of its response,
@@ -377,7 +378,9 @@ fn entered(span: &Option<CallSpan>) -> Option<tracing::span::Entered<'_>> {
 
 #[cfg(not(feature = "opentelemetry"))]
 #[inline]
-fn entered(_: &Option<CallSpan>) {}
+fn entered(_: &Option<CallSpan>) -> Option<CallSpan> {
+    None
+}
 
 pin_project! {
     /// A request on its way through the stack: built at the first poll,
@@ -430,7 +433,9 @@ impl Sending {
 
     #[cfg(not(feature = "opentelemetry"))]
     #[inline]
-    fn call_span(self: Pin<&Self>, _: &ServiceClient) -> CallSpan {}
+    fn call_span(self: Pin<&Self>, _: &ServiceClient) -> CallSpan {
+        CallSpan
+    }
 }
 
 impl Future for Sending {

@@ -19,11 +19,21 @@ use crate::deadline::DeadlineExceeded;
 pub(crate) enum RequestBody {
     /// The whole body.
     Full(Option<Bytes>),
-    /// The frames read before the stream showed it was one, then the rest.
-    Streaming {
-        read: VecDeque<Bytes>,
-        rest: tonic::body::Body,
-    },
+    /// The frames read before the stream showed it was one, then the rest
+    /// (boxed: a unary call's body, moved on every call, stays small).
+    Streaming(Box<Streaming>),
+}
+
+pub(crate) struct Streaming {
+    read: VecDeque<Bytes>,
+    rest: tonic::body::Body,
+}
+
+impl RequestBody {
+    /// A stream: the frames already read, then the rest.
+    pub(crate) fn streaming(read: VecDeque<Bytes>, rest: tonic::body::Body) -> Self {
+        RequestBody::Streaming(Box::new(Streaming { read, rest }))
+    }
 }
 
 impl Body for RequestBody {
@@ -36,7 +46,8 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RequestBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            RequestBody::Streaming { read, rest } => {
+            RequestBody::Streaming(stream) => {
+                let Streaming { read, rest } = &mut **stream;
                 if let Some(bytes) = read.pop_front() {
                     return Poll::Ready(Some(Ok(Frame::data(bytes))));
                 }
@@ -50,7 +61,7 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Full(bytes) => bytes.is_none(),
-            RequestBody::Streaming { read, rest } => read.is_empty() && rest.is_end_stream(),
+            RequestBody::Streaming(stream) => stream.read.is_empty() && stream.rest.is_end_stream(),
         }
     }
 
@@ -58,7 +69,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             RequestBody::Full(None) => SizeHint::with_exact(0),
-            RequestBody::Streaming { .. } => SizeHint::default(),
+            RequestBody::Streaming(_) => SizeHint::default(),
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::balance::{BalanceConfig, SharedBalancer, balance_with_view};
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig};
 use crate::client::{
     Discovery, HttpProtocol, Source, TlsConfig, check_fail_fast, check_limits,
-    check_no_attempt_timeout, connector, http2_keep_alive, source_of,
+    check_no_attempt_timeout, connector, source_of,
 };
 use crate::deadline::DeadlineLayer;
 use crate::discovery::Endpoint;
@@ -197,16 +197,10 @@ impl ChannelBuilder {
         let source = Source::new(source_of(self.discovery)?);
         let settled = source.settled();
         let tls = self.tls.unwrap_or_default();
-        let mut client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
-        client
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .http2_only(true);
-        http2_keep_alive(&mut client);
-        let client = client.build(connector(&tls, HttpProtocol::Http2));
+        let connector = connector(&tls, HttpProtocol::Http2);
         let timeout = self.timeout;
         let connect: Connect =
-            Box::new(move |e: &Endpoint| GrpcTransport::new(client.clone(), e, timeout));
+            Box::new(move |e: &Endpoint| GrpcTransport::new(connector.clone(), e, timeout));
         let (lb, _view) =
             balance_with_view(&self.name, source, connect, self.classify, self.balance);
         let balanced = SharedBalancer::new(lb, settled, self.timeout);

@@ -5,9 +5,8 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower::Service;
@@ -74,11 +73,17 @@ impl Service<http::Request<tonic::body::Body>> for Channel {
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> ResponseFuture {
-        // The ready stack goes with the call (which sends once its body
-        // has been looked at); this channel keeps a fresh clone.
-        let clone = self.stack.clone();
-        let stack = std::mem::replace(&mut self.stack, clone);
         let (parts, body) = request.into_parts();
+        let body = match first_frames(body) {
+            Ok(body) => body,
+            Err(e) => {
+                return ResponseFuture {
+                    state: State::Failed {
+                        error: Some(status(e)),
+                    },
+                };
+            }
+        };
         let context = CallContext::current();
         let context = context.as_ref();
         let (trace, trace_state) = outgoing_trace(context).unzip();
@@ -94,17 +99,57 @@ impl Service<http::Request<tonic::body::Body>> for Channel {
             trace,
             trace_state: trace_state.flatten(),
         };
+        let call = GrpcCall {
+            head: Arc::new(head),
+            body,
+            deadline: context.and_then(|c| c.deadline()),
+            timeout,
+            attempt_end: None,
+        };
         ResponseFuture {
-            state: State::Reading {
-                stack,
-                head: Some(head),
-                deadline: context.and_then(|c| c.deadline()),
-                timeout,
-                body: Some(body),
-                read: VecDeque::new(),
+            state: State::Calling {
+                call: self.stack.call(call),
             },
         }
     }
+}
+
+/// The request's body as a call carries it: one message and the end is a
+/// call that can be sent again; anything else is a stream, sent as it
+/// comes. Reads only what is ready now, without waiting (with a waker
+/// that does nothing: a stream not ready is polled again, with the
+/// connection's waker, when it is sent), so the call is made here, on the
+/// ready stack, and its future is the stack's own.
+fn first_frames(mut body: tonic::body::Body) -> Result<CallBody, BoxError> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut read = VecDeque::new();
+    let message = loop {
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) if read.is_empty() => read.push_back(data),
+                Ok(data) => {
+                    read.push_back(data);
+                    break false;
+                }
+                // Trailers from a request: a stream.
+                Err(_) => break false,
+            },
+            Poll::Ready(Some(Err(e))) => return Err(e.into()),
+            // The whole body at once: one message (tonic may put several
+            // in one frame) can be sent again.
+            Poll::Ready(None) => {
+                break read.len() <= 1 && read.front().is_none_or(|b| one_message(b));
+            }
+            // Not ready: a stream (the caller may send its first message
+            // after the server's).
+            Poll::Pending => break false,
+        }
+    };
+    Ok(if message {
+        CallBody::Message(read.pop_front().unwrap_or_default())
+    } else {
+        CallBody::Stream(Some(RequestBody::streaming(read, body)))
+    })
 }
 
 pin_project! {
@@ -124,19 +169,13 @@ impl fmt::Debug for ResponseFuture {
 pin_project! {
     #[project = StateProj]
     enum State {
-        /// Reading the request's first frames: one message and the end is a
-        /// call that can be sent again; anything else is a stream.
-        Reading {
-            stack: Stack,
-            head: Option<Head>,
-            deadline: Option<crate::deadline::Deadline>,
-            timeout: Option<std::time::Duration>,
-            body: Option<tonic::body::Body>,
-            read: VecDeque<Bytes>,
-        },
         Calling {
             #[pin]
             call: <Stack as Service<GrpcCall>>::Future,
+        },
+        // The request's body failed before the call was made.
+        Failed {
+            error: Option<BoxError>,
         },
     }
 }
@@ -144,68 +183,13 @@ pin_project! {
 impl Future for ResponseFuture {
     type Output = Result<http::Response<ResponseBody>, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            let call = match this.state.as_mut().project() {
-                StateProj::Calling { call } => {
-                    return Poll::Ready(ready!(call.poll(cx)).map_err(status));
-                }
-                StateProj::Reading {
-                    stack,
-                    head,
-                    deadline,
-                    timeout,
-                    body,
-                    read,
-                } => {
-                    let stream = body.as_mut().expect("polled after completion");
-                    // Never waits: a body that is not ready is a stream
-                    // (the caller may send its first message after the
-                    // server's), sent as it comes.
-                    let message = loop {
-                        match Pin::new(&mut *stream).poll_frame(cx) {
-                            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                                Ok(data) if read.is_empty() => read.push_back(data),
-                                Ok(data) => {
-                                    read.push_back(data);
-                                    break false;
-                                }
-                                // Trailers from a request: a stream.
-                                Err(_) => break false,
-                            },
-                            Poll::Ready(Some(Err(e))) => {
-                                return Poll::Ready(Err(status(e.into())));
-                            }
-                            // The whole body at once: one message (tonic
-                            // may put several in one frame) can be sent
-                            // again.
-                            Poll::Ready(None) => {
-                                break read.len() <= 1
-                                    && read.front().is_none_or(|b| one_message(b));
-                            }
-                            Poll::Pending => break false,
-                        }
-                    };
-                    let body = if message {
-                        CallBody::Message(read.pop_front().unwrap_or_default())
-                    } else {
-                        CallBody::Stream(Some(RequestBody::Streaming {
-                            read: std::mem::take(read),
-                            rest: body.take().expect("read once"),
-                        }))
-                    };
-                    let call = GrpcCall {
-                        head: Arc::new(head.take().expect("read once")),
-                        body,
-                        deadline: *deadline,
-                        timeout: *timeout,
-                        attempt_end: None,
-                    };
-                    stack.call(call)
-                }
-            };
-            this.state.set(State::Calling { call });
+        match self.project().state.project() {
+            StateProj::Calling { call } => call.poll(cx).map_err(status),
+            StateProj::Failed { error } => {
+                Poll::Ready(Err(error.take().expect("polled after completion")))
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ mod builder;
 mod call;
 mod channel;
 mod classify;
+mod link;
 mod stack;
 mod transport;
 

@@ -1,5 +1,5 @@
-//! The bottom of a gRPC channel: hyper-util's HTTP/2 client speaking to one
-//! endpoint, the attempt's timer up to the response's head, the call's
+//! The bottom of a gRPC channel: one endpoint's HTTP/2 connection (a
+//! [`Link`]), the attempt's timer up to the response's head, the call's
 //! deadline on the response's body.
 
 use std::future::Future;
@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::time::Instant;
 use tower::Service;
 
 use super::body::{RequestBody, ResponseBody};
 use super::call::GrpcCall;
+use super::link::{Connector, Link, Ready};
 use crate::BoxError;
 use crate::classify::{Classified, Outcome};
 use crate::client::transport_outcome;
@@ -24,42 +23,51 @@ use crate::deadline::{Bounded, Cut, GRPC_TIMEOUT};
 use crate::discovery::Endpoint;
 use crate::propagation::{REQUEST_ID, TRACEPARENT, TRACESTATE};
 
-/// The HTTP/2 client every endpoint of a channel shares.
-pub(crate) type GrpcClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, RequestBody>;
-
 /// Sends [`GrpcCall`]s to one endpoint.
-#[derive(Clone)]
 pub(crate) struct GrpcTransport {
-    client: GrpcClient,
+    /// The connection and the authority calls name, or why the endpoint's
+    /// address is not one.
+    target: Result<(Link, Authority), Arc<str>>,
     scheme: Scheme,
-    authority: Result<Authority, Arc<str>>,
     /// The attempt's timeout, up to the response's head.
     timeout: Option<Duration>,
 }
 
 impl GrpcTransport {
-    pub(crate) fn new(client: GrpcClient, endpoint: &Endpoint, timeout: Option<Duration>) -> Self {
+    pub(crate) fn new(
+        connector: Connector,
+        endpoint: &Endpoint,
+        timeout: Option<Duration>,
+    ) -> Self {
         let base = endpoint.base_url();
-        let authority = base
-            .split_once("://")
-            .map_or(base.as_str(), |(_, rest)| rest)
-            .parse::<Authority>()
-            .map_err(|e| Arc::from(format!("{base}: {e}")));
         let scheme = match endpoint.scheme() {
             crate::discovery::Scheme::Http => Scheme::HTTP,
             crate::discovery::Scheme::Https => Scheme::HTTPS,
         };
+        let target = base
+            .split_once("://")
+            .map_or(base.as_str(), |(_, rest)| rest)
+            .parse::<Authority>()
+            .map_err(http::Error::from)
+            .and_then(|authority| {
+                let uri = Uri::builder()
+                    .scheme(scheme.clone())
+                    .authority(authority.clone())
+                    .path_and_query("/")
+                    .build()?;
+                Ok((Link::new(uri, connector), authority))
+            })
+            .map_err(|e| Arc::from(format!("{base}: {e}")));
         GrpcTransport {
-            client,
+            target,
             scheme,
-            authority,
             timeout,
         }
     }
 }
 
-/// What the transport answers: hyper-util's response future, under the
-/// attempt's timer.
+/// What the transport answers: hyper's response future (after the
+/// connection's, when it is being made), under the attempt's timer.
 type Sent = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, BoxError>> + Send>>;
 
 impl Service<GrpcCall> for GrpcTransport {
@@ -72,8 +80,8 @@ impl Service<GrpcCall> for GrpcTransport {
     }
 
     fn call(&mut self, mut call: GrpcCall) -> Self::Future {
-        let authority = match &self.authority {
-            Ok(a) => a.clone(),
+        let (link, authority) = match &mut self.target {
+            Ok((link, authority)) => (link, authority.clone()),
             Err(e) => return failed(Outcome::Failure, std::io::Error::other(e.to_string())),
         };
         let Some(body) = call.body.take() else {
@@ -128,30 +136,49 @@ impl Service<GrpcCall> for GrpcTransport {
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_2;
         *req.headers_mut() = headers;
-        let sent = self.client.request(req);
-        let sent: Sent = Box::pin(async move {
-            match sent.await {
-                Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    Ok(Response::from_parts(
-                        parts,
-                        ResponseBody::new(body, deadline),
-                    ))
-                }
-                Err(e) => Err(Classified::new(transport_outcome(&e), e).into()),
+        let sent: Sent = match link.ready() {
+            Ready::Open(sender) => {
+                let sent = sender.try_send_request(req);
+                Box::pin(async move { answered(sent.await, deadline) })
             }
-        });
-        // The attempt's end, if it comes before the deadline (past it, the
-        // deadline layer above ends the call).
-        let end = self
-            .timeout
-            .and_then(|t| now.checked_add(t))
-            .map(|end| call.attempt_end.map_or(end, |at| end.min(at)));
+            Ready::Connecting(connecting) => Box::pin(async move {
+                let mut sender = connecting.await.map_err(|e| e.into_error())?;
+                answered(sender.try_send_request(req).await, deadline)
+            }),
+        };
         match end {
-            Some(end) if deadline.is_none_or(|d| end < d) => {
-                Bounded::until(sent, end, Cut::Timeout)
-            }
-            _ => Bounded::open(sent),
+            Some(end) => Bounded::until(sent, end, Cut::Timeout),
+            None => Bounded::open(sent),
+        }
+    }
+}
+
+/// The response, its body under the call's deadline, or the error as the
+/// outcome it stands for.
+fn answered(
+    sent: Result<
+        Response<hyper::body::Incoming>,
+        hyper::client::conn::TrySendError<Request<RequestBody>>,
+    >,
+    deadline: Option<Instant>,
+) -> Result<Response<ResponseBody>, BoxError> {
+    match sent {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            Ok(Response::from_parts(
+                parts,
+                ResponseBody::new(body, deadline),
+            ))
+        }
+        Err(mut e) => {
+            // The connection closed before the request went out on it:
+            // never sent, safe to send elsewhere whatever the call.
+            let outcome = if e.take_message().is_some() {
+                Outcome::Connect
+            } else {
+                transport_outcome(e.error())
+            };
+            Err(Classified::new(outcome, e.into_error()).into())
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `meshguard::grpc::Channel` under a tonic client, against tonic servers
 //! on 127.0.0.1:0 (h2c): unary calls over three instances, gRPC's retry
 //! rules (trailers-only UNAVAILABLE, pushback), `grpc-timeout` both ways,
-//! and streams passed through, never retried.
+//! streams passed through, never retried, and each endpoint's one HTTP/2
+//! connection (h2c, or h2 over TLS), made again when the server closes it.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -14,9 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
+use meshguard::client::TlsConfig;
 use meshguard::grpc::Channel;
 use meshguard::propagation::{CallContext, PropagationLayer, TraceParent};
-use support::tls::serve;
+use support::tls::{Ca, serve, server_config};
 use tokio::time::Instant;
 use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
@@ -65,10 +67,20 @@ struct SentRequestId(Option<http::HeaderValue>);
 struct Instance {
     url: String,
     requests: Arc<AtomicUsize>,
+    /// The connections it accepted.
+    connections: Arc<AtomicUsize>,
 }
 
 async fn instance(
     handler: impl Fn(tonic::Request<GetUser>) -> BoxFuture<Result<User, Status>> + Send + Sync + 'static,
+) -> Instance {
+    instance_on(handler, None).await
+}
+
+/// An instance over TLS (`https`) when `tls` is given, h2c otherwise.
+async fn instance_on(
+    handler: impl Fn(tonic::Request<GetUser>) -> BoxFuture<Result<User, Status>> + Send + Sync + 'static,
+    tls: Option<rustls::ServerConfig>,
 ) -> Instance {
     let requests = Arc::new(AtomicUsize::new(0));
     let counted = requests.clone();
@@ -108,10 +120,12 @@ async fn instance(
                 req
             },
         ));
-    let server = serve(app, None).await;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = serve(app, tls).await;
     Instance {
-        url: server.url("http"),
+        url: server.url(scheme),
         requests,
+        connections: server.connections,
     }
 }
 
@@ -441,4 +455,135 @@ async fn a_call_carries_only_a_served_requests_id_and_trace() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen[0], (None, None));
     assert_eq!(seen[1], (Some("req-42".to_string()), Some(55)));
+}
+
+#[tokio::test]
+async fn calls_made_at_once_on_a_new_channel_share_one_connection() {
+    let a = instance(ada).await;
+    let users = channel(&[&a.url]);
+    let calls = (0..8).map(|id| get(&users, id, None));
+    let answers = futures_util::future::join_all(calls).await;
+    let ids: Vec<u64> = answers.into_iter().map(|r| r.unwrap().id).collect();
+    assert_eq!(ids, (0..8).collect::<Vec<_>>());
+    assert_eq!(a.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_shut_down_is_made_again_and_the_next_call_answers() {
+    let server = ShuttingDown::start().await;
+    let users = channel(&[&server.url]);
+    for id in 0..3 {
+        assert_eq!(get(&users, id, None).await.unwrap().id, id);
+    }
+    server.shut_down_every_connection().await;
+    for id in 3..6 {
+        assert_eq!(get(&users, id, None).await.unwrap().id, id);
+    }
+    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_channel_speaks_h2_over_tls_to_a_server_certified_by_its_ca() {
+    let ca = Ca::new();
+    let a = instance_on(ada, Some(server_config(&ca.issue(&["127.0.0.1"]), None))).await;
+    let users = Channel::builder("users")
+        .urls([a.url.as_str()])
+        .tls(TlsConfig::builder().ca_pem(ca.pem()).build().unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(get(&users, 7, None).await.unwrap().id, 7);
+    assert_eq!(get(&users, 8, None).await.unwrap().id, 8);
+    assert_eq!(a.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_fails_the_call_once_without_a_retry() {
+    let ca = Ca::new();
+    let a = instance_on(ada, Some(server_config(&ca.issue(&["127.0.0.1"]), None))).await;
+    // The public roots only: the test CA is unknown.
+    let users = Channel::builder("users")
+        .urls([a.url.as_str()])
+        .build()
+        .unwrap();
+    let err = get(&users, 7, None).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unknown, "{err:?}");
+    assert!(err.message().contains("UnknownIssuer"), "{err:?}");
+    assert_eq!(a.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(a.requests.load(Ordering::SeqCst), 0);
+}
+
+/// An h2c instance answering Ada whose connections can all be shut down
+/// gracefully (GOAWAY, then closed), as a server that restarts does.
+struct ShuttingDown {
+    url: String,
+    connections: Arc<AtomicUsize>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    ended: Arc<AtomicUsize>,
+    ended_changed: Arc<tokio::sync::Notify>,
+}
+
+impl ShuttingDown {
+    async fn start() -> ShuttingDown {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use hyper_util::server::conn::auto;
+        use hyper_util::service::TowerToHyperService;
+
+        let get = tower::service_fn(|req: http::Request<axum::body::Body>| async move {
+            let mut grpc = tonic::server::Grpc::new(ProstCodec::<User, GetUser>::default());
+            Ok::<_, Infallible>(grpc.unary(Get(Arc::new(ada) as Handler), req).await)
+        });
+        let app = axum::Router::new().route_service("/users.Users/Get", get);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let ended = Arc::new(AtomicUsize::new(0));
+        let ended_changed = Arc::new(tokio::sync::Notify::new());
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let server = ShuttingDown {
+            url,
+            connections: connections.clone(),
+            shutdown: shutdown.clone(),
+            ended: ended.clone(),
+            ended_changed: ended_changed.clone(),
+        };
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                connections.fetch_add(1, Ordering::SeqCst);
+                let (app, ended, ended_changed) =
+                    (app.clone(), ended.clone(), ended_changed.clone());
+                let mut told = shutdown.subscribe();
+                told.mark_unchanged();
+                tokio::spawn(async move {
+                    let server = auto::Builder::new(TokioExecutor::new());
+                    let conn =
+                        server.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app));
+                    let mut conn = std::pin::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = told.changed() => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                    ended.fetch_add(1, Ordering::SeqCst);
+                    ended_changed.notify_waiters();
+                });
+            }
+        });
+        server
+    }
+
+    /// Shuts down every open connection and waits until each has closed.
+    async fn shut_down_every_connection(&self) {
+        let open = self.connections.load(Ordering::SeqCst);
+        let ended = self.ended_changed.notified();
+        let mut ended = std::pin::pin!(ended);
+        ended.as_mut().enable();
+        self.shutdown.send_replace(true);
+        while self.ended.load(Ordering::SeqCst) < open {
+            ended.as_mut().await;
+            ended.set(self.ended_changed.notified());
+            ended.as_mut().enable();
+        }
+    }
 }

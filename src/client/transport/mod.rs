@@ -39,7 +39,7 @@ use crate::discovery::Endpoint;
 use crate::{BoxError, ConfigError};
 pub(crate) use future::TransportFuture;
 use future::TransportState;
-pub(crate) use outcome::{BodyTooLarge, transport_outcome};
+pub(crate) use outcome::{BodyTooLarge, tls_refused, transport_outcome};
 
 /// The request body every client call sends: buffered, so it can be sent
 /// again by a retry.
@@ -74,17 +74,23 @@ fn http_client(
 }
 
 /// How long making a TCP connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often an HTTP/2 connection is pinged, idle or not.
+pub(crate) const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How long a ping's answer may take before the connection is closed.
+pub(crate) const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// HTTP/2 pings on every connection, idle or not, so one to a host that
 /// died silently (powered off, partitioned) is found dead within 30 s
 /// instead of when the kernel gives up on it: a multiplexed connection
 /// carries every call to its endpoint.
-pub(crate) fn http2_keep_alive(client: &mut hyper_util::client::legacy::Builder) {
+fn http2_keep_alive(client: &mut hyper_util::client::legacy::Builder) {
     client
         .timer(hyper_util::rt::TokioTimer::new())
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .http2_keep_alive_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .http2_keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
         .http2_keep_alive_while_idle(true);
 }
 

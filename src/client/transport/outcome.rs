@@ -84,7 +84,7 @@ pub(crate) fn transport_outcome(error: &(dyn std::error::Error + 'static)) -> Ou
 /// Whether rustls, anywhere in the chain, refused the connection. (An
 /// `io::Error`'s `source()` skips the error it wraps, so each one is
 /// opened by hand: tokio-rustls wraps rustls's error in one.)
-fn tls_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn tls_refused(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
         if e.is::<rustls::Error>() {

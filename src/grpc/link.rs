@@ -1,0 +1,241 @@
+//! [`Link`]: one endpoint's HTTP/2 connection, made when a call first
+//! needs it and made again after it closed.
+//!
+//! Written here rather than taken from hyper-util's pooled client: a
+//! channel keeps one multiplexed connection per endpoint, so it needs no
+//! pool, and the pool's checkout on every call (a boxed future, a keyed
+//! lookup, a `select` between the checkout and a connect) cost as much as
+//! the rest of the transport and twice its cache misses. tonic's own
+//! channel does the same (one `SendRequest` per endpoint behind its
+//! `Reconnect`); unlike it, the connection is made on the first call's
+//! path, not in `poll_ready`, so a dead endpoint fails its calls as
+//! [`Outcome::Connect`], which the retry layer sends elsewhere and the
+//! endpoint's breaker counts, as with every other transport here.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use futures_util::FutureExt;
+use futures_util::future::Shared;
+use http::Uri;
+use hyper::client::conn::http2::{Builder, SendRequest};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioTimer;
+use tower::ServiceExt;
+
+use super::body::RequestBody;
+use crate::BoxError;
+use crate::classify::{Classified, Outcome};
+use crate::client::{CONNECT_TIMEOUT, KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT, tls_refused};
+
+/// The connector: TCP (no delay), then TLS for `https` endpoints (ALPN
+/// `h2`).
+pub(crate) type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// What sends a request on an open connection.
+pub(crate) type Sender = SendRequest<RequestBody>;
+
+/// A connection being made, which every call that needs it meanwhile
+/// awaits.
+type Connecting = Shared<Pin<Box<dyn Future<Output = Result<Sender, ConnectError>> + Send>>>;
+
+/// One endpoint's connection, as its transport holds it.
+pub(crate) struct Link {
+    /// The connection this transport last sent on: a call's fast path,
+    /// which takes no lock.
+    open: Option<Sender>,
+    shared: Arc<Endpoint>,
+}
+
+/// What the transport and the task making a connection share.
+struct Endpoint {
+    /// `scheme://authority`: what the connector connects to.
+    target: Uri,
+    connector: Connector,
+    http2: Builder<Boxing>,
+    state: Mutex<State>,
+}
+
+enum State {
+    Closed,
+    Connecting(Connecting),
+    Open(Sender),
+}
+
+impl Endpoint {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding it; a poisoned state is still whole.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How a call gets its connection.
+pub(crate) enum Ready<'a> {
+    /// Open now.
+    Open(&'a mut Sender),
+    /// Being made: await it, then send.
+    Connecting(Connecting),
+}
+
+impl Link {
+    /// A link to `target` (`scheme://authority`), unconnected.
+    pub(crate) fn new(target: Uri, connector: Connector) -> Self {
+        let mut http2 = Builder::new(Boxing);
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
+        Link {
+            open: None,
+            shared: Arc::new(Endpoint {
+                target,
+                connector,
+                http2,
+                state: Mutex::new(State::Closed),
+            }),
+        }
+    }
+
+    /// The open connection, or the one being made (started now if none
+    /// is).
+    pub(crate) fn ready(&mut self) -> Ready<'_> {
+        if self.open.as_ref().is_some_and(|s| !s.is_closed()) {
+            return Ready::Open(self.open.as_mut().expect("checked"));
+        }
+        self.open = None;
+        let mut state = self.shared.lock();
+        match &*state {
+            State::Open(sender) if !sender.is_closed() => {
+                let sender = self.open.insert(sender.clone());
+                return Ready::Open(sender);
+            }
+            State::Connecting(connecting) => return Ready::Connecting(connecting.clone()),
+            State::Open(_) | State::Closed => {}
+        }
+        let connecting = connect(self.shared.clone());
+        *state = State::Connecting(connecting.clone());
+        Ready::Connecting(connecting)
+    }
+}
+
+/// Makes the connection in a task of its own, so that it completes (and
+/// is kept for the next call) even when every call that waited for it
+/// gave up first; bounded by [`CONNECT_TIMEOUT`], TLS and HTTP/2
+/// handshakes included.
+fn connect(endpoint: Arc<Endpoint>) -> Connecting {
+    let task = tokio::spawn(async move {
+        let made = tokio::time::timeout(CONNECT_TIMEOUT, handshake(&endpoint))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ConnectError::new(
+                    Outcome::Connect,
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no HTTP/2 connection to {} within {CONNECT_TIMEOUT:?}",
+                            endpoint.target
+                        ),
+                    ),
+                ))
+            });
+        *endpoint.lock() = match &made {
+            Ok(sender) => State::Open(sender.clone()),
+            Err(_) => State::Closed,
+        };
+        made
+    });
+    let joined: Pin<Box<dyn Future<Output = Result<Sender, ConnectError>> + Send>> = Box::pin(
+        task.map(|joined| joined.unwrap_or_else(|e| Err(ConnectError::new(Outcome::Failure, e)))),
+    );
+    joined.shared()
+}
+
+async fn handshake(endpoint: &Endpoint) -> Result<Sender, ConnectError> {
+    let failed = |e: BoxError| {
+        // Every instance would refuse it alike: not retried.
+        let outcome = if tls_refused(&*e) {
+            Outcome::Failure
+        } else {
+            Outcome::Connect
+        };
+        ConnectError::new(outcome, e)
+    };
+    let io = endpoint
+        .connector
+        .clone()
+        .oneshot(endpoint.target.clone())
+        .await
+        .map_err(failed)?;
+    let (sender, connection) = endpoint
+        .http2
+        .handshake(io)
+        .await
+        .map_err(|e| failed(e.into()))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "gRPC connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// Spawns the tasks hyper makes for a connection (one per request, which
+/// sends its body) boxed: hyper's future for one is as big as the
+/// connection's whole state, and tokio moves a task's future several
+/// times before it runs and again when it ends, which cost more than the
+/// rest of the call. Moved as a box, it is copied once.
+#[derive(Clone, Copy)]
+pub(crate) struct Boxing;
+
+impl<F> hyper::rt::Executor<F> for Boxing
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, future: F) {
+        let future: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(future);
+        tokio::spawn(future);
+    }
+}
+
+/// Why a connection could not be made, for every call that waited for it.
+#[derive(Clone)]
+pub(crate) struct ConnectError {
+    outcome: Outcome,
+    error: Arc<BoxError>,
+}
+
+impl ConnectError {
+    fn new(outcome: Outcome, error: impl Into<BoxError>) -> Self {
+        ConnectError {
+            outcome,
+            error: Arc::new(error.into()),
+        }
+    }
+
+    /// The error a call fails with.
+    pub(crate) fn into_error(self) -> BoxError {
+        let outcome = self.outcome;
+        Classified::new(outcome, self).into()
+    }
+}
+
+impl fmt::Debug for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self.error, f)
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "connection failed: {}", self.error)
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&**self.error)
+    }
+}

@@ -17,6 +17,7 @@ use super::stack::Stack;
 use crate::BoxError;
 use crate::circuit_breaker::CircuitBreaker;
 use crate::classify::Outcome;
+use crate::client::tls_refused;
 use crate::deadline::{GRPC_TIMEOUT, grpc_timeout};
 use crate::propagation::{CallContext, outgoing_trace};
 
@@ -77,6 +78,11 @@ impl Service<http::Request<tonic::body::Body>> for Channel {
         let body = match first_frames(body) {
             Ok(body) => body,
             Err(e) => {
+                // No call: what the ready stack holds for one (a
+                // half-open breaker's probe, a bulkhead's permit) goes
+                // back now.
+                let fresh = self.stack.clone();
+                drop(std::mem::replace(&mut self.stack, fresh));
                 return ResponseFuture {
                     state: State::Failed {
                         error: Some(status(e)),
@@ -214,6 +220,10 @@ fn status(error: BoxError) -> BoxError {
     }
     let code = match Outcome::of_error(&*error) {
         Outcome::DeadlineExceeded | Outcome::Timeout => tonic::Code::DeadlineExceeded,
+        // TLS refused (an untrusted certificate, another name): the
+        // connection failed, as gRPC reports it, though not retried here
+        // (every instance would refuse it alike).
+        Outcome::Failure if tls_refused(&*error) => tonic::Code::Unavailable,
         // Refused by the channel's own flow control: what a server
         // shedding load answers.
         Outcome::RejectedByLimit => tonic::Code::ResourceExhausted,

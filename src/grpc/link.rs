@@ -105,19 +105,49 @@ impl Link {
         if self.open.as_ref().is_some_and(|s| !s.is_closed()) {
             return Ready::Open(self.open.as_mut().expect("checked"));
         }
-        self.open = None;
-        let mut state = self.shared.lock();
-        match &*state {
-            State::Open(sender) if !sender.is_closed() => {
-                let sender = self.open.insert(sender.clone());
-                return Ready::Open(sender);
+        match self.shared.ready() {
+            Ok(sender) => Ready::Open(self.open.insert(sender)),
+            Err(connecting) => {
+                self.open = None;
+                Ready::Connecting(connecting)
             }
-            State::Connecting(connecting) => return Ready::Connecting(connecting.clone()),
+        }
+    }
+
+    /// A handle on the endpoint's connection, for a call to send again
+    /// on a new one a request the connection gave back unsent.
+    pub(crate) fn handle(&self) -> Handle {
+        Handle(self.shared.clone())
+    }
+}
+
+/// A handle on an endpoint's connection (see [`Link::handle`]).
+pub(crate) struct Handle(Arc<Endpoint>);
+
+impl Handle {
+    /// The open connection, once there is one (made now if none is open
+    /// or being made).
+    pub(crate) async fn sender(&self) -> Result<Sender, ConnectError> {
+        match self.0.ready() {
+            Ok(sender) => Ok(sender),
+            Err(connecting) => connecting.await,
+        }
+    }
+}
+
+impl Endpoint {
+    /// The open connection, or the one being made (started now if none
+    /// is).
+    fn ready(self: &Arc<Self>) -> Result<Sender, Connecting> {
+        let mut state = self.lock();
+        match &*state {
+            State::Open(sender) if !sender.is_closed() => return Ok(sender.clone()),
+            State::Connecting(connecting) => return Err(connecting.clone()),
             State::Open(_) | State::Closed => {}
         }
-        let connecting = connect(self.shared.clone());
+        let connecting = connect(self.clone());
         *state = State::Connecting(connecting.clone());
-        Ready::Connecting(connecting)
+        Err(connecting)
     }
 }
 
@@ -127,7 +157,9 @@ impl Link {
 /// handshakes included.
 fn connect(endpoint: Arc<Endpoint>) -> Connecting {
     let task = tokio::spawn(async move {
-        let made = tokio::time::timeout(CONNECT_TIMEOUT, handshake(&endpoint))
+        let pending = Pending(Some(endpoint));
+        let endpoint = pending.0.as_deref().expect("set");
+        let made = tokio::time::timeout(CONNECT_TIMEOUT, handshake(endpoint))
             .await
             .unwrap_or_else(|_| {
                 Err(ConnectError::new(
@@ -141,16 +173,40 @@ fn connect(endpoint: Arc<Endpoint>) -> Connecting {
                     ),
                 ))
             });
-        *endpoint.lock() = match &made {
-            Ok(sender) => State::Open(sender.clone()),
-            Err(_) => State::Closed,
-        };
+        pending.finish(made.as_ref().ok());
         made
     });
-    let joined: Pin<Box<dyn Future<Output = Result<Sender, ConnectError>> + Send>> = Box::pin(
-        task.map(|joined| joined.unwrap_or_else(|e| Err(ConnectError::new(Outcome::Failure, e)))),
-    );
+    let joined: Pin<Box<dyn Future<Output = Result<Sender, ConnectError>> + Send>> =
+        Box::pin(task.map(|joined| {
+            // Cancelled with its runtime, or panicked: never sent.
+            joined.unwrap_or_else(|e| Err(ConnectError::new(Outcome::Connect, e)))
+        }));
     joined.shared()
+}
+
+/// A connect task's hold on its endpoint: it leaves the state `Open` or
+/// `Closed` when the task ends, even when it ends without a result
+/// (cancelled with its runtime, or panicked), so that the next call
+/// connects again rather than awaiting a connection that never comes.
+struct Pending(Option<Arc<Endpoint>>);
+
+impl Pending {
+    fn finish(mut self, made: Option<&Sender>) {
+        if let Some(endpoint) = self.0.take() {
+            *endpoint.lock() = match made {
+                Some(sender) => State::Open(sender.clone()),
+                None => State::Closed,
+            };
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(endpoint) = self.0.take() {
+            *endpoint.lock() = State::Closed;
+        }
+    }
 }
 
 async fn handshake(endpoint: &Endpoint) -> Result<Sender, ConnectError> {
@@ -237,5 +293,83 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&**self.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{HttpProtocol, TlsConfig, connector};
+
+    /// A listener that accepts connections and never answers (a TLS
+    /// handshake with it never ends); each accept is reported.
+    fn silent() -> (Uri, tokio::sync::mpsc::UnboundedReceiver<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = format!("https://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let (accepted, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for tcp in listener.incoming() {
+                held.push(tcp);
+                if accepted.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        (target, rx)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn connecting(link: &mut Link) -> Connecting {
+        match link.ready() {
+            Ready::Connecting(connecting) => connecting,
+            Ready::Open(_) => panic!("open"),
+        }
+    }
+
+    #[test]
+    fn a_connect_cancelled_with_its_runtime_is_made_again_by_the_next_call() {
+        let (target, mut accepted) = silent();
+        let tls = TlsConfig::default();
+        let mut link = Link::new(target, connector(&tls, HttpProtocol::Http2));
+        let first = runtime();
+        let cancelled = {
+            let _in = first.enter();
+            connecting(&mut link)
+        };
+        // In its TLS handshake, which never ends.
+        first.block_on(accepted.recv()).unwrap();
+        drop(first);
+        runtime().block_on(async {
+            let again = connecting(&mut link);
+            assert!(!Shared::ptr_eq(&cancelled, &again));
+            accepted.recv().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn calls_while_connecting_wait_for_the_same_connection() {
+        let (target, mut accepted) = silent();
+        let tls = TlsConfig::default();
+        let mut link = Link::new(target, connector(&tls, HttpProtocol::Http2));
+        runtime().block_on(async {
+            let first = connecting(&mut link);
+            let second = connecting(&mut link);
+            let third = link.handle();
+            assert!(Shared::ptr_eq(&first, &second));
+            accepted.recv().await.unwrap();
+            match third.0.ready() {
+                Err(connecting) => assert!(Shared::ptr_eq(&first, &connecting)),
+                Ok(_) => panic!("open"),
+            }
+        });
     }
 }

@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::TrySendError;
 use tokio::time::Instant;
 use tower::Service;
 
 use super::body::{RequestBody, ResponseBody};
 use super::call::GrpcCall;
-use super::link::{Connector, Link, Ready};
+use super::link::{ConnectError, Connector, Handle, Link, Ready};
 use crate::BoxError;
 use crate::classify::{Classified, Outcome};
 use crate::client::transport_outcome;
@@ -136,14 +138,16 @@ impl Service<GrpcCall> for GrpcTransport {
         *req.uri_mut() = uri;
         *req.version_mut() = http::Version::HTTP_2;
         *req.headers_mut() = headers;
+        let handle = link.handle();
         let sent: Sent = match link.ready() {
             Ready::Open(sender) => {
                 let sent = sender.try_send_request(req);
-                Box::pin(async move { answered(sent.await, deadline) })
+                Box::pin(async move { again_if_unsent(sent.await, &handle, deadline).await })
             }
             Ready::Connecting(connecting) => Box::pin(async move {
-                let mut sender = connecting.await.map_err(|e| e.into_error())?;
-                answered(sender.try_send_request(req).await, deadline)
+                let mut sender = connecting.await.map_err(ConnectError::into_error)?;
+                let sent = sender.try_send_request(req).await;
+                again_if_unsent(sent, &handle, deadline).await
             }),
         };
         match end {
@@ -153,15 +157,34 @@ impl Service<GrpcCall> for GrpcTransport {
     }
 }
 
-/// The response, its body under the call's deadline, or the error as the
-/// outcome it stands for.
-fn answered(
-    sent: Result<
-        Response<hyper::body::Incoming>,
-        hyper::client::conn::TrySendError<Request<RequestBody>>,
-    >,
+/// What the connection answered to a request.
+type Answer = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>;
+
+/// The answer; or, when the connection gave the request back unsent (it
+/// closed first: a GOAWAY, a restart), the answer to it sent once more on
+/// a new connection, as hyper-util's pool did. Not a retry: nothing was
+/// sent, so a stream goes too, and neither the retry budget nor the
+/// endpoint's breaker sees it.
+async fn again_if_unsent(
+    sent: Answer,
+    link: &Handle,
     deadline: Option<Instant>,
 ) -> Result<Response<ResponseBody>, BoxError> {
+    match sent {
+        Err(mut e) => match e.take_message() {
+            Some(request) => {
+                let mut sender = link.sender().await.map_err(ConnectError::into_error)?;
+                answered(sender.try_send_request(request).await, deadline)
+            }
+            None => answered(Err(e), deadline),
+        },
+        answer => answered(answer, deadline),
+    }
+}
+
+/// The response, its body under the call's deadline, or the error as the
+/// outcome it stands for.
+fn answered(sent: Answer, deadline: Option<Instant>) -> Result<Response<ResponseBody>, BoxError> {
     match sent {
         Ok(response) => {
             let (parts, body) = response.into_parts();
@@ -192,4 +215,73 @@ fn failed(outcome: Outcome, error: std::io::Error) -> Bounded<Sent> {
         tokio::task::coop::consume_budget().await;
         Err(error)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    use super::*;
+    use crate::client::{HttpProtocol, TlsConfig, connector};
+    use crate::grpc::link::Boxing;
+
+    /// An h2c server answering every request 200; the requests it served.
+    async fn server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(AtomicUsize::new(0));
+        let counted = served.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let counted = counted.clone();
+                let answer = hyper::service::service_fn(move |_| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        Ok::<_, Infallible>(Response::new(http_body_util::Empty::<Bytes>::new()))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), answer),
+                );
+            }
+        });
+        (addr, served)
+    }
+
+    #[tokio::test]
+    async fn a_request_the_connection_gave_back_unsent_is_sent_on_a_new_one() {
+        let (addr, served) = server().await;
+        let target: Uri = format!("http://{addr}/").parse().unwrap();
+        let link = Link::new(
+            target,
+            connector(&TlsConfig::default(), HttpProtocol::Http2),
+        );
+        // A connection that closed before anything went out on it.
+        let (io, _peer) = tokio::io::duplex(4096);
+        let (mut closed, connection) = hyper::client::conn::http2::Builder::new(Boxing)
+            .handshake::<_, RequestBody>(TokioIo::new(io))
+            .await
+            .unwrap();
+        drop(connection);
+        let request = Request::builder()
+            .method(http::Method::POST)
+            .uri(format!("http://{addr}/users.Users/Get"))
+            .body(RequestBody::Full(Some(Bytes::from_static(b"\0\0\0\0\0"))))
+            .unwrap();
+        let given_back = closed.try_send_request(request).await;
+        let Err(e) = &given_back else {
+            panic!("sent on a closed connection")
+        };
+        assert!(e.error().is_canceled());
+        let response = again_if_unsent(given_back, &link.handle(), None)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(served.load(Ordering::SeqCst), 1);
+    }
 }

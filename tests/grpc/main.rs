@@ -18,6 +18,7 @@ use http::uri::PathAndQuery;
 use meshguard::client::TlsConfig;
 use meshguard::grpc::Channel;
 use meshguard::propagation::{CallContext, PropagationLayer, TraceParent};
+use meshguard::retry::RetryPolicy;
 use support::tls::{Ca, serve, server_config};
 use tokio::time::Instant;
 use tonic::{Code, Status};
@@ -469,23 +470,74 @@ async fn calls_made_at_once_on_a_new_channel_share_one_connection() {
 }
 
 #[tokio::test]
-async fn a_connection_the_server_shut_down_is_made_again_and_the_next_call_answers() {
+async fn after_the_server_shuts_a_connection_down_calls_go_on_a_new_one_without_a_retry() {
     let server = ShuttingDown::start().await;
-    let users = channel(&[&server.url]);
+    // No retries: a call that reached the closing connection unsent must
+    // be sent again on the new one by the transport itself.
+    let users = Channel::builder("users")
+        .urls([server.url.as_str()])
+        .retry(RetryPolicy::builder().max_attempts(1).build().unwrap())
+        .build()
+        .unwrap();
     for id in 0..3 {
         assert_eq!(get(&users, id, None).await.unwrap().id, id);
     }
     server.shut_down_every_connection().await;
+    // A stream first: it is never retried.
+    assert_eq!(sum(&users, &[1, 2, 3]).await.unwrap().id, 6);
     for id in 3..6 {
         assert_eq!(get(&users, id, None).await.unwrap().id, id);
     }
     assert_eq!(server.connections.load(Ordering::SeqCst), 2);
 }
 
+/// A client-streaming call to `users.Users/Sum`: the sum of the ids sent.
+async fn sum(channel: &Channel, ids: &[u64]) -> Result<User, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unknown(e.to_string()))?;
+    let messages =
+        futures_util::stream::iter(ids.iter().map(|&id| GetUser { id }).collect::<Vec<_>>());
+    let path = PathAndQuery::from_static("/users.Users/Sum");
+    grpc.client_streaming(
+        tonic::Request::new(messages),
+        path,
+        ProstCodec::<GetUser, User>::default(),
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+#[derive(Clone)]
+struct Sum;
+
+impl tonic::server::ClientStreamingService<GetUser> for Sum {
+    type Response = User;
+    type Future = BoxFuture<Result<tonic::Response<User>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<tonic::Streaming<GetUser>>) -> Self::Future {
+        let mut messages = request.into_inner();
+        Box::pin(async move {
+            let mut id = 0;
+            while let Some(message) = messages.message().await? {
+                id += message.id;
+            }
+            Ok(tonic::Response::new(User {
+                id,
+                name: "sum".into(),
+            }))
+        })
+    }
+}
+
 #[tokio::test]
 async fn a_channel_speaks_h2_over_tls_to_a_server_certified_by_its_ca() {
     let ca = Ca::new();
-    let a = instance_on(ada, Some(server_config(&ca.issue(&["127.0.0.1"]), None))).await;
+    // As a gRPC server does: ALPN `h2` only.
+    let mut tls = server_config(&ca.issue(&["127.0.0.1"]), None);
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let a = instance_on(ada, Some(tls)).await;
     let users = Channel::builder("users")
         .urls([a.url.as_str()])
         .tls(TlsConfig::builder().ca_pem(ca.pem()).build().unwrap())
@@ -497,7 +549,7 @@ async fn a_channel_speaks_h2_over_tls_to_a_server_certified_by_its_ca() {
 }
 
 #[tokio::test]
-async fn an_untrusted_certificate_fails_the_call_once_without_a_retry() {
+async fn an_untrusted_certificate_is_unavailable_once_without_a_retry() {
     let ca = Ca::new();
     let a = instance_on(ada, Some(server_config(&ca.issue(&["127.0.0.1"]), None))).await;
     // The public roots only: the test CA is unknown.
@@ -506,7 +558,7 @@ async fn an_untrusted_certificate_fails_the_call_once_without_a_retry() {
         .build()
         .unwrap();
     let err = get(&users, 7, None).await.unwrap_err();
-    assert_eq!(err.code(), Code::Unknown, "{err:?}");
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(err.message().contains("UnknownIssuer"), "{err:?}");
     assert_eq!(a.connections.load(Ordering::SeqCst), 1);
     assert_eq!(a.requests.load(Ordering::SeqCst), 0);
@@ -532,7 +584,13 @@ impl ShuttingDown {
             let mut grpc = tonic::server::Grpc::new(ProstCodec::<User, GetUser>::default());
             Ok::<_, Infallible>(grpc.unary(Get(Arc::new(ada) as Handler), req).await)
         });
-        let app = axum::Router::new().route_service("/users.Users/Get", get);
+        let sum = tower::service_fn(|req: http::Request<axum::body::Body>| async move {
+            let mut grpc = tonic::server::Grpc::new(ProstCodec::<User, GetUser>::default());
+            Ok::<_, Infallible>(grpc.client_streaming(Sum, req).await)
+        });
+        let app = axum::Router::new()
+            .route_service("/users.Users/Get", get)
+            .route_service("/users.Users/Sum", sum);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let connections = Arc::new(AtomicUsize::new(0));

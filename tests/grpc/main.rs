@@ -421,6 +421,38 @@ async fn a_call_beyond_the_bulkhead_is_resource_exhausted_without_a_request() {
 }
 
 #[tokio::test]
+async fn a_call_whose_message_cannot_be_encoded_gives_its_bulkhead_permit_back() {
+    let server = instance(ada).await;
+    let users = Channel::builder("users")
+        .urls([server.url.as_str()])
+        .bulkhead(Some(
+            meshguard::limit::BulkheadConfig::builder()
+                .max_concurrent(1)
+                .build()
+                .unwrap(),
+        ))
+        .build()
+        .unwrap();
+    // Its one message is over tonic's limit: the request's body fails.
+    let mut failing = tonic::client::Grpc::new(users.clone()).max_encoding_message_size(1);
+    failing.ready().await.unwrap();
+    let path = PathAndQuery::from_static("/users.Users/Get");
+    let status = failing
+        .unary(
+            tonic::Request::new(GetUser { id: 1 << 40 }),
+            path,
+            ProstCodec::<GetUser, User>::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    // The failed call's client is still alive and holds no permit.
+    assert_eq!(get(&users, 7, None).await.unwrap().id, 7);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+    drop(failing);
+}
+
+#[tokio::test]
 async fn an_open_service_breaker_is_unavailable_without_a_call() {
     let server = instance(ada).await;
     let users = channel(&[&server.url]);

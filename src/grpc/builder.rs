@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::channel::Channel;
 use super::classify::{GrpcClassifier, GrpcRetryOn};
+use super::link::KeepAlive;
 use super::stack::{self, Connect};
 use super::transport::GrpcTransport;
 use crate::ConfigError;
@@ -44,6 +45,7 @@ pub struct ChannelBuilder {
     adaptive_limit: Option<AdaptiveLimitConfig>,
     throttle: Option<ThrottleConfig>,
     tls: Option<TlsConfig>,
+    keep_alive: KeepAlive,
 }
 
 impl std::fmt::Debug for Discovery {
@@ -68,6 +70,7 @@ impl ChannelBuilder {
             adaptive_limit: None,
             throttle: None,
             tls: None,
+            keep_alive: KeepAlive::default(),
         }
     }
 
@@ -171,6 +174,26 @@ impl ChannelBuilder {
         self
     }
 
+    /// How often each connection is pinged (default every 20 s; `None`
+    /// for never). A ping not answered within 10 s closes the connection,
+    /// so one to a host that died silently is found dead within 30 s and
+    /// the next call connects again (or its endpoint is ejected) instead
+    /// of waiting on it.
+    pub fn keep_alive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.keep_alive.interval = interval;
+        self
+    }
+
+    /// Whether connections with no call on them are pinged too (default
+    /// `true`: a dead idle connection is found before a call needs it).
+    /// `false` for servers that refuse pings on idle connections, as
+    /// grpc-go's do by default (more than one every 5 minutes without a
+    /// call gets a GOAWAY `too_many_pings`).
+    pub fn keep_alive_while_idle(mut self, while_idle: bool) -> Self {
+        self.keep_alive.while_idle = while_idle;
+        self
+    }
+
     /// TLS for `https` endpoints (ALPN `h2`).
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
@@ -188,6 +211,12 @@ impl ChannelBuilder {
             return Err(ConfigError::new("service", "must not be empty"));
         }
         check_limits(self.timeout, self.deadline)?;
+        if self.keep_alive.interval == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "keep_alive_interval",
+                "must be greater than zero (`None` for no pings)",
+            ));
+        }
         check_no_attempt_timeout(&self.retry, "channel")?;
         check_fail_fast(
             self.breaker.as_ref(),
@@ -198,9 +227,10 @@ impl ChannelBuilder {
         let settled = source.settled();
         let tls = self.tls.unwrap_or_default();
         let connector = connector(&tls, HttpProtocol::Http2);
-        let timeout = self.timeout;
-        let connect: Connect =
-            Box::new(move |e: &Endpoint| GrpcTransport::new(connector.clone(), e, timeout));
+        let (timeout, keep_alive) = (self.timeout, self.keep_alive);
+        let connect: Connect = Box::new(move |e: &Endpoint| {
+            GrpcTransport::new(connector.clone(), keep_alive, e, timeout)
+        });
         let (lb, _view) =
             balance_with_view(&self.name, source, connect, self.classify, self.balance);
         let balanced = SharedBalancer::new(lb, settled, self.timeout);

@@ -31,7 +31,8 @@ use crate::propagation::{CallContext, outgoing_trace};
 /// Errors reach tonic as a [`tonic::Status`]: DEADLINE_EXCEEDED when the
 /// call's deadline or an attempt's timeout passed, UNAVAILABLE when the
 /// service breaker is open, no instance is known, or the connection
-/// failed, UNKNOWN otherwise, with meshguard's error as the message.
+/// failed (TLS refused included, though not retried), UNKNOWN otherwise,
+/// with meshguard's error as the message.
 #[derive(Clone)]
 pub struct Channel {
     pub(super) stack: Stack,

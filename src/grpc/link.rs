@@ -41,6 +41,24 @@ pub(crate) type Sender = SendRequest<RequestBody>;
 /// awaits.
 type Connecting = Shared<Pin<Box<dyn Future<Output = Result<Sender, ConnectError>> + Send>>>;
 
+/// How a connection is pinged.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeepAlive {
+    /// Every so often (`None`: never).
+    pub(crate) interval: Option<std::time::Duration>,
+    /// Idle or not.
+    pub(crate) while_idle: bool,
+}
+
+impl Default for KeepAlive {
+    fn default() -> Self {
+        KeepAlive {
+            interval: Some(KEEP_ALIVE_INTERVAL),
+            while_idle: true,
+        }
+    }
+}
+
 /// One endpoint's connection, as its transport holds it.
 pub(crate) struct Link {
     /// The connection this transport last sent on: a call's fast path,
@@ -81,13 +99,13 @@ pub(crate) enum Ready<'a> {
 
 impl Link {
     /// A link to `target` (`scheme://authority`), unconnected.
-    pub(crate) fn new(target: Uri, connector: Connector) -> Self {
+    pub(crate) fn new(target: Uri, connector: Connector, keep_alive: KeepAlive) -> Self {
         let mut http2 = Builder::new(Boxing);
         http2
             .timer(TokioTimer::new())
-            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_interval(keep_alive.interval)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(keep_alive.while_idle);
         Link {
             open: None,
             shared: Arc::new(Endpoint {
@@ -339,7 +357,11 @@ mod tests {
     fn a_connect_cancelled_with_its_runtime_is_made_again_by_the_next_call() {
         let (target, mut accepted) = silent();
         let tls = TlsConfig::default();
-        let mut link = Link::new(target, connector(&tls, HttpProtocol::Http2));
+        let mut link = Link::new(
+            target,
+            connector(&tls, HttpProtocol::Http2),
+            KeepAlive::default(),
+        );
         let first = runtime();
         let cancelled = {
             let _in = first.enter();
@@ -359,7 +381,11 @@ mod tests {
     fn calls_while_connecting_wait_for_the_same_connection() {
         let (target, mut accepted) = silent();
         let tls = TlsConfig::default();
-        let mut link = Link::new(target, connector(&tls, HttpProtocol::Http2));
+        let mut link = Link::new(
+            target,
+            connector(&tls, HttpProtocol::Http2),
+            KeepAlive::default(),
+        );
         runtime().block_on(async {
             let first = connecting(&mut link);
             let second = connecting(&mut link);

@@ -17,7 +17,7 @@ use tower::Service;
 
 use super::body::{RequestBody, ResponseBody};
 use super::call::GrpcCall;
-use super::link::{ConnectError, Connector, Handle, Link, Ready};
+use super::link::{ConnectError, Connector, Handle, KeepAlive, Link, Ready};
 use crate::BoxError;
 use crate::classify::{Classified, Outcome};
 use crate::client::transport_outcome;
@@ -38,6 +38,7 @@ pub(crate) struct GrpcTransport {
 impl GrpcTransport {
     pub(crate) fn new(
         connector: Connector,
+        keep_alive: KeepAlive,
         endpoint: &Endpoint,
         timeout: Option<Duration>,
     ) -> Self {
@@ -57,7 +58,7 @@ impl GrpcTransport {
                     .authority(authority.clone())
                     .path_and_query("/")
                     .build()?;
-                Ok((Link::new(uri, connector), authority))
+                Ok((Link::new(uri, connector, keep_alive), authority))
             })
             .map_err(|e| Arc::from(format!("{base}: {e}")));
         GrpcTransport {
@@ -260,6 +261,7 @@ mod tests {
         let link = Link::new(
             target,
             connector(&TlsConfig::default(), HttpProtocol::Http2),
+            KeepAlive::default(),
         );
         // A connection that closed before anything went out on it.
         let (io, _peer) = tokio::io::duplex(4096);

@@ -677,3 +677,13 @@ impl ShuttingDown {
         }
     }
 }
+
+#[tokio::test]
+async fn a_keep_alive_interval_of_zero_is_a_config_error_naming_the_field() {
+    let err = Channel::builder("users")
+        .urls(["http://127.0.0.1:1"])
+        .keep_alive_interval(Some(Duration::ZERO))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "keep_alive_interval");
+}

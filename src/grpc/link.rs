@@ -339,6 +339,11 @@ mod tests {
         (target, rx)
     }
 
+    fn https(target: Uri) -> Link {
+        let connector = connector(&TlsConfig::default(), HttpProtocol::Http2);
+        Link::new(target, connector, KeepAlive::default())
+    }
+
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -356,12 +361,7 @@ mod tests {
     #[test]
     fn a_connect_cancelled_with_its_runtime_is_made_again_by_the_next_call() {
         let (target, mut accepted) = silent();
-        let tls = TlsConfig::default();
-        let mut link = Link::new(
-            target,
-            connector(&tls, HttpProtocol::Http2),
-            KeepAlive::default(),
-        );
+        let mut link = https(target);
         let first = runtime();
         let cancelled = {
             let _in = first.enter();
@@ -380,12 +380,7 @@ mod tests {
     #[test]
     fn calls_while_connecting_wait_for_the_same_connection() {
         let (target, mut accepted) = silent();
-        let tls = TlsConfig::default();
-        let mut link = Link::new(
-            target,
-            connector(&tls, HttpProtocol::Http2),
-            KeepAlive::default(),
-        );
+        let mut link = https(target);
         runtime().block_on(async {
             let first = connecting(&mut link);
             let second = connecting(&mut link);

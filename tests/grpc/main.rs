@@ -386,6 +386,21 @@ async fn a_client_stream_is_sent_once_even_when_unavailable() {
     assert_eq!(server.requests.load(Ordering::SeqCst), 1);
 }
 
+/// A channel to `url` whose bulkhead lets one call at a time through, and
+/// none wait.
+fn one_at_a_time(url: &str) -> Channel {
+    Channel::builder("users")
+        .urls([url])
+        .bulkhead(Some(
+            meshguard::limit::BulkheadConfig::builder()
+                .max_concurrent(1)
+                .build()
+                .unwrap(),
+        ))
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_call_beyond_the_bulkhead_is_resource_exhausted_without_a_request() {
     let server = instance(|_| {
@@ -395,16 +410,7 @@ async fn a_call_beyond_the_bulkhead_is_resource_exhausted_without_a_request() {
         })
     })
     .await;
-    let users = Channel::builder("users")
-        .urls([server.url.as_str()])
-        .bulkhead(Some(
-            meshguard::limit::BulkheadConfig::builder()
-                .max_concurrent(1)
-                .build()
-                .unwrap(),
-        ))
-        .build()
-        .unwrap();
+    let users = one_at_a_time(&server.url);
     let first = tokio::spawn({
         let users = users.clone();
         async move { get(&users, 1, None).await }
@@ -423,16 +429,7 @@ async fn a_call_beyond_the_bulkhead_is_resource_exhausted_without_a_request() {
 #[tokio::test]
 async fn a_call_whose_message_cannot_be_encoded_gives_its_bulkhead_permit_back() {
     let server = instance(ada).await;
-    let users = Channel::builder("users")
-        .urls([server.url.as_str()])
-        .bulkhead(Some(
-            meshguard::limit::BulkheadConfig::builder()
-                .max_concurrent(1)
-                .build()
-                .unwrap(),
-        ))
-        .build()
-        .unwrap();
+    let users = one_at_a_time(&server.url);
     // Its one message is over tonic's limit: the request's body fails.
     let mut failing = tonic::client::Grpc::new(users.clone()).max_encoding_message_size(1);
     failing.ready().await.unwrap();

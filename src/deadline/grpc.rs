@@ -23,7 +23,7 @@ pub(crate) fn to_header_value(left: Duration) -> HeaderValue {
     .into_iter()
     .find(|(count, _)| *count <= MAX)
     .unwrap_or((MAX, 'H'));
-    HeaderValue::from_str(&format!("{count}{unit}")).expect("digits and a unit")
+    super::number_value(count as u64, Some(unit as u8))
 }
 
 /// The time a `grpc-timeout` value gives, or `None` if it is not one (1 to

@@ -50,20 +50,7 @@ impl Deadline {
     /// The time left at `now`, as the [`DEADLINE`] header's value.
     pub fn to_header_value(&self, now: Instant) -> HeaderValue {
         let ms = self.0.saturating_duration_since(now).as_millis() as u64;
-        // Digits by hand into one buffer: `HeaderValue::from(u64)` goes
-        // through a growing `BytesMut`, two allocations a call.
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut rest = ms;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        HeaderValue::from_bytes(&digits[at..]).expect("ASCII digits")
+        number_value(ms, None)
     }
 
     /// The deadline a [`DEADLINE`] header value gives, counted from `now`;
@@ -151,6 +138,29 @@ impl<B> HasDeadline for http::Request<B> {
     fn timeout(&self) -> Option<Duration> {
         self.extensions().get::<Timeout>().map(|t| t.0)
     }
+}
+
+/// `n` in decimal, then `unit` if given, as a header value. Digits by hand
+/// into one buffer: `HeaderValue::from(u64)` goes through a growing
+/// `BytesMut`, and `format!` through the formatting machinery and a
+/// `String`, each allocating on every call.
+pub(crate) fn number_value(n: u64, unit: Option<u8>) -> HeaderValue {
+    let mut text = [0u8; 21];
+    let mut at = text.len();
+    if let Some(unit) = unit {
+        at -= 1;
+        text[at] = unit;
+    }
+    let mut rest = n;
+    loop {
+        at -= 1;
+        text[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&text[at..]).expect("ASCII digits and a unit")
 }
 
 #[cfg(test)]

@@ -81,7 +81,12 @@ async fn a_blocking_query_returns_at_once_on_a_change() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+// Real time: under a paused clock, tokio moves time on whenever the
+// runtime waits for the socket, to whichever timer comes first (hyper's
+// 30 s header read timeout), which made this test fail on a loaded
+// machine. The jitter's exact bounds are a unit test of the registry's
+// `gives_up_at`.
+#[tokio::test]
 async fn a_blocking_query_times_out_with_200_and_the_same_index() {
     let consul = ConsulRegistry::start().await;
     let api = Api::new(&consul);
@@ -93,12 +98,9 @@ async fn a_blocking_query_times_out_with_200_and_the_same_index() {
         .await;
     let took = start.elapsed();
     assert_eq!((status, again, body.as_str()), (200, Some(index), "[]"));
-    // The wait plus Consul's jitter of up to wait/16 (§2).
+    // The query's own wait, not the default of 5 minutes.
     assert!(took >= Duration::from_secs(1), "{took:?}");
-    assert!(
-        took <= Duration::from_millis(1_062) + Duration::from_micros(500),
-        "{took:?}"
-    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }
 
 #[tokio::test]

@@ -17,6 +17,19 @@ const MAX_WAIT: Duration = Duration::from_secs(600);
 /// The wait of a blocking query that names none (`defaultQueryTime`).
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 
+/// When a blocking query received at `now` with `wait` (none: the
+/// default) answers if nothing changed: the wait, at most [`MAX_WAIT`],
+/// plus a random jitter of up to 1/16 of it (§2).
+pub(super) fn gives_up_at(now: Instant, wait: Option<Duration>) -> Instant {
+    let timeout = match wait {
+        Some(w) if w > MAX_WAIT => MAX_WAIT,
+        Some(w) if !w.is_zero() => w,
+        _ => DEFAULT_WAIT,
+    };
+    let jitter = Duration::from_nanos(fastrand::u64(0..=(timeout.as_nanos() / 16) as u64));
+    now + timeout + jitter
+}
+
 /// Checks `dc`, `stale`/`consistent`, and, when `index` is given, waits
 /// until the registry's index differs from it or the wait (plus up to
 /// 1/16 jitter) ends, as §2 says. An `Err` is the answer to send.
@@ -44,13 +57,7 @@ pub(super) async fn block(reg: &ConsulRegistry, ps: &[(String, String)]) -> Resu
     if index == 0 {
         return Ok(());
     }
-    let timeout = match wait {
-        Some(w) if w > MAX_WAIT => MAX_WAIT,
-        Some(w) if !w.is_zero() => w,
-        _ => DEFAULT_WAIT,
-    };
-    let jitter = Duration::from_nanos(fastrand::u64(0..=(timeout.as_nanos() / 16) as u64));
-    let deadline = Instant::now() + timeout + jitter;
+    let deadline = gives_up_at(Instant::now(), wait);
     let mut changes = reg.subscribe();
     loop {
         if reg.lock().index != index {
@@ -79,4 +86,38 @@ pub(super) fn json_answer(index: u64, ps: &[(String, String)], body: String) -> 
         }),
     );
     (StatusCode::OK, headers, body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The range of `gives_up_at(now, wait)` over many draws.
+    fn range(wait: Option<Duration>) -> (Duration, Duration) {
+        let now = Instant::now();
+        let waits: Vec<Duration> = (0..2_000).map(|_| gives_up_at(now, wait) - now).collect();
+        (*waits.iter().min().unwrap(), *waits.iter().max().unwrap())
+    }
+
+    #[test]
+    fn a_wait_is_kept_with_up_to_a_sixteenth_more() {
+        let (min, max) = range(Some(Duration::from_secs(1)));
+        assert!(min >= Duration::from_secs(1), "{min:?}");
+        assert!(
+            max <= Duration::from_millis(1_062) + Duration::from_micros(500),
+            "{max:?}"
+        );
+        // Jittered, not fixed.
+        assert!(max > min);
+    }
+
+    #[test]
+    fn no_wait_or_zero_is_the_default_and_a_long_one_is_capped() {
+        for wait in [None, Some(Duration::ZERO)] {
+            let (min, max) = range(wait);
+            assert!(min >= DEFAULT_WAIT && max <= DEFAULT_WAIT + DEFAULT_WAIT / 16);
+        }
+        let (min, max) = range(Some(Duration::from_secs(3_600)));
+        assert!(min >= MAX_WAIT && max <= MAX_WAIT + MAX_WAIT / 16);
+    }
 }

@@ -1,7 +1,6 @@
 //! `GET /v1/health/service/:name`: blocking queries, `passing`, `tag`,
 //! `filter`, and entries in the real wire shape, gzipped when asked.
 
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -15,11 +14,6 @@ use super::filter::{Term, matches, parse_filter};
 use super::params::{bad_request, param, parse_bool, parse_go_duration};
 use super::render::render;
 use super::state::{CheckStatus, DATACENTER};
-
-/// The longest blocking wait (Consul's `maxQueryTime`).
-const MAX_WAIT: Duration = Duration::from_secs(600);
-/// The wait of a blocking query that names none (`defaultQueryTime`).
-const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 
 pub(super) async fn missing_name() -> Response {
     bad_request("Missing service name")
@@ -76,13 +70,7 @@ pub(super) async fn health_service(
     );
 
     if index > 0 {
-        let timeout = match wait {
-            Some(w) if w > MAX_WAIT => MAX_WAIT,
-            Some(w) if !w.is_zero() => w,
-            _ => DEFAULT_WAIT,
-        };
-        let jitter = Duration::from_nanos(fastrand::u64(0..=(timeout.as_nanos() / 16) as u64));
-        let deadline = Instant::now() + timeout + jitter;
+        let deadline = super::blocking::gives_up_at(Instant::now(), wait);
         let mut changes = reg.subscribe();
         loop {
             {

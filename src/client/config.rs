@@ -143,6 +143,17 @@ pub struct ConsulConfig {
     /// How long a blocking query waits (default 60 s).
     #[serde(default, with = "humantime_serde")]
     pub wait: Option<Duration>,
+    /// A Consul filter expression on the instances (`filter`), e.g.
+    /// `Service.Meta.zone == "eu-1"`.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// At most one query per this interval after a burst of two (default
+    /// 1 s).
+    #[serde(default, with = "humantime_serde")]
+    pub min_interval: Option<Duration>,
+    /// The largest answer read, in bytes (default 64 MiB).
+    #[serde(default)]
+    pub max_body_size: Option<usize>,
     /// The name of the environment variable holding the ACL token (a token
     /// never sits in a config file).
     #[serde(default)]
@@ -241,6 +252,15 @@ fn consul_discovery(
     }
     if let Some(wait) = c.wait {
         w = w.wait(wait);
+    }
+    if let Some(filter) = c.filter {
+        w = w.filter(filter);
+    }
+    if let Some(interval) = c.min_interval {
+        w = w.min_interval(interval);
+    }
+    if let Some(bytes) = c.max_body_size {
+        w = w.max_body_size(bytes);
     }
     if let Some(var) = c.token_env {
         let token = std::env::var(&var).map_err(|_| {

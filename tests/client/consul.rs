@@ -165,3 +165,42 @@ async fn a_missing_token_variable_is_rejected_naming_the_field() {
         "consul.token_env"
     );
 }
+
+#[tokio::test]
+async fn the_config_files_consul_filter_chooses_the_instances() {
+    let consul = ConsulRegistry::start().await;
+    consul.register_passing("users", "a", "127.0.0.1", instance("a").await);
+    consul.register_passing("users", "b", "127.0.0.1", instance("b").await);
+    let config: ServiceClientConfig = toml::from_str(&format!(
+        r#"
+        service = "users"
+        [consul]
+        address = "{}"
+        filter = 'Service.ID == "b"'
+        min_interval = "100ms"
+        max_body_size = 65536
+        "#,
+        consul.url()
+    ))
+    .unwrap();
+    let users = ServiceClient::from_config(config).unwrap();
+    for _ in 0..10 {
+        assert_eq!(whoami(&users).await.unwrap(), "b");
+    }
+}
+
+#[tokio::test]
+async fn a_consul_max_body_size_of_zero_is_rejected_naming_the_field() {
+    let config: ServiceClientConfig = toml::from_str(
+        r#"
+        service = "users"
+        [consul]
+        max_body_size = 0
+        "#,
+    )
+    .unwrap();
+    assert_eq!(
+        ServiceClient::from_config(config).unwrap_err().field(),
+        "consul.max_body_size"
+    );
+}

@@ -19,8 +19,42 @@ pub(super) fn parse_filter(expr: &str) -> Result<Vec<Term>, String> {
             .and_then(|s| s.strip_suffix('"'))
             .map(str::to_string)
     }
+    // Only conjunctions are evaluated (an `or` or a `not` is refused
+    // below), and grouping does not change a conjunction: parentheses
+    // outside quotes are dropped, so `"v2" in Service.Tags and
+    // (Service.Meta.zone == "eu")`, as the watch combines a tag with a
+    // filter, reads as the two terms.
+    let mut ungrouped = String::with_capacity(expr.len());
+    // The words outside quotes, to find an `or` or a `not`.
+    let mut bare = String::with_capacity(expr.len());
+    let mut quoted_text = false;
+    for c in expr.chars() {
+        match c {
+            '"' => {
+                quoted_text = !quoted_text;
+                ungrouped.push(c);
+                bare.push(' ');
+            }
+            '(' | ')' if !quoted_text => bare.push(' '),
+            _ => {
+                ungrouped.push(c);
+                if !quoted_text {
+                    bare.push(c);
+                }
+            }
+        }
+    }
+    if let Some(word) = bare
+        .split_whitespace()
+        .find(|w| w.eq_ignore_ascii_case("or") || w.eq_ignore_ascii_case("not"))
+    {
+        return Err(format!(
+            "Failed to create boolean expression evaluator: unsupported operator {word:?} \
+             (the in-process registry supports a subset of bexpr: terms joined by `and`)"
+        ));
+    }
     let mut terms = Vec::new();
-    for part in expr.split(" and ") {
+    for part in ungrouped.split(" and ") {
         let part = part.trim();
         let term = if let Some((v, field)) = part.split_once(" in ") {
             match (quoted(v), field.trim()) {
@@ -67,4 +101,29 @@ pub(super) fn matches(i: &Instance, terms: &[Term]) -> bool {
         Term::Name(v) => &i.name == v,
         Term::CheckStatus(v) => i.checks.iter().any(|c| c.status.as_str() == v),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouped_terms_read_as_the_terms() {
+        let terms = parse_filter(r#""v2" in Service.Tags and (Service.ID == "b (1)")"#).unwrap();
+        assert!(
+            matches!(&terms[..], [Term::HasTag(t), Term::Id(id)] if t == "v2" && id == "b (1)")
+        );
+    }
+
+    #[test]
+    fn an_or_or_a_not_is_refused_not_misread() {
+        for expr in [
+            r#"Service.ID == "a" or Service.ID == "b""#,
+            r#"not "v2" in Service.Tags"#,
+        ] {
+            assert!(parse_filter(expr).is_err(), "{expr}");
+        }
+        // Inside quotes they are values.
+        assert!(parse_filter(r#"Service.ID == "a or not b""#).is_ok());
+    }
 }

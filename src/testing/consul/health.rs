@@ -1,7 +1,6 @@
 //! `GET /v1/health/service/:name`: blocking queries, `passing`, `tag`,
 //! `filter`, and entries in the real wire shape, gzipped when asked.
 
-
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -187,8 +187,8 @@ impl ChannelBuilder {
     /// Whether connections with no call on them are pinged too (default
     /// `true`: a dead idle connection is found before a call needs it).
     /// `false` for servers that refuse pings on idle connections, as
-    /// grpc-go's do by default (more than one every 5 minutes without a
-    /// call gets a GOAWAY `too_many_pings`).
+    /// grpc-go's do by default (one every 2 hours without a call; see
+    /// docs/grpc.md, "Connections").
     pub fn keep_alive_while_idle(mut self, while_idle: bool) -> Self {
         self.keep_alive.while_idle = while_idle;
         self

@@ -157,14 +157,36 @@ impl Endpoint {
     /// The open connection, or the one being made (started now if none
     /// is).
     fn ready(self: &Arc<Self>) -> Result<Sender, Connecting> {
-        let mut state = self.lock();
-        match &*state {
-            State::Open(sender) if !sender.is_closed() => return Ok(sender.clone()),
-            State::Connecting(connecting) => return Err(connecting.clone()),
-            State::Open(_) | State::Closed => {}
-        }
-        let connecting = connect(self.clone());
-        *state = State::Connecting(connecting.clone());
+        let (connecting, made) = {
+            let mut state = self.lock();
+            match &*state {
+                State::Open(sender) if !sender.is_closed() => return Ok(sender.clone()),
+                State::Connecting(connecting) => return Err(connecting.clone()),
+                State::Open(_) | State::Closed => {}
+            }
+            let (made, result) = tokio::sync::oneshot::channel();
+            let connecting: Pin<Box<dyn Future<Output = Result<Sender, ConnectError>> + Send>> =
+                Box::pin(result.map(|result| {
+                    // The task ended without an answer: cancelled with its
+                    // runtime (maybe before it ever ran), or panicked.
+                    result.unwrap_or_else(|_| {
+                        Err(ConnectError::new(
+                            Outcome::Connect,
+                            std::io::Error::other("the connecting task ended without a connection"),
+                        ))
+                    })
+                }));
+            let connecting = connecting.shared();
+            *state = State::Connecting(connecting.clone());
+            (connecting, made)
+        };
+        // Spawned with the lock released: a runtime that is shutting down
+        // drops the task at once, and its guard takes the lock.
+        let pending = Pending {
+            endpoint: Some(self.clone()),
+            connecting: connecting.clone(),
+        };
+        tokio::spawn(connect(pending, made));
         Err(connecting)
     }
 }
@@ -172,58 +194,63 @@ impl Endpoint {
 /// Makes the connection in a task of its own, so that it completes (and
 /// is kept for the next call) even when every call that waited for it
 /// gave up first; bounded by [`CONNECT_TIMEOUT`], TLS and HTTP/2
-/// handshakes included.
-fn connect(endpoint: Arc<Endpoint>) -> Connecting {
-    let task = tokio::spawn(async move {
-        let pending = Pending(Some(endpoint));
-        let endpoint = pending.0.as_deref().expect("set");
-        let made = tokio::time::timeout(CONNECT_TIMEOUT, handshake(endpoint))
-            .await
-            .unwrap_or_else(|_| {
-                Err(ConnectError::new(
-                    Outcome::Connect,
-                    std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "no HTTP/2 connection to {} within {CONNECT_TIMEOUT:?}",
-                            endpoint.target
-                        ),
+/// handshakes included. The state is set before the waiting calls hear.
+async fn connect(
+    pending: Pending,
+    made: tokio::sync::oneshot::Sender<Result<Sender, ConnectError>>,
+) {
+    let endpoint = pending.endpoint.as_deref().expect("set");
+    let result = tokio::time::timeout(CONNECT_TIMEOUT, handshake(endpoint))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ConnectError::new(
+                Outcome::Connect,
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no HTTP/2 connection to {} within {CONNECT_TIMEOUT:?}",
+                        endpoint.target
                     ),
-                ))
-            });
-        pending.finish(made.as_ref().ok());
-        made
-    });
-    let joined: Pin<Box<dyn Future<Output = Result<Sender, ConnectError>> + Send>> =
-        Box::pin(task.map(|joined| {
-            // Cancelled with its runtime, or panicked: never sent.
-            joined.unwrap_or_else(|e| Err(ConnectError::new(Outcome::Connect, e)))
-        }));
-    joined.shared()
+                ),
+            ))
+        });
+    pending.finish(result.as_ref().ok());
+    let _ = made.send(result);
 }
 
-/// A connect task's hold on its endpoint: it leaves the state `Open` or
-/// `Closed` when the task ends, even when it ends without a result
-/// (cancelled with its runtime, or panicked), so that the next call
-/// connects again rather than awaiting a connection that never comes.
-struct Pending(Option<Arc<Endpoint>>);
+/// A connecting task's hold on its endpoint: it leaves the state `Open`
+/// or `Closed` when the task ends, even when it ends without a result
+/// (dropped with its runtime, even before it first ran, or panicked), so
+/// that the next call connects again rather than awaiting a connection
+/// that never comes. Owned by the task's future from the start.
+struct Pending {
+    endpoint: Option<Arc<Endpoint>>,
+    /// The connection it makes: the state is changed only while it still
+    /// says this one is being made.
+    connecting: Connecting,
+}
 
 impl Pending {
     fn finish(mut self, made: Option<&Sender>) {
-        if let Some(endpoint) = self.0.take() {
-            *endpoint.lock() = match made {
-                Some(sender) => State::Open(sender.clone()),
-                None => State::Closed,
-            };
+        self.set(match made {
+            Some(sender) => State::Open(sender.clone()),
+            None => State::Closed,
+        });
+    }
+
+    fn set(&mut self, to: State) {
+        if let Some(endpoint) = self.endpoint.take() {
+            let mut state = endpoint.lock();
+            if matches!(&*state, State::Connecting(c) if Shared::ptr_eq(c, &self.connecting)) {
+                *state = to;
+            }
         }
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if let Some(endpoint) = self.0.take() {
-            *endpoint.lock() = State::Closed;
-        }
+        self.set(State::Closed);
     }
 }
 
@@ -373,6 +400,25 @@ mod tests {
         runtime().block_on(async {
             let again = connecting(&mut link);
             assert!(!Shared::ptr_eq(&cancelled, &again));
+            accepted.recv().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_connect_whose_task_never_ran_fails_its_waiters_and_is_made_again() {
+        let (target, mut accepted) = silent();
+        let mut link = https(target);
+        let first = runtime();
+        let never_ran = {
+            let _in = first.enter();
+            connecting(&mut link)
+        };
+        drop(first);
+        runtime().block_on(async {
+            let err = never_ran.clone().await.unwrap_err().into_error();
+            assert_eq!(crate::classify::Outcome::of_error(&*err), Outcome::Connect);
+            let again = connecting(&mut link);
+            assert!(!Shared::ptr_eq(&never_ran, &again));
             accepted.recv().await.unwrap();
         });
     }

@@ -6,7 +6,7 @@
 //! retry      crate::retry       GrpcRetryOn: trailers-only UNAVAILABLE (pushback honoured), connections refused or closed
 //! breaker    crate::circuit_breaker  the service's, fail fast (absent when configured off)
 //! balance    crate::balance     shared p2c over PeakEwma, endpoints behind their ejecting breakers
-//! transport  grpc/transport     hyper-util HTTP/2; the attempt's timer to the head; the deadline on the body
+//! transport  grpc/transport     one HTTP/2 connection per endpoint (grpc/link); the attempt's timer to the head; the deadline on the body
 //! ```
 
 use tower::ServiceBuilder;

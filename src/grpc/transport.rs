@@ -130,7 +130,11 @@ impl Service<GrpcCall> for GrpcTransport {
             .filter(|end| deadline.is_none_or(|d| *end < d));
         // The server stops when this attempt does: at its end, or the
         // deadline.
-        if let Some(stop) = end.or(deadline) {
+        let times = Times {
+            deadline,
+            stop: end.or(deadline),
+        };
+        if let Some(stop) = times.stop {
             let left = crate::deadline::Deadline::at(stop).to_grpc_timeout(now);
             headers.insert(GRPC_TIMEOUT, left);
         }
@@ -143,12 +147,13 @@ impl Service<GrpcCall> for GrpcTransport {
         let sent: Sent = match link.ready() {
             Ready::Open(sender) => {
                 let sent = sender.try_send_request(req);
-                Box::pin(async move { again_if_unsent(sent.await, &handle, deadline).await })
+                Box::pin(async move { again_if_unsent(sent.await, &handle, times).await })
             }
             Ready::Connecting(connecting) => Box::pin(async move {
                 let mut sender = connecting.await.map_err(ConnectError::into_error)?;
+                times.refresh(&mut req);
                 let sent = sender.try_send_request(req).await;
-                again_if_unsent(sent, &handle, deadline).await
+                again_if_unsent(sent, &handle, times).await
             }),
         };
         match end {
@@ -169,17 +174,39 @@ type Answer = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>;
 async fn again_if_unsent(
     sent: Answer,
     link: &Handle,
-    deadline: Option<Instant>,
+    times: Times,
 ) -> Result<Response<ResponseBody>, BoxError> {
     match sent {
         Err(mut e) => match e.take_message() {
-            Some(request) => {
+            Some(mut request) => {
                 let mut sender = link.sender().await.map_err(ConnectError::into_error)?;
-                answered(sender.try_send_request(request).await, deadline)
+                times.refresh(&mut request);
+                answered(sender.try_send_request(request).await, times.deadline)
             }
-            None => answered(Err(e), deadline),
+            None => answered(Err(e), times.deadline),
         },
-        answer => answered(answer, deadline),
+        answer => answered(answer, times.deadline),
+    }
+}
+
+/// When an attempt must end.
+#[derive(Clone, Copy)]
+struct Times {
+    /// The call's deadline, which also ends the response's body.
+    deadline: Option<Instant>,
+    /// The attempt's end, or the deadline: what `grpc-timeout` tells the
+    /// server.
+    stop: Option<Instant>,
+}
+
+impl Times {
+    /// `grpc-timeout` as of now, on a request that waited for a
+    /// connection before it went out.
+    fn refresh(self, request: &mut Request<RequestBody>) {
+        if let Some(stop) = self.stop {
+            let left = crate::deadline::Deadline::at(stop).to_grpc_timeout(Instant::now());
+            request.headers_mut().insert(GRPC_TIMEOUT, left);
+        }
     }
 }
 
@@ -221,7 +248,7 @@ fn failed(outcome: Outcome, error: std::io::Error) -> Bounded<Sent> {
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     use bytes::Bytes;
     use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -230,17 +257,22 @@ mod tests {
     use crate::client::{HttpProtocol, TlsConfig, connector};
     use crate::grpc::link::Boxing;
 
-    /// An h2c server answering every request 200; the requests it served.
-    async fn server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    /// An h2c server answering every request 200; the `grpc-timeout` of
+    /// each request it served.
+    async fn server() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let served = Arc::new(AtomicUsize::new(0));
-        let counted = served.clone();
+        let served = Arc::new(Mutex::new(Vec::new()));
+        let seen = served.clone();
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                let counted = counted.clone();
-                let answer = hyper::service::service_fn(move |_| {
-                    counted.fetch_add(1, Ordering::SeqCst);
+                let seen = seen.clone();
+                let answer = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let timeout = req
+                        .headers()
+                        .get(GRPC_TIMEOUT)
+                        .map(|v| v.to_str().unwrap().to_string());
+                    seen.lock().unwrap().push(timeout.unwrap_or_default());
                     async {
                         Ok::<_, Infallible>(Response::new(http_body_util::Empty::<Bytes>::new()))
                     }
@@ -255,7 +287,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_request_the_connection_gave_back_unsent_is_sent_on_a_new_one() {
+    async fn a_request_the_connection_gave_back_unsent_is_sent_on_a_new_one_with_the_time_left() {
         let (addr, served) = server().await;
         let target: Uri = format!("http://{addr}/").parse().unwrap();
         let link = Link::new(
@@ -270,9 +302,11 @@ mod tests {
             .await
             .unwrap();
         drop(connection);
+        // Its `grpc-timeout` as written before the wait: stale.
         let request = Request::builder()
             .method(http::Method::POST)
             .uri(format!("http://{addr}/users.Users/Get"))
+            .header(GRPC_TIMEOUT, "99999m")
             .body(RequestBody::Full(Some(Bytes::from_static(b"\0\0\0\0\0"))))
             .unwrap();
         let given_back = closed.try_send_request(request).await;
@@ -280,10 +314,18 @@ mod tests {
             panic!("sent on a closed connection")
         };
         assert!(e.error().is_canceled());
-        let response = again_if_unsent(given_back, &link.handle(), None)
+        let times = Times {
+            deadline: None,
+            stop: Some(Instant::now() + Duration::from_secs(1)),
+        };
+        let response = again_if_unsent(given_back, &link.handle(), times)
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        assert_eq!(served.load(Ordering::SeqCst), 1);
+        let served = served.lock().unwrap().clone();
+        assert_eq!(served.len(), 1);
+        // Milliseconds: at most the second left, not the stale 99999.
+        let left: u64 = served[0].strip_suffix('m').unwrap().parse().unwrap();
+        assert!(left <= 1_000, "{served:?}");
     }
 }

@@ -13,48 +13,78 @@ pub(super) enum Term {
 }
 
 pub(super) fn parse_filter(expr: &str) -> Result<Vec<Term>, String> {
+    /// A double-quoted string's value (`\"` and `\\` unescaped); `None`
+    /// for anything else, a quote left unescaped inside included.
     fn quoted(s: &str) -> Option<String> {
-        let s = s.trim();
-        s.strip_prefix('"')
-            .and_then(|s| s.strip_suffix('"'))
-            .map(str::to_string)
-    }
-    // Only conjunctions are evaluated (an `or` or a `not` is refused
-    // below), and grouping does not change a conjunction: parentheses
-    // outside quotes are dropped, so `"v2" in Service.Tags and
-    // (Service.Meta.zone == "eu")`, as the watch combines a tag with a
-    // filter, reads as the two terms.
-    let mut ungrouped = String::with_capacity(expr.len());
-    // The words outside quotes, to find an `or` or a `not`.
-    let mut bare = String::with_capacity(expr.len());
-    let mut quoted_text = false;
-    for c in expr.chars() {
-        match c {
-            '"' => {
-                quoted_text = !quoted_text;
-                ungrouped.push(c);
-                bare.push(' ');
-            }
-            '(' | ')' if !quoted_text => bare.push(' '),
-            _ => {
-                ungrouped.push(c);
-                if !quoted_text {
-                    bare.push(c);
-                }
+        let inner = s.trim().strip_prefix('"')?.strip_suffix('"')?;
+        let mut value = String::with_capacity(inner.len());
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => value.push(chars.next()?),
+                '"' => return None,
+                c => value.push(c),
             }
         }
+        Some(value)
     }
-    if let Some(word) = bare
-        .split_whitespace()
-        .find(|w| w.eq_ignore_ascii_case("or") || w.eq_ignore_ascii_case("not"))
-    {
-        return Err(format!(
-            "Failed to create boolean expression evaluator: unsupported operator {word:?} \
+    let unsupported = |what: String| {
+        Err(format!(
+            "Failed to create boolean expression evaluator: unsupported {what} \
              (the in-process registry supports a subset of bexpr: terms joined by `and`)"
-        ));
+        ))
+    };
+    // The terms, split at each `and` outside quotes. Only conjunctions are
+    // evaluated (an `or` or a `not` is refused), and grouping does not
+    // change a conjunction: parentheses outside quotes are dropped, so
+    // `"v2" in Service.Tags and (Service.Meta.zone == "eu")`, as the watch
+    // combines a tag with a filter, reads as the two terms.
+    let mut parts = vec![String::new()];
+    let mut word = String::new();
+    let mut in_quotes = false;
+    let mut chars = expr.chars().peekable();
+    while let Some(c) = chars.next() {
+        let part = parts.last_mut().expect("one at least");
+        if in_quotes {
+            part.push(c);
+            match c {
+                '\\' => part.extend(chars.next()),
+                '"' => in_quotes = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_quotes = true,
+            '`' => return unsupported("raw string (backticks)".into()),
+            _ => {}
+        }
+        if c.is_alphanumeric() || c == '.' || c == '_' || c == '-' {
+            word.push(c);
+        } else {
+            word.clear();
+        }
+        let ends_word = !chars
+            .peek()
+            .is_some_and(|n| n.is_alphanumeric() || *n == '.' || *n == '_' || *n == '-');
+        if ends_word && !word.is_empty() {
+            if word.eq_ignore_ascii_case("or") || word.eq_ignore_ascii_case("not") {
+                return unsupported(format!("operator {word:?}"));
+            }
+            if word == "and" {
+                // Drop the `an` already pushed, and start the next term.
+                part.truncate(part.len() - 2);
+                parts.push(String::new());
+                word.clear();
+                continue;
+            }
+        }
+        if c != '(' && c != ')' {
+            part.push(c);
+        }
     }
     let mut terms = Vec::new();
-    for part in ungrouped.split(" and ") {
+    for part in &parts {
         let part = part.trim();
         let term = if let Some((v, field)) = part.split_once(" in ") {
             match (quoted(v), field.trim()) {
@@ -124,6 +154,29 @@ mod tests {
             assert!(parse_filter(expr).is_err(), "{expr}");
         }
         // Inside quotes they are values.
-        assert!(parse_filter(r#"Service.ID == "a or not b""#).is_ok());
+        let terms =
+            parse_filter(r#"Service.ID == "a or not b" and "x and y" in Service.Tags"#).unwrap();
+        assert!(
+            matches!(&terms[..], [Term::Id(id), Term::HasTag(t)] if id == "a or not b" && t == "x and y")
+        );
+    }
+
+    #[test]
+    fn an_escaped_quote_stays_inside_its_value() {
+        let terms = parse_filter(r#""a\"b" in Service.Tags"#).unwrap();
+        assert!(matches!(&terms[..], [Term::HasTag(t)] if t == "a\"b"));
+        // An `or` after an escaped quote is still outside the quotes.
+        let expr = r#""a\"b" in Service.Tags and Service.ID == "x" or Service.ID == "y""#;
+        assert!(parse_filter(expr).is_err());
+    }
+
+    #[test]
+    fn raw_strings_and_unescaped_inner_quotes_are_refused() {
+        for expr in [
+            "`v2` in Service.Tags",
+            r#"Service.ID == "a" AND Service.ID == "b""#,
+        ] {
+            assert!(parse_filter(expr).is_err(), "{expr}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -195,6 +195,10 @@ impl Future for ResponseFuture {
         match self.project().state.project() {
             StateProj::Calling { call } => call.poll(cx).map_err(status),
             StateProj::Failed { error } => {
+                // Fails without touching a tokio resource: spend the task's
+                // budget, or a caller looping on such calls would starve
+                // its worker.
+                ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
                 Poll::Ready(Err(error.take().expect("polled after completion")))
             }
         }

@@ -450,6 +450,36 @@ async fn a_call_whose_message_cannot_be_encoded_gives_its_bulkhead_permit_back()
 }
 
 #[tokio::test]
+async fn calls_failing_at_once_let_the_other_tasks_run() {
+    let server = instance(ada).await;
+    let users = channel(&[&server.url]);
+    // Warm: from here on the channel is ready at once.
+    assert_eq!(get(&users, 1, None).await.unwrap().id, 1);
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn({
+        let ran = ran.clone();
+        async move { ran.store(true, Ordering::SeqCst) }
+    });
+    // Each call's message is over tonic's limit: it fails in `call`.
+    let mut failing = tonic::client::Grpc::new(users.clone()).max_encoding_message_size(1);
+    let path = PathAndQuery::from_static("/users.Users/Get");
+    let mut calls = 0;
+    while !ran.load(Ordering::SeqCst) && calls < 10_000 {
+        failing.ready().await.unwrap();
+        let request = tonic::Request::new(GetUser { id: 1 << 40 });
+        let codec = ProstCodec::<GetUser, User>::default();
+        let status = failing
+            .unary(request, path.clone(), codec)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::OutOfRange);
+        calls += 1;
+    }
+    // tokio's budget is 128 polls of its resources.
+    assert!(calls <= 128, "the other task waited {calls} calls");
+}
+
+#[tokio::test]
 async fn an_open_service_breaker_is_unavailable_without_a_call() {
     let server = instance(ada).await;
     let users = channel(&[&server.url]);
